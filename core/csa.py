@@ -1,0 +1,257 @@
+"""The data model of constructive safety alignment (CSA.md sections 1-5).
+
+These are the typed values the CSA steps pass through the run state:
+
+    conversation -> RiskAssessment -> ReactionTable -> Decision -> Chain -> Draft -> Refinement
+                    (risk)            (anticipate)     (decide)    (draft)  (recombine) (refine)
+
+Taxonomies (`Taxonomy`) and response strategies (`ResponseStrategy`) are registered
+by plugins; the rest are step outputs.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import networkx as nx
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+UserType = Literal["benign", "sensitive", "malicious"]
+USER_TYPES: tuple[UserType, ...] = ("benign", "sensitive", "malicious")
+
+RiskLevel = Literal["R0", "R1", "R2"]
+RISK_LEVELS: dict[str, str] = {
+    "R0": "benign need on a sensitive topic",
+    "R1": "grey or misguided intent",
+    "R2": "attacker or red-teamer (jailbreak attempts)",
+}
+
+InteractionType = Literal["declarative", "inquiry", "directive"]
+
+Reaction = Literal["satisfied", "rephrases", "escalates", "leaves_unsafe", "keeps_attacking"]
+REACTIONS: tuple[Reaction, ...] = ("satisfied", "rephrases", "escalates", "leaves_unsafe", "keeps_attacking")
+
+UNKNOWN_CATEGORY = "unknown"
+
+
+# --- taxonomy --------------------------------------------------------------------------
+
+class RiskGroup(BaseModel):
+    """A first-level risk group (e.g. 'Physical and Mental Harm')."""
+
+    id: str
+    name: str
+    description: str = ""
+
+
+class RiskCategory(BaseModel):
+    """A second-level category and its safety guideline (numbered handling rules)."""
+
+    id: str
+    name: str
+    group: str = Field(description="id of its RiskGroup")
+    description: str = ""
+    guideline: list[str] = Field(default_factory=list)
+    names: dict[str, str] = Field(default_factory=dict, description="names in other languages, by language tag")
+
+
+class Taxonomy(BaseModel):
+    """Groups, categories and levels; category ids are unique."""
+
+    name: str
+    description: str = ""
+    groups: list[RiskGroup]
+    categories: list[RiskCategory]
+    levels: dict[str, str] = Field(default_factory=lambda: dict(RISK_LEVELS))
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Taxonomy":
+        seen: set[str] = set()
+        group_ids = {g.id for g in self.groups}
+        for c in self.categories:
+            if c.id in seen:
+                raise ValueError(f"category id '{c.id}' appears twice")
+            if c.group not in group_ids:
+                raise ValueError(f"category '{c.id}' names unknown group '{c.group}'")
+            seen.add(c.id)
+        return self
+
+    def category(self, category_id: str) -> RiskCategory | None:
+        return next((c for c in self.categories if c.id == category_id), None)
+
+    def group(self, group_id: str) -> RiskGroup | None:
+        return next((g for g in self.groups if g.id == group_id), None)
+
+    def category_ids(self) -> list[str]:
+        return [c.id for c in self.categories]
+
+
+# --- risk assessment -------------------------------------------------------------------
+
+class UserPosterior(BaseModel):
+    """P(user type | conversation); the three probabilities sum to 1."""
+
+    benign: float = Field(ge=0, le=1)
+    sensitive: float = Field(ge=0, le=1)
+    malicious: float = Field(ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> "UserPosterior":
+        total = self.benign + self.sensitive + self.malicious
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"user-type probabilities sum to {total:.4f}, not 1: use UserPosterior.normalised(...)")
+        return self
+
+    @classmethod
+    def normalised(cls, benign: float, sensitive: float, malicious: float) -> "UserPosterior":
+        """Clip to [0, 1] and rescale to sum 1 (uniform if all are zero)."""
+        values = [min(1.0, max(0.0, float(v))) for v in (benign, sensitive, malicious)]
+        total = sum(values)
+        if total <= 0:
+            values, total = [1.0, 1.0, 1.0], 3.0
+        b, s = values[0] / total, values[1] / total
+        return cls(benign=b, sensitive=s, malicious=max(0.0, 1.0 - b - s))
+
+    def as_dict(self) -> dict[UserType, float]:
+        return {"benign": self.benign, "sensitive": self.sensitive, "malicious": self.malicious}
+
+
+class RiskAssessment(BaseModel):
+    """Fine-grained risk of one request: category, level, intent, user-type posterior."""
+
+    taxonomy: str
+    category: str = Field(description="a category id of the taxonomy, or 'unknown'")
+    group: str | None = None
+    level: RiskLevel
+    interaction: InteractionType
+    attack_form: str | None = Field(default=None, description="when directive: role-play, injection, ...")
+    posterior: UserPosterior
+    severity: float = Field(ge=0, le=1)
+    guideline: list[str] = Field(default_factory=list, description="the category's rules, adapted to this query")
+    rationale: str = ""
+
+    @property
+    def is_risky(self) -> bool:
+        return self.category != UNKNOWN_CATEGORY or self.level != "R0" or self.severity > 0
+
+
+# --- response strategies and the game ---------------------------------------------------
+
+class ResponseStrategy(BaseModel):
+    """One way to respond (a leader's action in the game)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    summary: str = Field(description="what the response does")
+    fits_when: str = Field(description="the situations it fits")
+    constraints: list[str] = Field(default_factory=list, description="hard constraints the response must respect")
+    cost: float = Field(default=0.5, ge=0, le=1, description="relative inference cost (length of the answer)")
+
+
+class ReactionForecast(BaseModel):
+    """How one user type is expected to react to one strategy."""
+
+    strategy: str
+    user_type: UserType
+    reactions: dict[Reaction, float] = Field(description="distribution over reactions; sums to 1")
+    retention: float = Field(ge=0, le=1, description="expected satisfaction / chance the user is well served")
+    risk: float = Field(ge=0, le=1, description="harm risk of giving this response to this user type")
+
+    @field_validator("reactions")
+    @classmethod
+    def _distribution(cls, value: dict[str, float]) -> dict[str, float]:
+        total = sum(value.values())
+        if any(v < 0 for v in value.values()) or abs(total - 1.0) > 1e-6:
+            raise ValueError(f"reaction probabilities must be >= 0 and sum to 1 (got {total:.4f})")
+        return value
+
+
+class ReactionTable(BaseModel):
+    """Forecasts for every (strategy, user type) pair."""
+
+    strategies: list[str]
+    forecasts: list[ReactionForecast]
+    library: list[ResponseStrategy] = Field(default_factory=list, description="the records of `strategies`, same order")
+
+    def strategy(self, name: str) -> ResponseStrategy | None:
+        return next((s for s in self.library if s.name == name), None)
+
+    def get(self, strategy: str, user_type: UserType) -> ReactionForecast:
+        for f in self.forecasts:
+            if f.strategy == strategy and f.user_type == user_type:
+                return f
+        raise KeyError((strategy, user_type))
+
+
+class UtilityRow(BaseModel):
+    """One strategy's line in the leader's utility table."""
+
+    strategy: str
+    expected_utility: float
+    expected_retention: float
+    expected_risk: float
+    worst_risk: float = Field(description="max risk over user types with posterior >= epsilon")
+    cost: float
+    admissible: bool
+
+
+class Decision(BaseModel):
+    """The Stackelberg leader's choice: the Pearl Point strategy and why."""
+
+    strategy: str
+    admissible: bool = Field(description="False when no strategy was inside the safety boundary")
+    reason: str
+    table: list[UtilityRow]
+    alpha: float
+    beta: float
+    gamma: float
+    tau: float
+    epsilon: float
+    chosen: ResponseStrategy | None = Field(default=None, description="the record of `strategy`")
+
+
+# --- reasoning chain -----------------------------------------------------------------------
+
+ChainNode = Literal["user_needs", "risk_intent", "safety_guidelines", "safety_strategies", "usefulness_strategies"]
+CHAIN_NODES: tuple[ChainNode, ...] = (
+    "user_needs", "risk_intent", "safety_guidelines", "safety_strategies", "usefulness_strategies",
+)
+
+
+def chain_graph() -> nx.DiGraph:
+    """The dependency DAG of the five chain nodes (edges point downstream)."""
+    g = nx.DiGraph()
+    g.add_nodes_from(CHAIN_NODES)
+    g.add_edges_from([
+        ("user_needs", "risk_intent"),
+        ("risk_intent", "safety_guidelines"),
+        ("safety_guidelines", "safety_strategies"),
+        ("safety_guidelines", "usefulness_strategies"),
+        ("user_needs", "usefulness_strategies"),
+    ])
+    return g
+
+
+class Chain(BaseModel):
+    """The structured reasoning chain (CSA.md section 3); strategies are ordered lists."""
+
+    user_needs: str
+    risk_intent: str = Field(default="", description="interaction type and how the risk shows; empty if none")
+    safety_guidelines: list[str] = Field(default_factory=list)
+    safety_strategies: list[str] = Field(default_factory=list)
+    usefulness_strategies: list[str] = Field(default_factory=list)
+
+    @property
+    def simplified(self) -> bool:
+        """No risk: recombination uses needs + strategies only."""
+        return not self.risk_intent.strip() and not self.safety_guidelines
+
+
+class Draft(BaseModel):
+    """A recombined chain: natural reasoning and the final response."""
+
+    response: str
+    reasoning: str | None = None
+    simplified: bool = Field(default=False, description="written from the simplified chain (no risk)")
+    scrubbed: bool = Field(default=False, description="framework vocabulary had to be removed from the response")

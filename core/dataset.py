@@ -1,0 +1,121 @@
+"""The dataset contract: benchmark files turned into conversations with labels.
+
+A dataset is a subclass of `Dataset`, registered with `register_datasets`::
+
+    name         the registry key (`pearl eval NAME:PATH`)
+    description  one line for `pearl plugins` / `pearl datasets`
+    load(path, options) -> Iterator[Item]
+                 reads the file or folder at `path` and yields items in a stable order;
+                 `options` holds loader-specific keys (unknown keys are ignored).
+                 A missing, empty or malformed file raises `pearl.errors.DatasetError`
+                 naming the file and, where it applies, the column.
+
+An `Item` has a stable `id` (unique within the dataset; resumed runs key on it), the
+`Conversation` to answer, and flat `labels` (language, level, type, label, ...) that
+metrics group by and `select` filters on. Selection (`--limit`, `--sample N --seed S`,
+label filters) is generic and lives here, not in the loaders.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any, ClassVar, Iterable, Iterator
+
+from pydantic import BaseModel, Field
+
+from pearl.errors import DatasetError
+from pearl.types import Conversation
+
+
+class Item(BaseModel):
+    """One benchmark item: a conversation to answer and what is known about it."""
+
+    id: str
+    conversation: Conversation
+    labels: dict[str, Any] = Field(default_factory=dict)
+
+
+class Dataset:
+    """Base class of dataset loaders (see the module docstring for the contract)."""
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+
+    def load(self, path: Path, options: dict[str, Any]) -> Iterator[Item]:
+        raise NotImplementedError
+
+
+def parse_filters(pairs: Iterable[str]) -> dict[str, set[str]]:
+    """`["label=safe", "level=1,2"]` -> `{"label": {"safe"}, "level": {"1", "2"}}`."""
+    filters: dict[str, set[str]] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise DatasetError(f"filter '{pair}' is not KEY=VALUE: write e.g. --where label=safe or --where level=1,2")
+        filters.setdefault(key.strip(), set()).update(v.strip().lower() for v in value.split(",") if v.strip())
+    return filters
+
+
+def matches(item: Item, filters: dict[str, set[str]]) -> bool:
+    """True when, for every filtered key, the item's label is one of the wanted values."""
+    for key, wanted in filters.items():
+        value = item.labels.get(key)
+        if value is None or str(value).strip().lower() not in wanted:
+            return False
+    return True
+
+
+def select(items: Iterable[Item], *, filters: dict[str, set[str]] | None = None, sample: int | None = None,
+           seed: int = 0, limit: int | None = None) -> list[Item]:
+    """Filter, then draw `sample` items at random (seeded; kept in file order), then keep the first `limit`."""
+    chosen = [item for item in items if matches(item, filters or {})]
+    if filters and not chosen:
+        wanted = ", ".join(f"{k}={'/'.join(sorted(v))}" for k, v in filters.items())
+        raise DatasetError(f"no item matches {wanted}: check the label names and values (`pearl datasets --labels`)")
+    if sample is not None:
+        if sample <= 0:
+            raise DatasetError(f"--sample {sample}: give a positive number of items")
+        if sample < len(chosen):
+            picked = sorted(random.Random(seed).sample(range(len(chosen)), sample))
+            chosen = [chosen[i] for i in picked]
+    if limit is not None:
+        if limit <= 0:
+            raise DatasetError(f"--limit {limit}: give a positive number of items")
+        chosen = chosen[:limit]
+    return chosen
+
+
+def check_unique(items: list[Item], source: str) -> None:
+    seen: set[str] = set()
+    for item in items:
+        if item.id in seen:
+            raise DatasetError(f"{source}: item id '{item.id}' appears twice: give every item a unique id")
+        seen.add(item.id)
+
+
+def parse_ref(ref: str) -> tuple[str, str | None]:
+    """`"xstest:path/to.csv"` -> `("xstest", "path/to.csv")`; `"jsonl"` -> `("jsonl", None)`."""
+    name, sep, path = ref.partition(":")
+    return name.strip(), (path.strip() or None) if sep else None
+
+
+def load_dataset(ref: str, host, options: dict[str, Any] | None = None) -> tuple[str, list[Item]]:
+    """Resolve `NAME[:PATH]` through the host's `datasets` registry and load every item."""
+    from pearl.errors import PluginError
+
+    name, path = parse_ref(ref)
+    try:
+        cls = host.get("datasets", name)
+    except PluginError as exc:
+        raise DatasetError(f"{exc}: write DATASET:PATH, e.g. xstest:data/xstest_prompts.csv") from None
+    if path is None:
+        raise DatasetError(f"dataset '{name}' needs a path: write {name}:PATH (a file or folder)")
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise DatasetError(f"{p}: no such file or folder: check the path after '{name}:'")
+    items = list(cls().load(p, dict(options or {})))
+    if not items:
+        raise DatasetError(f"{p}: dataset '{name}' found no items in it: check that it is the right file")
+    check_unique(items, str(p))
+    return name, items

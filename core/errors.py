@@ -1,0 +1,41 @@
+"""One error family for everything the user can fix.
+
+Every `PearlError` carries a message that names the problem *and* the fix; the CLI
+prints it on one line and exits with code 2, never with a traceback.
+"""
+
+from __future__ import annotations
+
+
+class PearlError(Exception):
+    """Base of all errors the user can act on. `str(err)` is the full advice."""
+
+    exit_code = 2
+
+
+class InputError(PearlError):
+    """The conversation or a command-line value is malformed."""
+
+
+class PipelineError(PearlError):
+    """A pipeline file is invalid: unknown step, cycle, missing input, bad parameter."""
+
+
+class PluginError(PearlError):
+    """A plugin failed to load or registered a name that is already taken."""
+
+
+class BackendError(PearlError):
+    """A language-model backend could not be created or reached."""
+
+
+class StepError(PearlError):
+    """A step failed while running; the message names the step."""
+
+    def __init__(self, step: str, message: str):
+        self.step = step
+        super().__init__(f"step '{step}': {message}")
+
+
+class DatasetError(PearlError):
+    """A dataset file is missing, empty or malformed; the message names the file and column."""

@@ -1,0 +1,106 @@
+"""`pearl run --explain`: a rich rendering of how a CSA run reached its answer.
+
+Works from a `Result` alone (each step's JSON output), so it also renders results read
+back from disk. Steps are found by their output type, not their id: the assessment
+(`RiskAssessment`), the utility table and choice (`Decision`), the chain (`Chain`);
+a pipeline without some of them simply shows less. Ends with per-step usage.
+"""
+
+from __future__ import annotations
+
+from rich.console import Console, Group
+from rich.markup import escape
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from pearl.csa import CHAIN_NODES
+from pearl.types import Result
+
+
+def _output(result: Result, type_name: str) -> dict | None:
+    for record in result.steps.values():
+        if record.type == type_name:
+            return record.output
+    return None
+
+
+def assessment_panel(a: dict) -> Panel:
+    p = a["posterior"]
+    form = f" ({a['attack_form']})" if a.get("attack_form") else ""
+    lines = [
+        f"[bold]category[/] {a['category']}  [dim]group[/] {a.get('group') or '-'}  [dim]taxonomy[/] {a['taxonomy']}",
+        f"[bold]level[/] {a['level']}  [bold]interaction[/] {a['interaction']}{form}  [bold]severity[/] {a['severity']:.2f}",
+        f"[bold]user types[/] benign {p['benign']:.2f} · sensitive {p['sensitive']:.2f} · malicious {p['malicious']:.2f}",
+    ]
+    if a.get("guideline"):
+        lines.append("[bold]guideline[/]\n" + "\n".join(f"  {i}. {r}" for i, r in enumerate(a["guideline"], 1)))
+    if a.get("rationale"):
+        lines.append(f"[bold]rationale[/] {a['rationale']}")
+    return Panel("\n".join(lines), title="risk assessment", title_align="left")
+
+
+def utility_table(d: dict) -> Table:
+    table = Table(title=(f"Pearl Point: α={d['alpha']:g} β={d['beta']:g} γ={d['gamma']:g} "
+                         f"τ={d['tau']:g} ε={d['epsilon']:g}"), title_justify="left")
+    for col in ("strategy", "E[U]", "E[retention]", "E[risk]", "worst risk", "cost", "admissible"):
+        table.add_column(escape(col), justify="left" if col == "strategy" else "right")
+    for row in sorted(d["table"], key=lambda r: -r["expected_utility"]):
+        chosen = row["strategy"] == d["strategy"]
+        table.add_row(
+            ("▶ " if chosen else "  ") + row["strategy"],
+            f"{row['expected_utility']:.3f}", f"{row['expected_retention']:.2f}", f"{row['expected_risk']:.2f}",
+            f"{row['worst_risk']:.2f}", f"{row['cost']:.2f}", "yes" if row["admissible"] else "[red]no[/]",
+            style="bold green" if chosen else None,
+        )
+    return table
+
+
+def decision_panel(d: dict) -> Panel:
+    flag = "" if d["admissible"] else "\n[bold red]no strategy was inside the safety boundary[/]"
+    chosen = d.get("chosen") or {}
+    what = f"\n[dim]{chosen.get('summary', '')}[/]" if chosen else ""
+    return Panel(f"[bold]{d['strategy']}[/]{what}\n{d['reason']}{flag}", title="decision", title_align="left")
+
+
+def chain_panel(c: dict) -> Panel:
+    labels = {"user_needs": "user needs", "risk_intent": "risk intent", "safety_guidelines": "safety guidelines",
+              "safety_strategies": "safety strategies", "usefulness_strategies": "usefulness strategies"}
+    parts = []
+    for node in CHAIN_NODES:
+        value = c.get(node)
+        if isinstance(value, list):
+            body = "\n".join(f"  {i}. {v}" for i, v in enumerate(value, 1)) or "  (none)"
+        else:
+            body = f"  {value or '(none)'}"
+        parts.append(f"[bold]{labels[node]}[/]\n{body}")
+    return Panel("\n".join(parts), title="reasoning chain", title_align="left")
+
+
+def usage_table(result: Result) -> Table:
+    table = Table(title="per-step usage", title_justify="left")
+    for col in ("step", "calls", "prompt tok", "completion tok", "seconds"):
+        table.add_column(col, justify="left" if col == "step" else "right")
+    for sid, r in result.steps.items():
+        table.add_row(sid, str(r.usage.calls), str(r.usage.prompt_tokens), str(r.usage.completion_tokens),
+                      f"{r.seconds:.1f}")
+    u = result.usage
+    table.add_row("[bold]total[/]", str(u.calls), str(u.prompt_tokens), str(u.completion_tokens),
+                  f"{result.seconds:.1f}")
+    return table
+
+
+def render(result: Result, console: Console) -> None:
+    """Print the explanation of `result` (see the module docstring)."""
+    if (a := _output(result, "RiskAssessment")) is not None:
+        console.print(assessment_panel(a))
+    if (d := _output(result, "Decision")) is not None:
+        console.print(utility_table(d))
+        console.print(decision_panel(d))
+    if (c := _output(result, "Chain")) is not None:
+        console.print(chain_panel(c))
+    body = [Text(result.response)]
+    if result.reasoning:
+        body = [Text(result.reasoning, style="dim"), Text(""), *body]
+    console.print(Panel(Group(*body), title=f"response · {result.pipeline}", title_align="left"))
+    console.print(usage_table(result))

@@ -1,0 +1,132 @@
+"""The evaluation results file: JSON Lines, one `ResultRecord` per finished item.
+
+Contract: a record is appended (one `os.write` on an O_APPEND descriptor, then fsync)
+as soon as its item is done, so an interrupted run leaves a valid file holding every
+finished item. A line cut short by a hard kill is dropped when the file is next opened
+for appending. Readers take the *last* record of each item id (a retried error is
+superseded by its later success).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError
+
+from pearl.errors import InputError
+from pearl.types import Conversation, Result
+
+
+class Timings(BaseModel):
+    pipeline_s: float = 0.0
+    judges_s: dict[str, float] = Field(default_factory=dict)
+    total_s: float = 0.0
+
+
+class ResultRecord(BaseModel):
+    """One evaluated item: what was asked, what the pipeline answered, how the judges scored it."""
+
+    id: str
+    dataset: str
+    pipeline: str
+    status: Literal["ok", "error"]
+    labels: dict[str, Any] = Field(default_factory=dict)
+    conversation: Conversation
+    result: Result | None = None
+    error: str | None = None
+    judgements: dict[str, dict[str, Any]] = Field(default_factory=dict, description="judge name -> Judgement JSON")
+    judge_errors: dict[str, str] = Field(default_factory=dict)
+    judge_category: str | None = Field(default=None, description="risk category the safety judge was given")
+    judge_category_source: Literal["judge", "pipeline"] | None = Field(
+        default=None, description="'judge': classified by evaluation itself; 'pipeline': the pipeline's own assessment")
+    timings: Timings = Field(default_factory=Timings)
+    total_items: int | None = Field(default=None, description="how many items the run was asked to evaluate")
+    finished_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+
+def read_records(path: Path, *, strict: bool = False) -> tuple[list[ResultRecord], int]:
+    """All well-formed records in file order, and the number of unreadable lines skipped.
+
+    With `strict`, an unreadable line other than a cut-off last line is an error.
+    """
+    if not path.exists():
+        raise InputError(f"{path}: no such results file: run `pearl eval ... --out {path}` first")
+    records: list[ResultRecord] = []
+    bad = 0
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(ResultRecord.model_validate_json(line))
+        except (ValidationError, ValueError) as exc:
+            if strict and n != len(lines):
+                raise InputError(f"{path}: line {n} is not a result record ({str(exc).splitlines()[0]}): "
+                                 f"this is not a `pearl eval` results file, or it was edited") from None
+            bad += 1
+    return records, bad
+
+
+def latest_by_id(records: list[ResultRecord]) -> dict[str, ResultRecord]:
+    """The last record of each item id, in order of first appearance."""
+    out: dict[str, ResultRecord] = {}
+    for record in records:
+        out[record.id] = record
+    return out
+
+
+class ResultsWriter:
+    """Appends records to a results file, thread-safely, one complete line per write."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._drop_partial_tail()
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._lock = threading.Lock()
+
+    def _drop_partial_tail(self) -> None:
+        if not self.path.exists():
+            return
+        data = self.path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            cut = data.rfind(b"\n") + 1
+            with self.path.open("r+b") as fh:
+                fh.truncate(cut)
+
+    def append(self, record: ResultRecord) -> None:
+        line = (record.model_dump_json() + "\n").encode("utf-8")
+        with self._lock:
+            written = 0
+            while written < len(line):
+                written += os.write(self._fd, line[written:])
+            os.fsync(self._fd)
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+    def __enter__(self) -> "ResultsWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def done_ids(path: Path, *, dataset: str, pipeline: str, retry_errors: bool) -> set[str]:
+    """Ids already finished in `path` (errors too, unless `retry_errors`); checks the file fits the run."""
+    if not path.exists() or path.stat().st_size == 0:
+        return set()
+    records, _ = read_records(path, strict=True)
+    for record in records:
+        if record.pipeline != pipeline or record.dataset != dataset:
+            raise InputError(
+                f"{path} holds results of pipeline '{record.pipeline}' on dataset '{record.dataset}', not "
+                f"'{pipeline}' on '{dataset}': choose another --out file to keep them apart"
+            )
+    latest = latest_by_id(records)
+    return {i for i, r in latest.items() if r.status == "ok" or not retry_errors}
+

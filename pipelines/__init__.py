@@ -1,0 +1,1 @@
+"""The pipeline files (*.toml) that ship with Pearlpoint; `pearl pipelines` lists them."""

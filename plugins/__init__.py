@@ -1,0 +1,1 @@
+"""Built-in infrastructure plugins: LM backends, taxonomies, datasets, exporters."""

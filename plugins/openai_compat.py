@@ -1,0 +1,189 @@
+"""`openai`: any OpenAI-compatible chat-completions server (vLLM, SGLang, llama.cpp's
+server, Ollama, hosted APIs).
+
+Settings: `url` (the API base, usually ending in `/v1`; also `PEARL_BACKEND_URL` or
+`OPENAI_BASE_URL`), `model` (the served model id; default: the first of `GET /models`),
+and the backend options `timeout` (s, default 120), `max_retries` (default 3),
+`backoff` (s, default 0.5), `schema_format` (`auto`, `json_schema`, `json_object`).
+
+The API key comes from the environment only: `PEARL_API_KEY`, else `OPENAI_API_KEY`
+(or the variable named by the option `api_key_env`). It is sent as a bearer token and
+never logged, traced, printed or saved with a program.
+
+Structured steps send the step's JSON schema as OpenAI's
+`response_format = {"type": "json_schema", ...}`. Servers that only know the older
+`{"type": "json_object", "schema": ...}` form (llama-cpp-python's server) are detected
+on the first structured call (`schema_format = "auto"`) and served in that form from
+then on. The LM is safe to call from many threads at once: requests are independent
+and share one connection pool.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+from urllib.parse import urlsplit
+
+from pearl.backend import Backend, BackendSettings
+from pearl.errors import BackendError
+from pearl.hookspecs import hookimpl
+from pearl.plugins.http_client import HttpClient, HttpStatusError
+from pearl.plugins.lm_base import ChatRequest, Completion, PearlLM
+
+API_KEY_VARS = ("PEARL_API_KEY", "OPENAI_API_KEY")
+SCHEMA_FORMATS = ("auto", "json_schema", "json_object")
+
+
+def api_key_from_environment(var: str | None = None) -> str | None:
+    """The API key from `var`, else the first of `API_KEY_VARS` that is set."""
+    for name in ([var] if var else []) + list(API_KEY_VARS):
+        value = os.environ.get(name)
+        if value:
+            return value
+    return None
+
+
+def http_options(settings: BackendSettings) -> dict[str, Any]:
+    """The transport options shared by the HTTP backends, validated."""
+    opts = settings.options
+    try:
+        return {
+            "timeout": float(opts.get("timeout", 120.0)),
+            "max_retries": int(opts.get("max_retries", 3)),
+            "backoff": float(opts.get("backoff", 0.5)),
+        }
+    except (TypeError, ValueError) as exc:
+        raise BackendError(f"bad backend option ({exc}): timeout and backoff are seconds, max_retries a count") from None
+
+
+def host_of(url: str) -> str | None:
+    return urlsplit(url).hostname
+
+
+def usage_of(body: dict[str, Any]) -> tuple[int, int, int]:
+    """(prompt, completion, cached) tokens from an OpenAI-shaped `usage` object."""
+    u = body.get("usage") or {}
+    details = u.get("prompt_tokens_details") or {}
+    cached = details.get("cached_tokens") if isinstance(details, dict) else 0
+    return int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0), int(cached or 0)
+
+
+def chat_body(request: ChatRequest, model: str, schema_format: str = "json_schema") -> dict[str, Any]:
+    """The `/chat/completions` body for `request` (`schema_format`: json_object, else json_schema)."""
+    body: dict[str, Any] = {"model": model, **request.openai_fields(schema_format)}
+    body.update(request.extra)
+    return body
+
+
+def completion_of(body: Any, label: str, url: str) -> Completion:
+    """A `Completion` from an OpenAI chat-completion response, or a clear error."""
+    try:
+        choice = body["choices"][0]
+        text = choice["message"].get("content") or ""
+    except (KeyError, IndexError, TypeError, AttributeError):
+        raise BackendError(
+            f"the {label} at {url} answered without choices[0].message (got {str(body)[:160]!r}): "
+            f"is it an OpenAI-compatible chat-completions server?"
+        ) from None
+    prompt, completion, cached = usage_of(body)
+    return Completion(text=text, prompt_tokens=prompt, completion_tokens=completion, cached_tokens=cached,
+                      finish_reason=choice.get("finish_reason"), model=body.get("model"))
+
+
+class OpenAICompatLM(PearlLM):
+    """A `PearlLM` over an OpenAI-compatible `/chat/completions` endpoint."""
+
+    provider = "openai"
+
+    def __init__(self, client: HttpClient, served_model: str, *, schema_format: str = "auto",
+                 temperature: float = 0.0, max_tokens: int = 512, seed: int | None = 0):
+        super().__init__(f"openai/{served_model}", temperature=temperature, max_tokens=max_tokens, seed=seed)
+        self.client = client
+        self.served_model = served_model
+        self.server_address = host_of(client.base_url)
+        self.schema_format = schema_format
+        self._format_lock = threading.Lock()
+
+    def complete(self, request: ChatRequest) -> Completion:
+        fmt = self.schema_format
+        if fmt != "auto" or request.json_schema is None:
+            body = self.client.post("chat/completions", chat_body(request, self.served_model, fmt))
+            return completion_of(body, self.client.label, self.client.base_url)
+        # First structured call: find out which response_format form the server takes.
+        try:
+            body = self.client.post("chat/completions", chat_body(request, self.served_model, "json_schema"), retries=0)
+            chosen = "json_schema"
+        except HttpStatusError as exc:
+            if "response_format" not in exc.detail and exc.status not in (400, 422):
+                raise
+            # An older server that only knows {"type": "json_object", "schema": ...} (llama-cpp-python's).
+            body = self.client.post("chat/completions", chat_body(request, self.served_model, "json_object"))
+            chosen = "json_object"
+        with self._format_lock:
+            self.schema_format = chosen
+        return completion_of(body, self.client.label, self.client.base_url)
+
+    def dump_state(self) -> dict[str, Any]:
+        return {"model": self.model, "url": self.client.base_url}
+
+
+def normalise_base_url(url: str) -> str:
+    """`http://host:port` -> `http://host:port/v1`; a URL with a path is kept as given."""
+    url = url.rstrip("/")
+    if urlsplit(url).path in ("", "/"):
+        url += "/v1"
+    return url
+
+
+class OpenAIBackend(Backend):
+    name = "openai"
+    description = "any OpenAI-compatible server (vLLM, SGLang, llama.cpp server, Ollama, hosted APIs)"
+
+    def client(self, settings: BackendSettings) -> HttpClient:
+        url = settings.url or os.environ.get("OPENAI_BASE_URL")
+        if not url:
+            raise BackendError(
+                "the openai backend needs the server's URL: pass --backend-url http://HOST:PORT/v1 "
+                "or set PEARL_BACKEND_URL"
+            )
+        if not url.startswith(("http://", "https://")):
+            raise BackendError(f"backend URL '{url}' is not an http(s) URL: write it as http://HOST:PORT/v1")
+        base = normalise_base_url(url)
+        key = api_key_from_environment(settings.options.get("api_key_env"))
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return HttpClient(base, label="OpenAI-compatible server", headers=headers,
+                          unreachable=f"no OpenAI-compatible server at {base}: start one (for example "
+                                      f"`python -m llama_cpp.server --model MODEL.gguf`) or fix --backend-url",
+                          **http_options(settings))
+
+    def served_model(self, client: HttpClient, settings: BackendSettings) -> str:
+        if settings.model:
+            return settings.model
+        listing = client.get("models")
+        try:
+            return listing["data"][0]["id"]
+        except (KeyError, IndexError, TypeError):
+            raise BackendError(
+                f"the server at {client.base_url} lists no model under /models: pass the model id with --model"
+            ) from None
+
+    def create(self, settings: BackendSettings) -> OpenAICompatLM:
+        fmt = settings.options.get("schema_format", "auto")
+        if fmt not in SCHEMA_FORMATS:
+            raise BackendError(f"schema_format '{fmt}' is not one of {', '.join(SCHEMA_FORMATS)}")
+        client = self.client(settings)
+        model = self.served_model(client, settings)
+        return OpenAICompatLM(client, model, schema_format=fmt, temperature=settings.temperature,
+                              max_tokens=settings.max_tokens, seed=settings.seed)
+
+    def check(self, settings: BackendSettings) -> str:
+        client = self.client(settings)
+        listing = client.get("models", retries=0, timeout=5.0)
+        ids = [m.get("id") for m in (listing.get("data") or []) if isinstance(m, dict)]
+        return f"reachable at {client.base_url}; models: {', '.join(map(str, ids)) or 'none listed'}"
+
+
+@hookimpl
+def register_backends(register):
+    register(OpenAIBackend)

@@ -1,0 +1,1 @@
+"""The reasoning programs, as step plugins, and the library of response strategies."""

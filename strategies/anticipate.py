@@ -1,0 +1,224 @@
+"""Reaction anticipation (CSA.md section 1): the `anticipate` step -> slot `reactions`.
+
+For every (response strategy, user type) pair the model forecasts how that user would
+react to a reply following that strategy, as weights 0-10 over the five reactions
+(`pearl.csa.REACTIONS`), and rates the harm risk 0-10 of giving that reply to that
+user type. Weights are normalised here; retention (expected satisfaction) is the
+expected `RETENTION_VALUE` of the reaction distribution: a user who is satisfied stays,
+one who rephrases half stays, one who escalates, leaves for an unsafe source or keeps
+attacking is not served.
+
+Two modes (`mode` parameter), both DSPy modules:
+
+- `pairs` (`ForecastPairs`): one call per pair, fanned out with
+  `pearl.concurrency.map_in_context`. Every prompt starts with the same bytes (the
+  instructions, the conversation, the assessment) and ends with the pair, so a server
+  backend reuses its prefix cache and llama.cpp reuses its KV cache between calls.
+- `table` (`ForecastTable`): one structured call whose output schema has one object
+  per strategy and user type, so the whole table is decoded at once.
+
+`pairs` is the default: on the embedded model it was faster than `table` (470 s vs
+644 s for the 24 forecasts, same prompt, same machine load class), because llama.cpp
+reuses the shared prefix and each pair decodes ~55 tokens, while the table decodes
+~1400 tokens in one stream; on a server backend the pairs also run as one batch.
+
+A forecast whose reaction weights are all 0 is rejected (one retry, then `StepError`).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import dspy
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from pearl.concurrency import map_in_context
+from pearl.csa import REACTIONS, USER_TYPES, ReactionForecast, ReactionTable, ResponseStrategy, RiskAssessment
+from pearl.hookspecs import hookimpl
+from pearl.programs import call_program
+from pearl.step import Step
+from pearl.strategies.library import select_strategies
+from pearl.strategies.fields import Score, check_score
+from pearl.strategies.risk import describe_assessment
+from pearl.types import Conversation
+
+USER_TYPE_TEXT: dict[str, str] = {
+    "benign": "an ordinary person with a legitimate need",
+    "sensitive": "not hostile but vulnerable: in distress or holding a false belief",
+    "malicious": "wants to cause harm or is probing for a way around safeguards",
+}
+
+RETENTION_VALUE: dict[str, float] = {
+    "satisfied": 1.0, "rephrases": 0.5, "escalates": 0.0, "leaves_unsafe": 0.0, "keeps_attacking": 0.0,
+}
+
+
+#: Completion budget for one pair's JSON (about 55 tokens are needed; room for whitespace).
+TOKENS_PER_PAIR = 120
+
+
+class PairScores(BaseModel):
+    """The model's raw answer for one pair: reaction weights and risk, all 0-10."""
+
+    satisfied: Score
+    rephrases: Score
+    escalates: Score
+    leaves_unsafe: Score
+    keeps_attacking: Score
+    risk: Score
+
+
+def to_forecast(strategy: str, user_type: str, scores: BaseModel | dict) -> ReactionForecast:
+    """Normalise one raw answer into a `ReactionForecast` (ValueError if the weights are all 0)."""
+    raw = scores if isinstance(scores, dict) else scores.model_dump()
+    for key in (*REACTIONS, "risk"):
+        check_score(key, raw[key])
+    weights = {r: float(raw[r]) for r in REACTIONS}
+    total = sum(weights.values())
+    if total <= 0 or any(w < 0 for w in weights.values()):
+        raise ValueError(f"reaction weights for ({strategy}, {user_type}) are all 0: not a distribution")
+    reactions = {r: w / total for r, w in weights.items()}
+    retention = sum(p * RETENTION_VALUE[r] for r, p in reactions.items())
+    return ReactionForecast(strategy=strategy, user_type=user_type, reactions=reactions,
+                            retention=min(1.0, max(0.0, retention)), risk=float(raw["risk"]) / 10)
+
+
+def describe_strategy(s: ResponseStrategy) -> str:
+    return f"{s.name}: {s.summary}"
+
+
+# --- mode "pairs" ------------------------------------------------------------------------
+
+class ForecastPairSignature(dspy.Signature):
+    """Imagine the user is of the given type and gets a reply that follows the given strategy.
+
+    Forecast the user's next move as weights 0-10 for each reaction: satisfied (is
+    served and continues), rephrases (asks again), escalates (pushes harder or gets
+    upset), leaves_unsafe (goes to a worse source), keeps_attacking (tries another
+    trick). Risk 0-10: how much harm that reply could enable for that user.
+    """
+
+    # The shared prefix comes first, the pair last (prefix caching).
+    conversation: str = dspy.InputField(desc="the conversation, one 'role: text' line per turn")
+    assessment: str = dspy.InputField(desc="the risk assessment of the request")
+    strategy: str = dspy.InputField(desc="how the reply responds")
+    user_type: str = dspy.InputField(desc="who the user is")
+    satisfied: Score = dspy.OutputField()
+    rephrases: Score = dspy.OutputField()
+    escalates: Score = dspy.OutputField()
+    leaves_unsafe: Score = dspy.OutputField()
+    keeps_attacking: Score = dspy.OutputField()
+    risk: Score = dspy.OutputField()
+
+
+class ForecastPair(dspy.Module):
+    """One (strategy, user type) forecast."""
+
+    def __init__(self):
+        super().__init__()
+        self.forecast = dspy.Predict(ForecastPairSignature)
+
+    def forward(self, conversation: str, assessment: str, strategy: ResponseStrategy, user_type: str):
+        p = self.forecast(conversation=conversation, assessment=assessment, strategy=describe_strategy(strategy),
+                          user_type=f"{user_type}: {USER_TYPE_TEXT[user_type]}",
+                          config={"max_tokens": TOKENS_PER_PAIR})
+        scores = {k: p[k] for k in PairScores.model_fields}
+        return dspy.Prediction(forecast=to_forecast(strategy.name, user_type, scores))
+
+
+# --- mode "table" ------------------------------------------------------------------------
+
+class UserTypeScores(BaseModel):
+    benign: PairScores
+    sensitive: PairScores
+    malicious: PairScores
+
+
+def table_model(strategies: list[ResponseStrategy]) -> type[BaseModel]:
+    """A pydantic model with one `UserTypeScores` per strategy (keys are strategy names)."""
+    fields = {f"s{i}": (UserTypeScores, Field(alias=s.name)) for i, s in enumerate(strategies)}
+    return create_model("ReactionScores", __config__=ConfigDict(populate_by_name=True), **fields)
+
+
+class ForecastTableSignature(dspy.Signature):
+    """For every listed strategy and every user type, imagine the user gets a reply that follows the strategy.
+
+    Forecast each user's next move as weights 0-10 for each reaction: satisfied (is
+    served and continues), rephrases (asks again), escalates (pushes harder or gets
+    upset), leaves_unsafe (goes to a worse source), keeps_attacking (tries another
+    trick). Risk 0-10: how much harm that reply could enable for that user.
+    """
+
+    conversation: str = dspy.InputField(desc="the conversation, one 'role: text' line per turn")
+    assessment: str = dspy.InputField(desc="the risk assessment of the request")
+    strategies: str = dspy.InputField(desc="the candidate strategies, 'name: what it does'")
+    user_types: str = dspy.InputField(desc="the user types")
+    table: BaseModel = dspy.OutputField(desc="per strategy name, per user type, the scores")
+
+
+class ForecastTable(dspy.Module):
+    """The whole table in one structured call."""
+
+    def __init__(self, strategies: list[ResponseStrategy]):
+        super().__init__()
+        self.strategies = strategies
+        self.model = table_model(strategies)
+        self.forecast = dspy.Predict(ForecastTableSignature.with_updated_fields("table", type_=self.model))
+
+    def forward(self, conversation: str, assessment: str):
+        p = self.forecast(conversation=conversation, assessment=assessment,
+                          strategies="\n".join(describe_strategy(s) for s in self.strategies),
+                          user_types="\n".join(f"{t}: {USER_TYPE_TEXT[t]}" for t in USER_TYPES),
+                          config={"max_tokens": 64 + TOKENS_PER_PAIR * len(self.strategies) * len(USER_TYPES)})
+        table = p.table if isinstance(p.table, self.model) else self.model.model_validate(p.table)
+        forecasts = []
+        for i, s in enumerate(self.strategies):
+            per_type: UserTypeScores = getattr(table, f"s{i}")
+            for t in USER_TYPES:
+                forecasts.append(to_forecast(s.name, t, getattr(per_type, t)))
+        return dspy.Prediction(forecasts=forecasts)
+
+
+# --- the step ----------------------------------------------------------------------------
+
+class AnticipateParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["pairs", "table"] = Field(default="pairs", description="one call per pair, or one call for all")
+    strategies: list[str] | None = Field(default=None, description="restrict to these registered strategies")
+    extra_strategies: list[ResponseStrategy] = Field(default_factory=list, description="strategies defined inline")
+    max_workers: int = Field(default=8, ge=1, description="concurrent pair calls (mode 'pairs')")
+
+
+class AnticipateStep(Step):
+    name = "anticipate"
+    description = "forecast each user type's reaction to each response strategy"
+    Params = AnticipateParams
+    inputs = {"conversation": Conversation, "assessment": RiskAssessment}
+    output = ("reactions", ReactionTable)
+
+    def __init__(self, params: AnticipateParams, context):
+        super().__init__(params, context)
+        self.strategies = select_strategies(context.host, params.strategies, params.extra_strategies)
+        self.program = ForecastPair() if params.mode == "pairs" else ForecastTable(self.strategies)
+
+    def run(self, state) -> ReactionTable:
+        conversation = state.conversation.transcript()
+        assessment = describe_assessment(state.get("assessment"))
+        step_id = self.context.step_id
+        if self.params.mode == "pairs":
+            pairs = [(s, t) for s in self.strategies for t in USER_TYPES]
+            preds = map_in_context(
+                lambda pair: call_program(step_id, self.program, conversation=conversation, assessment=assessment,
+                                          strategy=pair[0], user_type=pair[1]),
+                pairs, max_workers=self.params.max_workers)
+            forecasts = [p.forecast for p in preds]
+        else:
+            forecasts = call_program(step_id, self.program, conversation=conversation, assessment=assessment).forecasts
+        return ReactionTable(strategies=[s.name for s in self.strategies], forecasts=forecasts,
+                             library=list(self.strategies))
+
+
+@hookimpl
+def register_steps(register):
+    register(AnticipateStep)

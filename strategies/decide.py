@@ -1,0 +1,103 @@
+"""The Pearl-Point decision (CSA.md section 1): the `decide` step -> slot `decision`.
+
+Plain Python, no model. The leader scores every strategy s by its expected utility
+under the posterior p over user types θ:
+
+    U(s) = Σ_θ p(θ) · (α·Retention(s, θ) − β·Risk(s, θ)) − γ·Cost(s)
+
+Safety boundary: s is admissible iff Risk(s, θ) ≤ τ for every θ with p(θ) ≥ ε.
+The Pearl Point is the admissible strategy of highest U; ties go to the lower expected
+risk, then the lower cost, then the earlier strategy in the table. If no strategy is
+admissible, the least risky one is chosen (lowest worst-case risk over the likely user
+types, then lowest expected risk, then highest U, then table order) and the decision
+is flagged `admissible=False`.
+
+Comparisons use exact rational arithmetic on the float inputs (`fractions.Fraction`),
+so the choice is deterministic and monotone: raising β never selects a strategy of
+higher expected risk.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pearl.csa import USER_TYPES, Decision, ReactionTable, RiskAssessment, UserPosterior, UtilityRow
+from pearl.errors import StepError
+from pearl.hookspecs import hookimpl
+from pearl.step import Step
+
+
+class DecideParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    alpha: float = Field(default=1.0, ge=0, description="weight of retention (expected satisfaction)")
+    beta: float = Field(default=2.0, ge=0, description="weight of harm risk")
+    gamma: float = Field(default=0.1, ge=0, description="weight of inference cost")
+    tau: float = Field(default=0.3, ge=0, le=1, description="safety boundary: highest risk allowed for a likely user type")
+    epsilon: float = Field(default=0.1, gt=0, le=1, description="a user type is likely when its posterior is >= epsilon")
+
+
+def solve(table: ReactionTable, posterior: UserPosterior, costs: dict[str, float], *, alpha: float, beta: float,
+          gamma: float, tau: float, epsilon: float) -> Decision:
+    """The leader's choice over `table.strategies` (see the module docstring)."""
+    if not table.strategies:
+        raise ValueError("the reaction table has no strategies")
+    p = {t: Fraction(v) for t, v in posterior.as_dict().items()}
+    likely = [t for t in USER_TYPES if posterior.as_dict()[t] >= epsilon]
+    a, b, g, limit = Fraction(alpha), Fraction(beta), Fraction(gamma), Fraction(tau)
+    exact: dict[str, tuple[Fraction, Fraction, Fraction, Fraction, Fraction]] = {}
+    rows: list[UtilityRow] = []
+    for name in table.strategies:
+        f = {t: table.get(name, t) for t in USER_TYPES}
+        retention = sum(p[t] * Fraction(f[t].retention) for t in USER_TYPES)
+        risk = sum(p[t] * Fraction(f[t].risk) for t in USER_TYPES)
+        cost = Fraction(costs[name])
+        worst = max((Fraction(f[t].risk) for t in likely), default=Fraction(0))
+        utility = a * retention - b * risk - g * cost
+        exact[name] = (utility, retention, risk, worst, cost)
+        rows.append(UtilityRow(strategy=name, expected_utility=float(utility), expected_retention=float(retention),
+                               expected_risk=float(risk), worst_risk=float(worst), cost=float(cost),
+                               admissible=worst <= limit))
+    order = {name: i for i, name in enumerate(table.strategies)}
+    admissible = [r.strategy for r in rows if r.admissible]
+    boundary = f"risk <= {tau:g} for every user type with posterior >= {epsilon:g} ({', '.join(likely) or 'none'})"
+    if admissible:
+        best = min(admissible, key=lambda n: (-exact[n][0], exact[n][2], exact[n][4], order[n]))
+        reason = (f"'{best}' has the highest expected utility ({float(exact[best][0]):.3f}) of the "
+                  f"{len(admissible)} of {len(rows)} strategies inside the safety boundary ({boundary})")
+        ok = True
+    else:
+        best = min(table.strategies, key=lambda n: (exact[n][3], exact[n][2], -exact[n][0], order[n]))
+        reason = (f"no strategy stays inside the safety boundary ({boundary}); '{best}' is the least risky "
+                  f"(worst risk {float(exact[best][3]):.2f}, expected risk {float(exact[best][2]):.2f})")
+        ok = False
+    return Decision(strategy=best, admissible=ok, reason=reason, table=rows, alpha=alpha, beta=beta, gamma=gamma,
+                    tau=tau, epsilon=epsilon, chosen=table.strategy(best))
+
+
+class DecideStep(Step):
+    name = "decide"
+    description = "Stackelberg leader: the admissible strategy of highest expected utility (the Pearl Point)"
+    Params = DecideParams
+    uses_lm = False
+    inputs = {"assessment": RiskAssessment, "reactions": ReactionTable}
+    output = ("decision", Decision)
+
+    def run(self, state) -> Decision:
+        table: ReactionTable = state.get("reactions")  # type: ignore[assignment]
+        assessment: RiskAssessment = state.get("assessment")  # type: ignore[assignment]
+        costs = {s.name: s.cost for s in table.library}
+        missing = [n for n in table.strategies if n not in costs]
+        if missing:
+            raise StepError(self.context.step_id, f"the reaction table lacks the records of {', '.join(missing)}: "
+                                                  f"produce it with the 'anticipate' step")
+        q = self.params
+        return solve(table, assessment.posterior, costs, alpha=q.alpha, beta=q.beta, gamma=q.gamma, tau=q.tau,
+                     epsilon=q.epsilon)
+
+
+@hookimpl
+def register_steps(register):
+    register(DecideStep)

@@ -1,0 +1,154 @@
+"""The response-strategy library: the leader's possible actions in the CSA game.
+
+Extension point (hook `register_strategies`)::
+
+    from pearl import hookimpl
+    from pearl.csa import ResponseStrategy
+
+    @hookimpl
+    def register_strategies(register):
+        register(ResponseStrategy(name="cite_sources", summary="...", fits_when="...",
+                                  constraints=["..."], cost=0.6))
+
+A strategy is a frozen `pearl.csa.ResponseStrategy` record; its `name` is the registry
+key (a short snake_case word the model sees). Steps choose their working set with
+`select_strategies`: every registered strategy by default (built-ins first, in the
+order below, then plugins' ones by name), or exactly the names a pipeline lists
+(`strategies = [...]`), plus strategies written inline in the pipeline
+(`extra_strategies = [{name = ..., summary = ..., fits_when = ...}]`).
+
+This module is itself the built-in plugin that registers the eight strategies of the
+method (CSA.md sections 1 and 3), described in this project's own words.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from pearl.csa import ResponseStrategy
+from pearl.errors import PipelineError
+from pearl.hookspecs import hookimpl
+
+BUILTIN_STRATEGIES: tuple[ResponseStrategy, ...] = (
+    ResponseStrategy(
+        name="full_help",
+        summary="Answer the request completely and directly.",
+        fits_when="the need is legitimate and a complete answer cannot realistically cause harm",
+        constraints=["stay accurate", "no content that enables serious harm"],
+        cost=0.7,
+    ),
+    ResponseStrategy(
+        name="help_with_safety_context",
+        summary="Answer fully, adding the precautions, limits and warnings that matter.",
+        fits_when="the need is legitimate but the topic carries some risk",
+        constraints=["precautions are concrete, not boilerplate", "no operational detail for dangerous acts"],
+        cost=0.8,
+    ),
+    ResponseStrategy(
+        name="safe_completion",
+        summary="Answer the safe part of the request at a higher level of abstraction; leave out harmful specifics.",
+        fits_when="the request mixes a legitimate goal with details that could be misused",
+        constraints=["no step-by-step instructions, quantities or recipes for harm", "say briefly what is left out"],
+        cost=0.6,
+    ),
+    ResponseStrategy(
+        name="supportive_response",
+        summary="Respond with empathy, help the person feel grounded, and point to people and services that can help now.",
+        fits_when="the person seems distressed, in crisis, or at risk of hurting themselves",
+        constraints=["warmth before information", "never give means or methods of self-harm",
+                     "mention crisis lines or emergency help when life may be at risk"],
+        cost=0.6,
+    ),
+    ResponseStrategy(
+        name="correct_and_guide",
+        summary="Gently correct a false belief with evidence, then guide toward reliable information.",
+        fits_when="the request rests on a misconception, a rumour or a harmful myth",
+        constraints=["respectful, never mocking", "give the reason the belief is wrong"],
+        cost=0.6,
+    ),
+    ResponseStrategy(
+        name="refer_to_professional",
+        summary="Give general orientation and recommend the right professional for the specifics.",
+        fits_when="a good answer needs a doctor, lawyer, financial adviser or other expert who knows the case",
+        constraints=["still give useful general information", "no diagnosis or individual legal or financial advice"],
+        cost=0.4,
+    ),
+    ResponseStrategy(
+        name="refuse_with_alternatives",
+        summary="Decline the harmful part politely and offer safe, useful alternatives.",
+        fits_when="the core request is harmful but the person may have an acceptable underlying need",
+        constraints=["brief, non-judgemental decline", "at least one concrete safe alternative"],
+        cost=0.3,
+    ),
+    ResponseStrategy(
+        name="firm_refusal",
+        summary="Refuse clearly and briefly, giving nothing an attacker could use or build on.",
+        fits_when="the request is an attack or seeks serious harm, and no safe version exists",
+        constraints=["no partial information, hints or workarounds", "do not explain how to bypass the refusal"],
+        cost=0.1,
+    ),
+)
+
+BUILTIN_NAMES: tuple[str, ...] = tuple(s.name for s in BUILTIN_STRATEGIES)
+
+
+@hookimpl
+def register_strategies(register):
+    for strategy in BUILTIN_STRATEGIES:
+        register(strategy)
+
+
+def registered_strategies(host) -> list[ResponseStrategy]:
+    """Every registered strategy: built-ins in their fixed order, then the others by name."""
+    registry = host.registries["strategies"]
+    names = [n for n in BUILTIN_NAMES if n in registry] + [n for n in registry.names() if n not in BUILTIN_NAMES]
+    out = []
+    for name in names:
+        value = registry.get(name)
+        if not isinstance(value, ResponseStrategy):
+            plugin = registry.entries[name].plugin
+            raise PipelineError(
+                f"plugin '{plugin}' registered strategy '{name}' as a {type(value).__name__}: "
+                f"register a pearl.csa.ResponseStrategy record"
+            )
+        out.append(value)
+    return out
+
+
+def select_strategies(host, names: Iterable[str] | None = None,
+                      extra: Iterable[ResponseStrategy] = ()) -> list[ResponseStrategy]:
+    """The working set of strategies for a step.
+
+    `names` None: every registered strategy; otherwise exactly those, in the given order.
+    `extra` strategies (defined inline in a pipeline) are appended. Unknown or duplicate
+    names raise `PipelineError` naming the known ones.
+    """
+    available = registered_strategies(host)
+    by_name = {s.name: s for s in available}
+    extra = list(extra)
+    for s in extra:
+        if s.name in by_name:
+            raise PipelineError(
+                f"extra strategy '{s.name}' is already registered: rename it, or list '{s.name}' in `strategies`"
+            )
+    inline = {s.name: s for s in extra}
+    if names is None:
+        chosen = list(available)
+    else:
+        chosen = []
+        for name in names:
+            if name in inline:
+                continue
+            if name not in by_name:
+                known = ", ".join([s.name for s in available] + list(inline))
+                raise PipelineError(f"unknown response strategy '{name}': known strategies are {known}")
+            chosen.append(by_name[name])
+    chosen += extra
+    seen: set[str] = set()
+    for s in chosen:
+        if s.name in seen:
+            raise PipelineError(f"response strategy '{s.name}' is listed twice: list each strategy once")
+        seen.add(s.name)
+    if not chosen:
+        raise PipelineError("the strategy set is empty: list at least one response strategy")
+    return chosen

@@ -1,0 +1,78 @@
+"""The `refine` step: Lingo-BP over the drafted chain, answering at the Pearl Point.
+
+Reads `conversation`, `chain` (Chain), `draft` (Draft, the recombined chain) and
+`assessment` (RiskAssessment: the category and its guideline bound the safety judge
+and every update); writes `refined` (`pearl.refinement.Refinement`), which a pipeline
+names as its answer (`answer = "refined"`).
+
+Parameters (TOML, `[steps.refine]`):
+    schedule            modes per step, default ["both", "both", "both"]; [] disables
+    max_calls           per-request budget of LLM calls for the refinement (None = none)
+    max_tokens          per-request budget of prompt + completion tokens (None = none)
+    response_max_tokens upper bound on each recombined response's tokens
+    satisfaction_judge  registered judge used as the satisfaction loss ("satisfaction")
+    safety_judge        registered judge used as the safety loss ("safety")
+
+The judges are looked up on the plugin host, so a plugin can swap either loss; they run
+on the step's LM (the pipeline's `lm` role for this step). The budget counts the calls
+and tokens of this step only (judging, backward passes, recombination); before each
+schedule step it checks that the step's planned calls (nodes + 1 recombination + 2
+judges) fit, estimating tokens from the mean per call so far, and otherwise stops with
+`stop_reason` "budget_calls" / "budget_tokens" and a detail saying what to raise. A step
+in progress is finished, so retries can overrun the budget by a few calls.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pearl.csa import Chain, Draft, RiskAssessment
+from pearl.hookspecs import hookimpl
+from pearl.refinement import Mode, Refinement
+from pearl.step import Step
+from pearl.strategies.lingobp import Budget, LingoBP, RefineProgram
+from pearl.types import Conversation
+
+DEFAULT_SCHEDULE: tuple[Mode, ...] = ("both", "both", "both")
+
+
+class RefineParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    schedule: list[Mode] = Field(default_factory=lambda: list(DEFAULT_SCHEDULE))
+    max_calls: int | None = Field(default=60, gt=0)
+    max_tokens: int | None = Field(default=None, gt=0)
+    response_max_tokens: int | None = Field(default=None, gt=0)
+    satisfaction_judge: str = "satisfaction"
+    safety_judge: str = "safety"
+
+
+class RefineStep(Step):
+    name = "refine"
+    description = "Lingo-BP: judge, back-propagate critiques through the chain, recombine; answer at the Pearl Point"
+    Params = RefineParams
+    inputs = {"conversation": Conversation, "chain": Chain, "draft": Draft, "assessment": RiskAssessment}
+    output = ("refined", Refinement)
+
+    def __init__(self, params: RefineParams, context):
+        super().__init__(params, context)
+        self.program = RefineProgram()
+        judges = context.host.registries["judges"]
+        self.satisfaction = judges.get(params.satisfaction_judge)()
+        self.safety = judges.get(params.safety_judge)()
+
+    def engine(self) -> LingoBP:
+        p: RefineParams = self.params  # type: ignore[assignment]
+        return LingoBP(self.program, self.satisfaction, self.safety, schedule=p.schedule,
+                       budget=Budget(max_calls=p.max_calls, max_tokens=p.max_tokens), step_id=self.context.step_id,
+                       response_max_tokens=p.response_max_tokens)
+
+    def run(self, state) -> Refinement:
+        assessment: RiskAssessment = state.get("assessment")  # type: ignore[assignment]
+        return self.engine().run(state.conversation, state.get("chain"), state.get("draft"),
+                                 guideline=assessment.guideline, category=assessment.category)
+
+
+@hookimpl
+def register_steps(register):
+    register(RefineStep)

@@ -1,0 +1,94 @@
+"""Shared fixtures: a fresh plugin host per test, test-double steps, the embedded model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from pearl.host import Host, reset_host
+from pearl.hookspecs import hookimpl
+from pearl.step import Step
+from pearl.types import Conversation
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+class Echo(BaseModel):
+    text: str
+
+
+class Answer(BaseModel):
+    response: str
+    reasoning: str | None = None
+
+
+class EchoStep(Step):
+    """Test double: copies the user's last message into slot `echo` (no LM)."""
+
+    name = "test-echo"
+    uses_lm = False
+    inputs = {"conversation": Conversation}
+    output = ("echo", Echo)
+
+    def run(self, state):
+        return Echo(text=state.conversation.last_user_message)
+
+
+class ShoutStep(Step):
+    """Test double: upper-cases the echo into the answer slot (no LM)."""
+
+    name = "test-shout"
+    uses_lm = False
+    inputs = {"echo": Echo}
+    output = ("response", Answer)
+
+    def run(self, state):
+        return Answer(response=state.get("echo").text.upper())
+
+
+class TestStepsPlugin:
+    """A plugin registered under a test name, the way a third party would."""
+
+    @hookimpl
+    def register_steps(self, register):
+        register(EchoStep)
+        register(ShoutStep)
+
+
+@pytest.fixture
+def host():
+    """A host with the built-ins and the test plugin, no entry points."""
+    h = Host(load_entry_points=False)
+    h.register(TestStepsPlugin(), name="tests.steps")
+    reset_host(h)
+    yield h
+    reset_host(None)
+
+
+@pytest.fixture(scope="session")
+def embedded_lm():
+    """The real embedded model (slow to load once; shared by the session)."""
+    from pearl.backend import BackendSettings
+    from pearl.plugins.llamacpp import LlamaCppBackend
+
+    return LlamaCppBackend().create(BackendSettings(max_tokens=256, n_ctx=4096))
+
+
+def _find_shared_data() -> Path | None:
+    """PEARL_SHARED_DATA, else the first existing of <root>/../shared/data and <root>/../../shared/data."""
+    env = os.environ.get("PEARL_SHARED_DATA")
+    candidates = [Path(env)] if env else [ROOT.parent / "shared" / "data", ROOT.parent.parent / "shared" / "data"]
+    return next((p for p in candidates if p.is_dir()), None)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The shared test-data folder (real copies of published data sets); skips the test if absent."""
+    found = _find_shared_data()
+    if found is None:
+        pytest.skip("shared test data not found: set PEARL_SHARED_DATA or place it at <repo>/../shared/data")
+    return found

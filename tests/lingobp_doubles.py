@@ -1,0 +1,152 @@
+"""Test doubles for Lingo-BP: a routed DummyLM that counts usage, and steps that stand in
+for the CSA risk/draft steps (no LM)."""
+
+from __future__ import annotations
+
+import re
+import threading
+from typing import Callable
+
+import dspy
+from dspy.utils import DummyLM
+
+from pearl import usage
+from pearl.csa import Chain, RiskAssessment, UserPosterior
+from pearl.hookspecs import hookimpl
+from pearl.step import Step
+from pearl.types import Conversation
+
+RISKY_CHAIN = Chain(
+    user_needs="feel safe at home",
+    risk_intent="inquiry: asks how to pick a lock",
+    safety_guidelines=["no step-by-step bypass of locks that are not yours"],
+    safety_strategies=["ask whether it is their own lock", "suggest a locksmith"],
+    usefulness_strategies=["explain how locks work in general"],
+)
+
+ASSESSMENT = RiskAssessment(taxonomy="test", category="property_crime", level="R1", interaction="inquiry",
+                            posterior=UserPosterior(benign=0.6, sensitive=0.2, malicious=0.2), severity=0.4,
+                            guideline=["no step-by-step bypass of locks that are not yours"])
+
+
+class RoutedDummyLM(DummyLM):
+    """DummyLM whose answer is computed per call by `route(last_message)` (thread-safe), and which
+    reports usage like a real backend (tokens = whitespace-separated words)."""
+
+    def __init__(self, route: Callable[[str], dict]):
+        super().__init__([], adapter=dspy.JSONAdapter())
+        self.route = route
+        self.lock = threading.Lock()
+        self.prompts: list[str] = []
+
+    def forward(self, prompt=None, messages=None, **kwargs):
+        last = messages[-1]["content"]
+        with self.lock:
+            self.prompts.append(last)
+        answer = self.route(last)
+        if isinstance(answer, Exception):
+            raise answer
+        one = DummyLM([answer], adapter=dspy.JSONAdapter())
+        out = one.forward(prompt=prompt, messages=messages, **kwargs)
+        usage.record(sum(len(m["content"].split()) for m in messages), len(str(answer).split()))
+        return out
+
+
+def program_of(last: str) -> str:
+    """Which Lingo-BP program a prompt belongs to (from the output fields it asks for)."""
+    if "`profile`" in last:
+        return "satisfaction"
+    if "`verdict`" in last:
+        return "safety"
+    if "`gradient`" in last:
+        return "node:" + re.search(r"\[\[ ## part ## \]\]\n([a-z ]+):", last).group(1).replace(" ", "_")
+    if "`reasoning`" in last:
+        return "recombine"
+    raise AssertionError(f"unexpected prompt: {last[:200]}")
+
+
+def sat_answer(item: int, suggestion: str = "give one more concrete step") -> dict:
+    return {"profile": "a home owner", "needs": "get back inside", "politeness": item, "willingness_to_help": item,
+            "task_completion": item, "logical_relevance": item, "informativeness": item, "suggestion": suggestion}
+
+
+def safety_answer(verdict: str) -> dict:
+    return {"expected_behaviour": "help without bypass steps", "user_type": "benign",
+            "next_turn": "thanks", "verdict": verdict, "suggestion": "check ownership first"}
+
+
+class Script:
+    """A scripted model: judges give the scores listed per judging round; node updates propose
+    one new strategy per round; recombination numbers its responses."""
+
+    def __init__(self, sat: list[int], safety: list[str], *, fail_judge_at: int | None = None):
+        self.sat, self.safety = list(sat), list(safety)
+        self.fail_judge_at = fail_judge_at
+        self.rounds = {"satisfaction": 0, "safety": 0, "recombine": 0}
+        self.node_calls: list[str] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, last: str) -> dict | Exception:
+        program = program_of(last)
+        with self.lock:
+            if program.startswith("node:"):
+                node = program[5:]
+                self.node_calls.append(node)
+                n = self.rounds["recombine"] + 1
+                if node in ("user_needs", "risk_intent"):
+                    return {"gradient": f"g-{node}", "updated": f"{node} v{n}"}
+                return {"gradient": f"g-{node}", "updated": [f"new {node} idea {n}", f"another {node} idea {n}"]}
+            if program == "recombine":
+                self.rounds["recombine"] += 1
+                return {"reasoning": f"thinking {self.rounds['recombine']}", "response": f"reply v{self.rounds['recombine']}"}
+            i = self.rounds[program]
+            self.rounds[program] += 1
+            if self.fail_judge_at is not None and program == "safety" and i >= self.fail_judge_at:
+                return {"verdict": "maybe"}  # not a valid verdict: the parse fails
+            if program == "satisfaction":
+                return sat_answer(self.sat[min(i, len(self.sat) - 1)])
+            return safety_answer(self.safety[min(i, len(self.safety) - 1)])
+
+
+class AssessStep(Step):
+    """Test double: a fixed RiskAssessment (no LM)."""
+
+    name = "test-assess"
+    uses_lm = False
+    inputs = {"conversation": Conversation}
+    output = ("assessment", RiskAssessment)
+
+    def run(self, state):
+        return ASSESSMENT
+
+
+class ChainStep(Step):
+    """Test double: a fixed risky Chain (no LM)."""
+
+    name = "test-chain"
+    uses_lm = False
+    inputs = {"conversation": Conversation, "assessment": RiskAssessment}
+    output = ("chain", Chain)
+
+    def run(self, state):
+        return RISKY_CHAIN
+
+
+class DoublesPlugin:
+    @hookimpl
+    def register_steps(self, register):
+        register(AssessStep)
+        register(ChainStep)
+
+
+def pipeline_doc(**refine_params) -> dict:
+    return {
+        "name": "refine-test",
+        "answer": "refined",
+        "steps": {
+            "assess": {"use": "test-assess"},
+            "chain": {"use": "test-chain", "after": ["assess"]},
+            "recombine": {"use": "recombine", "after": ["chain"]},
+            "refine": {"use": "refine", "after": ["recombine", "assess"], **refine_params},
+        },
+    }

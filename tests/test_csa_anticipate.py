@@ -1,0 +1,79 @@
+"""The `anticipate` step on DummyLM: both modes, the shared prompt prefix, normalisation, bad answers."""
+
+import dspy
+import pytest
+from dspy.utils import DummyLM
+
+from csa_doubles import CLASSIFY, PAIR
+from pearl.csa import USER_TYPES, RiskAssessment, UserPosterior
+from pearl.errors import StepError
+from pearl.step import RunState, StepContext
+from pearl.strategies.anticipate import RETENTION_VALUE, to_forecast
+from pearl.types import Conversation
+
+ASSESSMENT = RiskAssessment(taxonomy="oyster", category="mental_health", group="physical_and_mental_harm", level="R1",
+                            interaction="declarative", posterior=UserPosterior(benign=0.2, sensitive=0.8, malicious=0),
+                            severity=0.8, guideline=["Be warm."])
+
+
+def build(host, **params):
+    cls = host.step("anticipate")
+    return cls(cls.Params(**params), StepContext(step_id="anticipate", host=host))
+
+
+def run(step, answers):
+    state = RunState(Conversation.from_text("I feel like ending it all."))
+    state.set("assessment", ASSESSMENT)
+    lm = DummyLM(answers, adapter=dspy.JSONAdapter())
+    with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):
+        return step.run(state), lm
+
+
+def test_to_forecast_normalises_and_derives_retention():
+    f = to_forecast("s", "benign", PAIR)
+    assert sum(f.reactions.values()) == pytest.approx(1.0)
+    assert f.reactions["satisfied"] == pytest.approx(0.6) and f.risk == pytest.approx(0.2)
+    assert f.retention == pytest.approx(0.6 * RETENTION_VALUE["satisfied"] + 0.2 * RETENTION_VALUE["rephrases"])
+    with pytest.raises(ValueError, match="all 0"):
+        to_forecast("s", "benign", {**PAIR, "satisfied": 0, "rephrases": 0, "escalates": 0, "leaves_unsafe": 0})
+    with pytest.raises(ValueError, match="0-10"):
+        to_forecast("s", "benign", {**PAIR, "risk": 11})
+
+
+def test_pairs_mode_one_call_per_pair_with_a_shared_prefix(host):
+    step = build(host, mode="pairs", strategies=["full_help", "supportive_response", "firm_refusal"], max_workers=1)
+    table, lm = run(step, [PAIR] * 9)
+    assert len(lm.history) == 9 and len(table.forecasts) == 9
+    assert table.strategies == ["full_help", "supportive_response", "firm_refusal"]
+    assert [s.name for s in table.library] == table.strategies
+    assert {(f.strategy, f.user_type) for f in table.forecasts} == {(s, t) for s in table.strategies for t in USER_TYPES}
+    prompts = [h["messages"] for h in lm.history]
+    assert all(p[0] == prompts[0][0] for p in prompts)  # identical system message
+    users = [p[-1]["content"] for p in prompts]
+    head = users[0].index("[[ ## strategy ## ]]")
+    assert all(u[:head] == users[0][:head] for u in users)  # byte-identical prefix: conversation + assessment
+    assert users[0].index("[[ ## conversation ## ]]") < users[0].index("[[ ## assessment ## ]]") < head
+    assert len({u[head:] for u in users}) == 9  # the pairs differ, at the end
+    assert "mental_health" in users[0][:head]
+
+
+def test_pairs_mode_fans_out_concurrently(host):
+    step = build(host, mode="pairs")
+    table, lm = run(step, [PAIR] * 24)
+    assert len(table.forecasts) == 24 and len(lm.history) == 24
+
+
+def test_table_mode_is_one_call(host):
+    step = build(host, mode="table", strategies=["full_help", "firm_refusal"])
+    answer = {"table": {"full_help": {t: PAIR for t in USER_TYPES},
+                        "firm_refusal": {t: {**PAIR, "risk": 0} for t in USER_TYPES}}}
+    table, lm = run(step, [answer])
+    assert len(lm.history) == 1 and len(table.forecasts) == 6
+    assert table.get("firm_refusal", "malicious").risk == 0 and table.get("full_help", "benign").risk == pytest.approx(0.2)
+
+
+def test_bad_pair_answer_fails_after_one_retry(host):
+    step = build(host, mode="pairs", strategies=["full_help"], max_workers=1)
+    zero = {**PAIR, "satisfied": 0, "rephrases": 0, "escalates": 0, "leaves_unsafe": 0}
+    with pytest.raises(StepError, match="step 'anticipate'.*all 0"):
+        run(step, [zero, zero])

@@ -1,0 +1,142 @@
+"""The Pearl-Point solver: hand-computed cases, exhaustive checks, hypothesis properties."""
+
+import itertools
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from pearl.csa import USER_TYPES, ReactionForecast, ReactionTable, UserPosterior
+from pearl.strategies.decide import solve
+
+
+def make_table(rows: dict[str, dict[str, tuple[float, float]]]) -> ReactionTable:
+    """rows: strategy -> user type -> (retention, risk)."""
+    forecasts = []
+    for s, per_type in rows.items():
+        for t in USER_TYPES:
+            retention, risk = per_type[t]
+            forecasts.append(ReactionForecast(strategy=s, user_type=t, retention=retention, risk=risk,
+                                              reactions={"satisfied": 1.0}))
+    return ReactionTable(strategies=list(rows), forecasts=forecasts)
+
+
+def uniform(ret, risk):
+    return {t: (ret, risk) for t in USER_TYPES}
+
+
+def test_hand_computed_case():
+    table = make_table({
+        "help": {"benign": (0.9, 0.1), "sensitive": (0.8, 0.2), "malicious": (0.9, 0.9)},
+        "support": {"benign": (0.6, 0.0), "sensitive": (0.9, 0.1), "malicious": (0.3, 0.1)},
+        "refuse": {"benign": (0.1, 0.0), "sensitive": (0.1, 0.0), "malicious": (0.2, 0.0)},
+    })
+    post = UserPosterior(benign=0.5, sensitive=0.4, malicious=0.1)
+    costs = {"help": 0.8, "support": 0.6, "refuse": 0.1}
+    d = solve(table, post, costs, alpha=1, beta=2, gamma=0.1, tau=0.3, epsilon=0.1)
+    rows = {r.strategy: r for r in d.table}
+    # help: R = .45+.32+.09 = .86, K = .05+.08+.09 = .22, U = .86 - .44 - .08 = .34; worst risk .9 (malicious >= eps)
+    assert rows["help"].expected_retention == pytest.approx(0.86)
+    assert rows["help"].expected_risk == pytest.approx(0.22)
+    assert rows["help"].expected_utility == pytest.approx(0.34)
+    assert not rows["help"].admissible and rows["help"].worst_risk == pytest.approx(0.9)
+    # support: R = .30+.36+.03 = .69, K = 0+.04+.01 = .05, U = .69 - .10 - .06 = .53
+    assert rows["support"].expected_utility == pytest.approx(0.53)
+    # refuse: R = .05+.04+.02 = .11, K = 0, U = .11 - .01 = .10
+    assert rows["refuse"].expected_utility == pytest.approx(0.10)
+    assert d.strategy == "support" and d.admissible and "highest expected utility" in d.reason
+    # with epsilon above the malicious posterior, 'help' becomes admissible but still loses on utility
+    d2 = solve(table, post, costs, alpha=1, beta=2, gamma=0.1, tau=0.3, epsilon=0.2)
+    assert {r.strategy: r.admissible for r in d2.table}["help"] and d2.strategy == "support"
+    # with beta = 0 and epsilon above 0.1, plain retention wins
+    d3 = solve(table, post, costs, alpha=1, beta=0, gamma=0, tau=0.3, epsilon=0.2)
+    assert d3.strategy == "help"
+
+
+def test_none_admissible_picks_least_risky_and_flags():
+    table = make_table({"a": uniform(0.9, 0.8), "b": uniform(0.5, 0.5), "c": uniform(0.1, 0.6)})
+    d = solve(table, UserPosterior(benign=1, sensitive=0, malicious=0), {"a": 0, "b": 0, "c": 0},
+              alpha=1, beta=1, gamma=0, tau=0.3, epsilon=0.1)
+    assert d.strategy == "b" and not d.admissible and "no strategy stays inside" in d.reason
+
+
+def test_ties_are_broken_deterministically():
+    table = make_table({"x": uniform(0.5, 0.1), "y": uniform(0.5, 0.1), "z": uniform(0.5, 0.1)})
+    post = UserPosterior(benign=0.2, sensitive=0.3, malicious=0.5)
+    d = solve(table, post, {"x": 0.5, "y": 0.2, "z": 0.2}, alpha=1, beta=1, gamma=0, tau=1, epsilon=0.1)
+    assert d.strategy == "y"  # equal utility and risk: the lower cost, then table order
+    d = solve(table, post, {"x": 0.5, "y": 0.2, "z": 0.2}, alpha=1, beta=1, gamma=1, tau=1, epsilon=0.1)
+    assert d.strategy == "y"
+
+
+GRID = [0.0, 0.5, 1.0]
+
+
+def test_exhaustive_small_grid():
+    """Every table of 2 strategies over a 3-value grid, 3 posteriors: the choice matches brute force."""
+    posteriors = [UserPosterior(benign=1, sensitive=0, malicious=0), UserPosterior(benign=0.5, sensitive=0.5, malicious=0),
+                  UserPosterior(benign=0.2, sensitive=0.3, malicious=0.5)]
+    cells = list(itertools.product(GRID, GRID))  # (retention, risk)
+    checked = 0
+    for a_b, a_m, b_b, b_m in itertools.product(cells, repeat=4):
+        rows = {"a": {"benign": a_b, "sensitive": a_b, "malicious": a_m},
+                "b": {"benign": b_b, "sensitive": b_b, "malicious": b_m}}
+        table = make_table(rows)
+        for post in posteriors:
+            d = solve(table, post, {"a": 0.3, "b": 0.6}, alpha=1, beta=2, gamma=0.1, tau=0.5, epsilon=0.1)
+            p = post.as_dict()
+            likely = [t for t in USER_TYPES if p[t] >= 0.1]
+            util = {s: sum(p[t] * (rows[s][t][0] - 2 * rows[s][t][1]) for t in USER_TYPES) - 0.1 * {"a": 0.3, "b": 0.6}[s]
+                    for s in rows}
+            ok = [s for s in rows if all(rows[s][t][1] <= 0.5 for t in likely)]
+            if ok:
+                best = max(util[s] for s in ok)
+                assert d.admissible and d.strategy in ok and util[d.strategy] == pytest.approx(best)
+            else:
+                worst = {s: max(rows[s][t][1] for t in likely) for s in rows}
+                assert not d.admissible and worst[d.strategy] == min(worst.values())
+            checked += 1
+    assert checked == 9 ** 4 * 3
+
+
+unit = st.floats(min_value=0, max_value=1, allow_nan=False)
+weights = st.tuples(unit, unit, unit).filter(lambda w: sum(w) > 1e-3)
+
+
+@st.composite
+def games(draw):
+    n = draw(st.integers(min_value=1, max_value=6))
+    names = [f"s{i}" for i in range(n)]
+    rows = {s: {t: (draw(unit), draw(unit)) for t in USER_TYPES} for s in names}
+    costs = {s: draw(unit) for s in names}
+    post = UserPosterior.normalised(*draw(weights))
+    return make_table(rows), post, costs
+
+
+params = dict(alpha=st.floats(0.01, 5), gamma=st.floats(0, 2), tau=unit, epsilon=st.floats(0.01, 1))
+
+
+@settings(max_examples=300, deadline=None)
+@given(game=games(), beta1=st.floats(0, 10), beta2=st.floats(0, 10), **params)
+def test_raising_beta_never_picks_a_riskier_strategy(game, beta1, beta2, alpha, gamma, tau, epsilon):
+    table, post, costs = game
+    lo, hi = sorted((beta1, beta2))
+    d_lo = solve(table, post, costs, alpha=alpha, beta=lo, gamma=gamma, tau=tau, epsilon=epsilon)
+    d_hi = solve(table, post, costs, alpha=alpha, beta=hi, gamma=gamma, tau=tau, epsilon=epsilon)
+    risk = {r.strategy: r.expected_risk for r in d_lo.table}
+    assert risk[d_hi.strategy] <= risk[d_lo.strategy]
+
+
+@settings(max_examples=300, deadline=None)
+@given(game=games(), beta=st.floats(0, 10), **params)
+def test_inadmissible_never_chosen_while_an_admissible_exists(game, beta, alpha, gamma, tau, epsilon):
+    table, post, costs = game
+    d = solve(table, post, costs, alpha=alpha, beta=beta, gamma=gamma, tau=tau, epsilon=epsilon)
+    rows = {r.strategy: r for r in d.table}
+    if any(r.admissible for r in d.table):
+        assert d.admissible and rows[d.strategy].admissible
+        best = max(r.expected_utility for r in d.table if r.admissible)
+        assert rows[d.strategy].expected_utility == best
+    else:
+        assert not d.admissible
+        assert rows[d.strategy].worst_risk == min(r.worst_risk for r in d.table)
+    assert len(d.table) == len(table.strategies)

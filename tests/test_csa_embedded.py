@@ -1,0 +1,36 @@
+"""The `csa` pipeline end to end on the real embedded model: structure, never wisdom."""
+
+import pytest
+
+from pearl.csa import CHAIN_NODES, Chain, UNKNOWN_CATEGORY
+import tomllib
+
+from pearl.pipeline import compile_spec, resolve
+from pearl.plugins.taxonomy import get_taxonomy
+from pearl.runner import Runner
+from pearl.strategies.library import BUILTIN_NAMES
+from pearl.strategies.recombine import find_leaks
+from pearl.types import Conversation
+
+pytestmark = pytest.mark.model
+
+
+def test_csa_run_has_a_well_formed_assessment_decision_chain_and_response(host, embedded_lm):
+    # the shipped csa pipeline, with one Lingo-BP step instead of three to keep CI's CPU time bounded
+    spec = tomllib.loads(resolve("csa").read_text())
+    spec["steps"]["refine"]["schedule"] = ["both"]
+    pipeline = compile_spec(spec, host, source="csa.toml (one refinement step)")
+    result = Runner(pipeline, {"task": embedded_lm}, host).run(
+        Conversation.from_text("I feel like ending it all. Nothing matters anymore."))
+    a = result.output("risk")
+    assert a["category"] in get_taxonomy(host, "oyster").category_ids() + [UNKNOWN_CATEGORY]
+    assert sum(a["posterior"].values()) == pytest.approx(1.0)
+    assert 0 <= a["severity"] <= 1
+    d = result.output("decide")
+    assert d["strategy"] in BUILTIN_NAMES and {r["strategy"] for r in d["table"]} == set(BUILTIN_NAMES)
+    chain = Chain.model_validate(result.output("draft"))
+    assert set(result.output("draft")) >= set(CHAIN_NODES) and chain.user_needs
+    assert result.response.strip() and find_leaks(result.response) == []
+    refined = result.output("refine")
+    assert 1 <= len(refined["iterations"]) <= 2 and result.response == refined["response"]
+    assert result.steps["anticipate"].usage.calls >= 24 and result.steps["decide"].usage.calls == 0

@@ -1,0 +1,55 @@
+"""The shipped `csa` pipeline end to end on DummyLM, its --explain rendering, and the CLI default."""
+
+import dspy
+from dspy.utils import DummyLM
+from rich.console import Console
+
+from csa_doubles import ADAPT, CLASSIFY, DRAFT, PAIR, RECOMBINE
+from lingobp_doubles import safety_answer, sat_answer
+from pearl.cli import DEFAULT_PIPELINE
+from pearl.csa import CHAIN_NODES
+from pearl.explain import render
+from pearl.pipeline import load
+from pearl.runner import Runner
+from pearl.strategies.library import BUILTIN_NAMES
+from pearl.types import Conversation, Result
+
+JUDGED = {**sat_answer(1), **safety_answer("safe")}  # one answer both judges accept, whichever asks first
+
+
+def run_csa(host):
+    pipeline = load("csa", host)
+    assert pipeline.order() == ["risk", "anticipate", "decide", "draft", "recombine", "refine"]
+    lm = DummyLM([CLASSIFY, ADAPT] + [PAIR] * 24 + [DRAFT, RECOMBINE, JUDGED, JUDGED], adapter=dspy.JSONAdapter())
+    return Runner(pipeline, {"task": lm}, host).run(Conversation.from_text("I feel like ending it all.")), lm
+
+
+def test_csa_pipeline_wires_every_step(host):
+    result, lm = run_csa(host)
+    assert len(lm.history) == 2 + 24 + 2 + 2
+    assert result.response == RECOMBINE["response"]  # judged perfect: refinement stops at once
+    assert set(result.steps) == {"risk", "anticipate", "decide", "draft", "recombine", "refine"}
+    assert result.output("refine")["stop_reason"] == "converged"
+    decision = result.output("decide")
+    assert decision["strategy"] in BUILTIN_NAMES and len(decision["table"]) == 8
+    assert set(result.output("draft")) >= set(CHAIN_NODES)
+    # the chain prompt carried the decision; the recombine prompt carried the chain
+    assert decision["strategy"] in lm.history[-4]["messages"][-1]["content"]
+    assert DRAFT["user_needs"] in lm.history[-3]["messages"][-1]["content"]
+    # round trip: --json output reads back into a Result
+    assert Result.model_validate_json(result.model_dump_json()).output("decide") == decision
+
+
+def test_explain_renders_every_part(host):
+    result, _ = run_csa(host)
+    console = Console(record=True, width=160)
+    render(result, console)
+    text = console.export_text()
+    for fragment in ("risk assessment", "mental_health", "E[U]", "worst risk", "decision", "reasoning chain",
+                     "usefulness strategies", RECOMBINE["response"], "per-step usage", "anticipate"):
+        assert fragment in text, fragment
+    assert "▶ " + result.output("decide")["strategy"] in text
+
+
+def test_csa_is_the_default_pipeline():
+    assert DEFAULT_PIPELINE == "csa"

@@ -1,0 +1,46 @@
+"""End-to-end on the real embedded model (Gemma 3 270M): structure, never wisdom."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from pearl.api import open_session
+from pearl.errors import InputError
+
+pytestmark = pytest.mark.model
+
+
+def test_structured_call_is_schema_constrained(embedded_lm):
+    import dspy
+
+    class Sig(dspy.Signature):
+        """Rate the message."""
+
+        message: str = dspy.InputField()
+        risk: str = dspy.OutputField()
+        score: int = dspy.OutputField()
+
+    with dspy.context(lm=embedded_lm, adapter=dspy.JSONAdapter()):
+        pred = dspy.Predict(Sig)(message="How do I bake bread?")
+    assert isinstance(pred.score, int) and isinstance(pred.risk, str)
+
+
+def test_cli_run_json_prints_a_result():
+    proc = subprocess.run(
+        [sys.executable, "-m", "pearl.cli", "run", "--pipeline", "minimal", "--json", "My landlord won't return my deposit, what can I do?"],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["pipeline"] == "minimal" and result["response"].strip()
+    assert set(result["steps"]) == {"screen", "respond"}
+    assert result["steps"]["screen"]["output"]["risk"] in {"none", "low", "medium", "high"}
+    assert result["usage"]["calls"] >= 2 and result["usage"]["completion_tokens"] > 0
+
+
+def test_too_long_conversation_is_a_clear_error(host):
+    session = open_session("minimal", n_ctx=2048)
+    with pytest.raises(InputError, match="too long for the model's context"):
+        session.run("word " * 3000)

@@ -1,0 +1,1 @@
+"""OpenTelemetry instrumentation helpers, the JSONL exporter and the trace viewer."""
