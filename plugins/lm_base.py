@@ -8,6 +8,10 @@ subclasses set `provider` and, for HTTP backends, `server_address`, and may send
 `pearl.traces.spans.trace_headers()` with their requests), and the OpenAI-shaped
 response DSPy reads.
 
+A schema-constrained call is fitted to its budget (`fit_to_budget`): free strings get a
+`maxLength`, `max_tokens` covers the longest valid answer, so decoding never stops
+mid-JSON.
+
 Contract for subclasses: implement `complete(request) -> Completion`; raise
 `pearl.errors.BackendError` (or `InputError` for a prompt that cannot fit) with advice.
 """
@@ -23,7 +27,7 @@ from typing import Any
 import dspy
 
 from pearl import usage
-from pearl.plugins.schema import json_schema_of, wants_json
+from pearl.plugins.schema import bound_free_strings, json_schema_of, max_answer_chars, wants_json
 from pearl.traces.spans import llm_call_span
 
 # DSPy 3.4 still supports (and warns about) BaseLM.forward subclasses; pyproject pins <3.5.
@@ -111,14 +115,15 @@ class PearlLM(dspy.BaseLM):
             messages = [{"role": "user", "content": prompt or ""}]
         response_format = merged.pop("response_format", None)
         stop = merged.get("stop")
+        schema, max_tokens = fit_to_budget(json_schema_of(response_format), int(merged.get("max_tokens") or 512))
         return ChatRequest(
             messages=list(messages),
             temperature=float(merged.get("temperature") or 0.0),
-            max_tokens=int(merged.get("max_tokens") or 512),
+            max_tokens=max_tokens,
             seed=merged.get("seed", self.seed),
             stop=[stop] if isinstance(stop, str) else stop,
             top_p=merged.get("top_p"),
-            json_schema=json_schema_of(response_format),
+            json_schema=schema,
             json_mode=wants_json(response_format),
             extra=dict(merged.get("extra_body") or {}),  # server-specific fields, e.g. SGLang's regex/ebnf
         )
@@ -132,6 +137,22 @@ class PearlLM(dspy.BaseLM):
                          time.perf_counter() - t0)
             call.finish(completion)
         return as_openai_response(completion, self.model)
+
+
+def fit_to_budget(schema: dict[str, Any] | None, max_tokens: int) -> tuple[dict[str, Any] | None, int]:
+    """The schema and `max_tokens` a schema-constrained call is sent with.
+
+    A JSON answer cut off at `max_tokens` cannot be parsed. So free strings get a share
+    of the budget as `maxLength` (`bound_free_strings`), and `max_tokens` is raised to
+    the schema's longest valid answer (`max_answer_chars`: a token carries at least one
+    character): the grammar always reaches the closing brace. Free-text calls, and
+    schemas with an unbounded array, keep `max_tokens` as given.
+    """
+    if schema is None:
+        return None, max_tokens
+    fitted = bound_free_strings(schema, max_tokens)
+    bound = max_answer_chars(fitted)
+    return fitted, max_tokens if bound is None else max(max_tokens, bound)
 
 
 def as_openai_response(c: Completion, model: str) -> SimpleNamespace:

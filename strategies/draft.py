@@ -24,12 +24,13 @@ from pearl.csa import Chain, Decision, ResponseStrategy, RiskAssessment
 from pearl.hookspecs import hookimpl
 from pearl.programs import call_program
 from pearl.step import Step
-from pearl.strategies.fields import text
+from pearl.strategies.fields import text, text_list
 from pearl.strategies.risk import describe_assessment
 from pearl.types import Conversation
 
 Need = text("Sentence", 200)
 Phrase = text("Phrase", 100)
+Phrases = text_list("Phrases", 3, Phrase)
 
 
 class DraftSignature(dspy.Signature):
@@ -46,8 +47,8 @@ class DraftSignature(dspy.Signature):
     approach: str = dspy.InputField(desc="the chosen way to respond and its hard limits")
     user_needs: Need = dspy.OutputField(desc="the core need and the emotional motive, one or two sentences")
     risk_signal: Need = dspy.OutputField(desc="how the risk shows in the message, one sentence")
-    safety_strategies: list[Phrase] = dspy.OutputField(desc="at most 3 short moves that keep the reply safe, in order")
-    usefulness_strategies: list[Phrase] = dspy.OutputField(desc="at most 3 short moves that make it useful, in order")
+    safety_strategies: Phrases = dspy.OutputField(desc="at most 3 short moves that keep the reply safe, in order")
+    usefulness_strategies: Phrases = dspy.OutputField(desc="at most 3 short moves that make it useful, in order")
 
 
 class SimpleDraftSignature(dspy.Signature):
@@ -60,8 +61,8 @@ class SimpleDraftSignature(dspy.Signature):
     conversation: str = dspy.InputField(desc="the conversation, one 'role: text' line per turn")
     approach: str = dspy.InputField(desc="the chosen way to respond")
     user_needs: Need = dspy.OutputField(desc="the core need and the emotional motive, one or two sentences")
-    safety_strategies: list[Phrase] = dspy.OutputField(desc="at most 3 short moves that keep the reply responsible")
-    usefulness_strategies: list[Phrase] = dspy.OutputField(desc="at most 3 short moves that make it useful, in order")
+    safety_strategies: Phrases = dspy.OutputField(desc="at most 3 short moves that keep the reply responsible")
+    usefulness_strategies: Phrases = dspy.OutputField(desc="at most 3 short moves that make it useful, in order")
 
 
 def describe_approach(decision: Decision, strategy: ResponseStrategy | None) -> str:

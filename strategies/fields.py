@@ -44,6 +44,27 @@ def text(name: str, max_length: int) -> type:
                                "__doc__": f"text of at most {max_length} characters", "__module__": __name__})
 
 
+def text_list(name: str, max_items: int, item: type = str) -> type:
+    """A list of at most `max_items` `item`s (JSON schema: `maxItems`), for bounded list outputs.
+
+    Under a grammar the model cannot write more; from a backend that does not constrain
+    decoding, the extra items are dropped rather than failing the parse.
+    """
+
+    def schema(cls, source, handler):
+        return core_schema.no_info_after_validator_function(lambda v: list(v)[:max_items],
+                                                            handler.generate_schema(list[item]))
+
+    def json_schema(cls, core, handler):
+        result = handler.resolve_ref_schema(handler(core))
+        result["maxItems"] = max_items
+        return result
+
+    return type(name, (list,), {"__get_pydantic_core_schema__": classmethod(schema),
+                                "__get_pydantic_json_schema__": classmethod(json_schema),
+                                "__doc__": f"a list of at most {max_items} items", "__module__": __name__})
+
+
 def check_choice(field: str, value: str, values: Sequence[str]) -> str:
     if value not in values:
         raise ValueError(f"{field} '{value}' is not one of {', '.join(values)}")

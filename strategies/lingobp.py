@@ -37,6 +37,7 @@ from pearl.judge import Judge
 from pearl.judgements import SAFETY_MAX, SATISFACTION_MAX, SafetyJudgement, SatisfactionJudgement
 from pearl.programs import call_program
 from pearl.refinement import Iteration, Mode, NodeUpdate, Refinement, StopReason, choose_pearl_point
+from pearl.strategies.fields import text, text_list
 from pearl.strategies.minimal_edit import minimal_edit, normalise
 from pearl.strategies.recombine import Recombine, recombine, render_chain
 from pearl.types import Conversation, Usage
@@ -188,7 +189,7 @@ class ListNodeUpdate(dspy.Signature):
     later_changes: str = dspy.InputField(desc="changes already made to later parts, and why; may be empty")
     rules: str = dspy.InputField(desc="the handling rules that bound any change; may be empty")
     gradient: str = dspy.OutputField(desc="what should change in this list, and why")
-    updated: list[str] = dspy.OutputField(desc="the improved list")
+    updated: text_list("Items", 6, text("Item", 140)) = dspy.OutputField(desc="the improved list, short items")
 
 
 class RefineProgram(dspy.Module):

@@ -28,7 +28,7 @@ from pearl.hookspecs import hookimpl
 from pearl.plugins.taxonomy import category_choices, get_taxonomy
 from pearl.programs import call_program
 from pearl.step import Step
-from pearl.strategies.fields import Score, check_choice, check_score, choice, text
+from pearl.strategies.fields import Score, check_choice, check_score, choice, text, text_list
 from pearl.types import Conversation
 
 LEVELS = ("R0", "R1", "R2")
@@ -82,7 +82,7 @@ class AdaptSignature(dspy.Signature):
     category: str = dspy.InputField(desc="the risk category of the request")
     user: str = dspy.InputField(desc="who the user probably is")
     rules: str = dspy.InputField(desc="the category's general handling rules, numbered")
-    guideline: list[Rule] = dspy.OutputField(desc="at most 3 short rules for this request")
+    guideline: text_list("Rules", 3, Rule) = dspy.OutputField(desc="at most 3 short rules for this request")
 
 
 class AssessRisk(dspy.Module):
@@ -96,7 +96,8 @@ class AssessRisk(dspy.Module):
         self._catalogue = compact_catalogue(taxonomy)
         self._choices = category_choices(taxonomy)
         self.classify = dspy.Predict(ClassifySignature.with_updated_fields("category", type_=category_type(taxonomy)))
-        self.adapt = dspy.Predict(AdaptSignature)
+        self.adapt = dspy.Predict(AdaptSignature.with_updated_fields(
+            "guideline", type_=text_list("Rules", max_rules, Rule), desc=f"at most {max_rules} short rules for this request"))
 
     def forward(self, conversation: str) -> dspy.Prediction:
         c = self.classify(conversation=conversation, categories=self._catalogue)
