@@ -22,6 +22,10 @@ from pearl.plugins.lm_base import ChatRequest, Completion, PearlLM
 
 DEFAULT_MODEL_LABEL = "gemma-3-270m-q4_k_m"
 
+#: The longest string bound sent to llama.cpp's grammar: its parser rejects a repetition
+#: of about 1000 characters or more, and llama-cpp-python then crashes the process.
+LLAMA_CPP_MAX_STRING_CHARS = 800
+
 
 _models: dict[tuple, Any] = {}
 _models_lock = threading.Lock()
@@ -31,7 +35,7 @@ _models_lock = threading.Lock()
 def _close_models() -> None:
     """Free the cached llama contexts before interpreter teardown (their __del__ fails late)."""
     with _models_lock:
-        for llama in _models.values():
+        for llama, _ in _models.values():
             try:
                 llama.close()
             except Exception:
@@ -67,19 +71,22 @@ def _quiet_stderr():
 
 
 def _load_llama(path: Path, n_ctx: int, threads: int | None, seed: int | None):
+    """The cached `(Llama, lock)` for these settings: one llama context is not thread-safe,
+    so every LM that shares it (a task and a judge LM, copies made for retries) shares its lock."""
     key = (str(path), n_ctx, threads, seed)
     with _models_lock:
         if key not in _models:
             from llama_cpp import Llama
 
             with _quiet_stderr():
-                _models[key] = Llama(
+                llama = Llama(
                     model_path=str(path),
                     n_ctx=n_ctx,
                     n_threads=threads or max(1, os.cpu_count() or 1),
                     seed=seed if seed is not None else -1,
                     verbose=False,
                 )
+            _models[key] = (llama, threading.Lock())
         return _models[key]
 
 
@@ -98,11 +105,12 @@ def reused_prefix(cached: list[int], prompt: list[int]) -> int:
 class LlamaCppLM(PearlLM):
     """A `PearlLM` over an in-process `llama_cpp.Llama`.
 
-    Calls are serialised with a lock (one llama context is not thread-safe); structured
+    Calls are serialised with the context's lock (shared by every LM on it); structured
     calls are decoded under the JSON schema DSPy supplies, as a llama.cpp grammar.
     """
 
     provider = "llama_cpp"
+    max_string_chars = LLAMA_CPP_MAX_STRING_CHARS
 
     def __init__(self, model_path: Path, *, label: str | None = None, n_ctx: int = 8192, threads: int | None = None,
                  seed: int | None = 0, temperature: float = 0.0, max_tokens: int = 512):
@@ -110,8 +118,7 @@ class LlamaCppLM(PearlLM):
                          seed=seed)
         self.model_path = Path(model_path)
         self.n_ctx = n_ctx
-        self.llama = _load_llama(self.model_path, n_ctx, threads, seed)
-        self._lock = threading.Lock()
+        self.llama, self._lock = _load_llama(self.model_path, n_ctx, threads, seed)
 
     def count_tokens(self, text: str) -> int:
         return len(self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 from typing import Any
 
@@ -92,6 +92,8 @@ class PearlLM(dspy.BaseLM):
 
     provider: str = "unknown"
     server_address: str | None = None
+    #: The longest string bound the backend's grammar engine accepts (None: no limit).
+    max_string_chars: int | None = None
 
     def __init__(self, model: str, *, temperature: float = 0.0, max_tokens: int = 512, seed: int | None = 0):
         super().__init__(model=model, model_type="chat", temperature=temperature, max_tokens=max_tokens,
@@ -115,21 +117,28 @@ class PearlLM(dspy.BaseLM):
             messages = [{"role": "user", "content": prompt or ""}]
         response_format = merged.pop("response_format", None)
         stop = merged.get("stop")
-        schema, max_tokens = fit_to_budget(json_schema_of(response_format), int(merged.get("max_tokens") or 512))
         return ChatRequest(
             messages=list(messages),
             temperature=float(merged.get("temperature") or 0.0),
-            max_tokens=max_tokens,
+            max_tokens=int(merged.get("max_tokens") or 512),
             seed=merged.get("seed", self.seed),
             stop=[stop] if isinstance(stop, str) else stop,
             top_p=merged.get("top_p"),
-            json_schema=schema,
+            json_schema=json_schema_of(response_format),
             json_mode=wants_json(response_format),
             extra=dict(merged.get("extra_body") or {}),  # server-specific fields, e.g. SGLang's regex/ebnf
         )
 
+    def fit(self, request: ChatRequest) -> ChatRequest:
+        """`request` with its schema fitted to its budget (`fit_to_budget`, capped at
+        `max_string_chars`); subclasses that learn their limits from the server override it."""
+        if request.json_schema is None:
+            return request
+        schema, max_tokens = fit_to_budget(request.json_schema, request.max_tokens, self.max_string_chars)
+        return replace(request, json_schema=schema, max_tokens=max_tokens)
+
     def forward(self, prompt=None, messages=None, **kwargs):
-        request = self.build_request(prompt, messages, **kwargs)
+        request = self.fit(self.build_request(prompt, messages, **kwargs))
         with llm_call_span(self, request) as call:
             t0 = time.perf_counter()
             completion = self.complete(request)
@@ -139,18 +148,20 @@ class PearlLM(dspy.BaseLM):
         return as_openai_response(completion, self.model)
 
 
-def fit_to_budget(schema: dict[str, Any] | None, max_tokens: int) -> tuple[dict[str, Any] | None, int]:
+def fit_to_budget(schema: dict[str, Any] | None, max_tokens: int,
+                  max_string_chars: int | None = None) -> tuple[dict[str, Any] | None, int]:
     """The schema and `max_tokens` a schema-constrained call is sent with.
 
     A JSON answer cut off at `max_tokens` cannot be parsed. So free strings get a share
     of the budget as `maxLength` (`bound_free_strings`), and `max_tokens` is raised to
     the schema's longest valid answer (`max_answer_chars`: a token carries at least one
     character): the grammar always reaches the closing brace. Free-text calls, and
-    schemas with an unbounded array, keep `max_tokens` as given.
+    schemas with an unbounded array, keep `max_tokens` as given. `max_string_chars`
+    caps each free string's share, for grammar engines that refuse long repetitions.
     """
     if schema is None:
         return None, max_tokens
-    fitted = bound_free_strings(schema, max_tokens)
+    fitted = bound_free_strings(schema, max_tokens, max_string_chars)
     bound = max_answer_chars(fitted)
     return fitted, max_tokens if bound is None else max(max_tokens, bound)
 

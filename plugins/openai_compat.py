@@ -11,15 +11,16 @@ The API key comes from the environment only: `PEARL_API_KEY`, else `OPENAI_API_K
 never logged, traced, printed or saved with a program.
 
 Structured steps send the step's JSON schema as OpenAI's
-`response_format = {"type": "json_schema", ...}`. Servers that only know the older
-`{"type": "json_object", "schema": ...}` form (llama-cpp-python's server) are detected
-on the first structured call (`schema_format = "auto"`) and served in that form from
-then on. The LM is safe to call from many threads at once: requests are independent
+`response_format = {"type": "json_schema", ...}`, or as the older
+`{"type": "json_object", "schema": ...}` that llama-cpp-python's server reads. With
+`schema_format = "auto"` (default) the first structured call probes which form the
+server really enforces (`probe_schema_format`) and uses it from then on. The LM is safe to call from many threads at once: requests are independent
 and share one connection pool.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from typing import Any
@@ -29,6 +30,7 @@ from pearl.backend import Backend, BackendSettings
 from pearl.errors import BackendError
 from pearl.hookspecs import hookimpl
 from pearl.plugins.http_client import HttpClient, HttpStatusError
+from pearl.plugins.llamacpp import LLAMA_CPP_MAX_STRING_CHARS
 from pearl.plugins.lm_base import ChatRequest, Completion, PearlLM
 
 API_KEY_VARS = ("PEARL_API_KEY", "OPENAI_API_KEY")
@@ -91,6 +93,42 @@ def completion_of(body: Any, label: str, url: str) -> Completion:
                       finish_reason=choice.get("finish_reason"), model=body.get("model"))
 
 
+PROBE_ANSWER = {"probe": "pearl-schema-probe"}
+PROBE_SCHEMA = {"type": "object", "properties": {"probe": {"type": "string", "enum": ["pearl-schema-probe"]}},
+                "required": ["probe"], "additionalProperties": False}
+
+
+def probe_schema_format(client: HttpClient, model: str) -> str:
+    """The `response_format` form under which the server really constrains decoding.
+
+    A server may accept a form and still ignore it, so accepting is not enough: the
+    probe's schema admits exactly one answer, which no unconstrained model writes by
+    chance. (llama-cpp-python's server rejects `json_schema` with 422 and enforces
+    `json_object` + `schema`; vLLM, SGLang and hosted APIs enforce `json_schema`.) Each form is tried once, `json_schema` first; a server that
+    honours neither is an error, since every structured step relies on the constraint.
+    """
+    request = ChatRequest(messages=[{"role": "user", "content": "Answer with a JSON object."}],
+                          max_tokens=64, json_schema=PROBE_SCHEMA)
+    for fmt in ("json_schema", "json_object"):
+        try:
+            body = client.post("chat/completions", chat_body(request, model, fmt), retries=0)
+        except HttpStatusError as exc:
+            if exc.status in (400, 422):
+                continue
+            raise
+        text = completion_of(body, client.label, client.base_url).text
+        try:
+            if json.loads(text) == PROBE_ANSWER:
+                return fmt
+        except ValueError:
+            pass
+    raise BackendError(
+        f"the server at {client.base_url} does not constrain decoding to a JSON schema (tried response_format "
+        f"json_schema and json_object): structured steps need it. Use a server that does (vLLM, SGLang, llama.cpp), "
+        f"or set the backend option schema_format = \"json_schema\" to send schemas without this check"
+    )
+
+
 class OpenAICompatLM(PearlLM):
     """A `PearlLM` over an OpenAI-compatible `/chat/completions` endpoint."""
 
@@ -105,23 +143,24 @@ class OpenAICompatLM(PearlLM):
         self.schema_format = schema_format
         self._format_lock = threading.Lock()
 
-    def complete(self, request: ChatRequest) -> Completion:
-        fmt = self.schema_format
-        if fmt != "auto" or request.json_schema is None:
-            body = self.client.post("chat/completions", chat_body(request, self.served_model, fmt))
-            return completion_of(body, self.client.label, self.client.base_url)
-        # First structured call: find out which response_format form the server takes.
-        try:
-            body = self.client.post("chat/completions", chat_body(request, self.served_model, "json_schema"), retries=0)
-            chosen = "json_schema"
-        except HttpStatusError as exc:
-            if "response_format" not in exc.detail and exc.status not in (400, 422):
-                raise
-            # An older server that only knows {"type": "json_object", "schema": ...} (llama-cpp-python's).
-            body = self.client.post("chat/completions", chat_body(request, self.served_model, "json_object"))
-            chosen = "json_object"
+    def fit(self, request: ChatRequest) -> ChatRequest:
+        if request.json_schema is not None and self.schema_format == "auto":
+            self.resolve_schema_format()
+        return super().fit(request)
+
+    def resolve_schema_format(self) -> str:
+        """Probe the server once (`probe_schema_format`); concurrent first calls wait for it."""
         with self._format_lock:
-            self.schema_format = chosen
+            if self.schema_format == "auto":
+                self.schema_format = probe_schema_format(self.client, self.served_model)
+                if self.schema_format == "json_object" and self.max_string_chars is None:
+                    # Only llama-cpp-python's server takes that form: its grammar has llama.cpp's limits.
+                    self.max_string_chars = LLAMA_CPP_MAX_STRING_CHARS
+        return self.schema_format
+
+    def complete(self, request: ChatRequest) -> Completion:
+        fmt = self.schema_format if self.schema_format != "auto" else "json_schema"
+        body = self.client.post("chat/completions", chat_body(request, self.served_model, fmt))
         return completion_of(body, self.client.label, self.client.base_url)
 
     def dump_state(self) -> dict[str, Any]:

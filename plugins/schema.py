@@ -99,7 +99,7 @@ CHARS_PER_TOKEN = 3
 MIN_FREE_CHARS = 32
 
 
-def bound_free_strings(schema: dict[str, Any], max_tokens: int) -> dict[str, Any]:
+def bound_free_strings(schema: dict[str, Any], max_tokens: int, max_chars: int | None = None) -> dict[str, Any]:
     """A copy of `schema` whose unbounded strings share `max_tokens` as `maxLength`.
 
     A reply or a critique declared as a plain `str` has no length bound, so under a
@@ -107,7 +107,9 @@ def bound_free_strings(schema: dict[str, Any], max_tokens: int) -> dict[str, Any
     (counted `maxItems` times inside an array) gets an equal share of
     `CHARS_PER_TOKEN * max_tokens` characters: typical text then stays near the
     caller's token budget, and `max_answer_chars` of the result is finite wherever
-    arrays declare `maxItems`. Strings with a bound, enums and consts are kept as given.
+    arrays declare `maxItems`. `max_chars` caps a share (llama.cpp's grammar parser
+    rejects repetitions of about 1000 characters or more). Strings with a bound, enums
+    and consts are kept as given.
     """
     fitted = json.loads(json.dumps(schema))
     defs = {**fitted.get("$defs", {}), **fitted.get("definitions", {})}
@@ -144,6 +146,8 @@ def bound_free_strings(schema: dict[str, Any], max_tokens: int) -> dict[str, Any
     walk(fitted, 1)
     if free:
         share = max(MIN_FREE_CHARS, CHARS_PER_TOKEN * max_tokens // max(1, weight))
+        if max_chars is not None:
+            share = min(share, max_chars)
         for s in free:
             s["maxLength"] = share
     return fitted

@@ -70,6 +70,10 @@ def common_prefix(a: str, b: str) -> int:
     return n
 
 
+class SchemaFormRejected(ValueError):
+    """A response_format form the double is set to refuse (answered with 422)."""
+
+
 class SGLangTestDouble:
     """Runs on 127.0.0.1 on a free port; `url` is its root. Use as a context manager."""
 
@@ -79,6 +83,10 @@ class SGLangTestDouble:
         self.requests: list[dict[str, Any]] = []
         self.prompts_seen: list[str] = []
         self.script: list[tuple[str, Any]] = []
+        #: How /v1/chat/completions treats response_format: "json_schema" (SGLang's own
+        #: behaviour), "json_object" (llama-cpp-python's server: json_schema is a 422,
+        #: json_object + schema is enforced) or "ignore" (a server that constrains nothing).
+        self.schema_form = "json_schema"
         self._lock = threading.Lock()
         double = self
 
@@ -134,6 +142,8 @@ class SGLangTestDouble:
                         return self._send(200, double.generate(body))
                     if self.path == "/v1/chat/completions":
                         return self._send(200, double.chat(body))
+                except SchemaFormRejected as exc:
+                    return self._send(422, {"detail": [{"msg": str(exc)}]})
                 except ValueError as exc:
                     return self._send(400, {"error": {"message": str(exc)}})
                 return self._send(404, {"detail": "Not Found"})
@@ -226,9 +236,15 @@ class SGLangTestDouble:
         fmt = body.get("response_format") or {}
         schema = None
         if fmt.get("type") == "json_schema":
+            if self.schema_form == "json_object":
+                raise SchemaFormRejected("response_format.type: Input should be 'text' or 'json_object'")
             schema = (fmt.get("json_schema") or {}).get("schema")
             if schema is None:
                 raise ValueError("response_format.json_schema.schema is required")
+        elif fmt.get("type") == "json_object" and self.schema_form == "json_object":
+            schema = fmt.get("schema")
+        if self.schema_form == "ignore":
+            schema = None
         answer, reason = self._answer(schema, body.get("regex"), int(body.get("max_tokens") or 128))
         cached = self._serve_prompt(prompt)
         return {

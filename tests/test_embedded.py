@@ -27,6 +27,31 @@ def test_structured_call_is_schema_constrained(embedded_lm):
     assert isinstance(pred.score, int) and isinstance(pred.risk, str)
 
 
+def test_lms_on_one_context_share_its_lock_and_long_replies_stay_parseable(embedded_lm):
+    import dspy
+
+    from pearl.backend import BackendSettings
+    from pearl.concurrency import map_in_context
+    from pearl.plugins.llamacpp import LlamaCppBackend
+
+    judge_lm = LlamaCppBackend().create(BackendSettings(max_tokens=256, n_ctx=4096))
+    assert judge_lm.llama is embedded_lm.llama and judge_lm._lock is embedded_lm._lock
+    assert embedded_lm.copy(temperature=0.7)._lock is embedded_lm._lock
+
+    class Story(dspy.Signature):
+        """Write a long story about the topic."""
+
+        topic: str = dspy.InputField()
+        story: str = dspy.OutputField()
+
+    def write(lm):  # a 1000-token budget would ask llama.cpp for a grammar it cannot parse
+        with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):
+            return dspy.Predict(Story)(topic="a cat", config={"max_tokens": 1000}).story
+
+    stories = map_in_context(write, [embedded_lm, judge_lm])  # two LMs on one context at once
+    assert all(isinstance(s, str) and len(s) <= 800 for s in stories)
+
+
 def test_cli_run_json_prints_a_result():
     proc = subprocess.run(
         [sys.executable, "-m", "pearl.cli", "run", "--pipeline", "minimal", "--json", "My landlord won't return my deposit, what can I do?"],

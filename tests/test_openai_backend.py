@@ -8,6 +8,7 @@ the whole session).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -66,8 +67,30 @@ def test_structured_calls_send_json_schema(double):
     with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):
         pred = dspy.Predict(QA)(question="why?")
     assert pred.answer == "double" and pred.confident is True
-    assert double.posts("/v1/chat/completions")[0]["body"]["response_format"]["type"] == "json_schema"
-    assert lm.schema_format == "json_schema"
+    probe, call = double.posts("/v1/chat/completions")
+    assert call["body"]["response_format"]["type"] == "json_schema"
+    assert "pearl-schema-probe" in json.dumps(probe["body"]["response_format"])
+    assert lm.schema_format == "json_schema" and lm.max_string_chars is None
+
+
+def test_schema_form_is_probed_not_assumed(double):
+    lm = OpenAIBackend().create(settings(double.url))
+    assert lm.schema_format == "auto" and double.posts("/v1/chat/completions") == []  # nothing sent yet
+    double.schema_form = "json_object"  # llama-cpp-python's server: json_schema is a 422
+    assert lm.resolve_schema_format() == "json_object"
+    assert lm.max_string_chars == 800  # llama.cpp's grammar limit applies from then on
+    probes = [p["body"]["response_format"]["type"] for p in double.posts("/v1/chat/completions")]
+    assert probes == ["json_schema", "json_object"]
+
+
+def test_a_server_that_ignores_schemas_is_a_clear_error(double):
+    double.schema_form = "ignore"
+    lm = OpenAIBackend().create(settings(double.url))
+    with pytest.raises(BackendError, match="does not constrain decoding to a JSON schema"):
+        lm(messages=[{"role": "user", "content": "hi"}], response_format={"type": "json_schema", "json_schema": {
+            "name": "x", "schema": {"type": "object", "properties": {"a": {"type": "boolean"}}}}})
+    forced = OpenAIBackend().create(settings(double.url, schema_format="json_schema"))  # the documented way out
+    assert forced(messages=[{"role": "user", "content": "hi"}]) == ["double says: ok"]
 
 
 def test_configuration_errors(monkeypatch):

@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from pearl.backend import BackendSettings
 from pearl.concurrency import map_in_context
 from pearl.errors import BackendError
+from pearl.plugins.schema import max_answer_chars
 from pearl.plugins.sglang import SGLangBackend
 from pearl import usage
 from sglang_double import SGLangTestDouble
@@ -82,7 +83,9 @@ def test_concurrent_calls_are_coalesced_into_one_generate_batch(double):
     for prompt, params in zip(body["text"], body["sampling_params"]):
         assert prompt.startswith("<start_of_turn>system\n")  # bos stripped: the server adds it
         assert prompt.endswith("<start_of_turn>model\n")
-        assert params["max_new_tokens"] == 200 and params["temperature"] == 0.0
+        # the budget (200) is raised to the longest answer of the fitted schema
+        assert params["max_new_tokens"] == max_answer_chars(json.loads(params["json_schema"])) > 200
+        assert params["temperature"] == 0.0
         assert set(json.loads(params["json_schema"])["properties"]) == {"friendly", "reason"}
     assert lm.stats["generate_prompts"] == 4
     # shared inputs first: siblings share a long prefix, which the (double's) radix cache serves

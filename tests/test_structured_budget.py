@@ -97,10 +97,13 @@ def test_pearl_lm_requests_carry_the_fitted_schema():
         answer: str = dspy.OutputField()
 
     lm = PearlLM("test/none", max_tokens=48)
-    request = lm.build_request(messages=[{"role": "user", "content": "?"}],
-                               response_format=_get_structured_outputs_response_format(QA))
+    asked = lm.build_request(messages=[{"role": "user", "content": "?"}],
+                             response_format=_get_structured_outputs_response_format(QA))
+    request = lm.fit(asked)
     assert request.json_schema["properties"]["answer"]["maxLength"] == 144
     assert request.max_tokens == max_answer_chars(request.json_schema) > 48
+    lm.max_string_chars = 100  # a grammar engine's limit caps the share
+    assert lm.fit(asked).json_schema["properties"]["answer"]["maxLength"] == 100
 
 
 def test_text_list_is_bounded_and_lenient():
