@@ -76,10 +76,10 @@ def _load_llama(path: Path, n_ctx: int, threads: int | None, seed: int | None):
     key = (str(path), n_ctx, threads, seed)
     with _models_lock:
         if key not in _models:
-            from llama_cpp import Llama
+            from pearl.plugins.llamacpp_sampling import GrammarFastLlama
 
             with _quiet_stderr():
-                llama = Llama(
+                llama = GrammarFastLlama(
                     model_path=str(path),
                     n_ctx=n_ctx,
                     n_threads=threads or max(1, os.cpu_count() or 1),
@@ -106,7 +106,8 @@ class LlamaCppLM(PearlLM):
     """A `PearlLM` over an in-process `llama_cpp.Llama`.
 
     Calls are serialised with the context's lock (shared by every LM on it); structured
-    calls are decoded under the JSON schema DSPy supplies, as a llama.cpp grammar.
+    calls are decoded under the JSON schema DSPy supplies, as a llama.cpp grammar checked
+    on the likely tokens first (`pearl.plugins.llamacpp_sampling`).
     """
 
     provider = "llama_cpp"

@@ -103,25 +103,28 @@ def probe_schema_format(client: HttpClient, model: str) -> str:
 
     A server may accept a form and still ignore it, so accepting is not enough: the
     probe's schema admits exactly one answer, which no unconstrained model writes by
-    chance. (llama-cpp-python's server rejects `json_schema` with 422 and enforces
+    chance. (llama-cpp-python's server rejects `json_schema`, with a 500, and enforces
     `json_object` + `schema`; vLLM, SGLang and hosted APIs enforce `json_schema`.) Each form is tried once, `json_schema` first; a server that
     honours neither is an error, since every structured step relies on the constraint.
     """
     request = ChatRequest(messages=[{"role": "user", "content": "Answer with a JSON object."}],
                           max_tokens=64, json_schema=PROBE_SCHEMA)
+    refused: HttpStatusError | None = None
     for fmt in ("json_schema", "json_object"):
         try:
             body = client.post("chat/completions", chat_body(request, model, fmt), retries=0)
-        except HttpStatusError as exc:
-            if exc.status in (400, 422):
-                continue
-            raise
+        except HttpStatusError as exc:  # a form the server does not take (422, or 500 from llama-cpp-python)
+            refused = exc
+            continue
         text = completion_of(body, client.label, client.base_url).text
         try:
             if json.loads(text) == PROBE_ANSWER:
                 return fmt
         except ValueError:
             pass
+        refused = None
+    if refused is not None:
+        raise refused
     raise BackendError(
         f"the server at {client.base_url} does not constrain decoding to a JSON schema (tried response_format "
         f"json_schema and json_object): structured steps need it. Use a server that does (vLLM, SGLang, llama.cpp), "

@@ -71,7 +71,7 @@ def common_prefix(a: str, b: str) -> int:
 
 
 class SchemaFormRejected(ValueError):
-    """A response_format form the double is set to refuse (answered with 422)."""
+    """A response_format form the double is set to refuse (answered with 500, as llama-cpp-python's server does)."""
 
 
 class SGLangTestDouble:
@@ -84,7 +84,7 @@ class SGLangTestDouble:
         self.prompts_seen: list[str] = []
         self.script: list[tuple[str, Any]] = []
         #: How /v1/chat/completions treats response_format: "json_schema" (SGLang's own
-        #: behaviour), "json_object" (llama-cpp-python's server: json_schema is a 422,
+        #: behaviour), "json_object" (llama-cpp-python's server: json_schema is a 500,
         #: json_object + schema is enforced) or "ignore" (a server that constrains nothing).
         self.schema_form = "json_schema"
         self._lock = threading.Lock()
@@ -142,8 +142,8 @@ class SGLangTestDouble:
                         return self._send(200, double.generate(body))
                     if self.path == "/v1/chat/completions":
                         return self._send(200, double.chat(body))
-                except SchemaFormRejected as exc:
-                    return self._send(422, {"detail": [{"msg": str(exc)}]})
+                except SchemaFormRejected as exc:  # llama-cpp-python's server answers 500 here
+                    return self._send(500, {"error": {"message": str(exc)}})
                 except ValueError as exc:
                     return self._send(400, {"error": {"message": str(exc)}})
                 return self._send(404, {"detail": "Not Found"})

@@ -76,7 +76,7 @@ def test_structured_calls_send_json_schema(double):
 def test_schema_form_is_probed_not_assumed(double):
     lm = OpenAIBackend().create(settings(double.url))
     assert lm.schema_format == "auto" and double.posts("/v1/chat/completions") == []  # nothing sent yet
-    double.schema_form = "json_object"  # llama-cpp-python's server: json_schema is a 422
+    double.schema_form = "json_object"  # llama-cpp-python's server: json_schema is a 500
     assert lm.resolve_schema_format() == "json_object"
     assert lm.max_string_chars == 800  # llama.cpp's grammar limit applies from then on
     probes = [p["body"]["response_format"]["type"] for p in double.posts("/v1/chat/completions")]

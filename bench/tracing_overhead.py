@@ -1,0 +1,67 @@
+"""Tracing cost per run, without a model: `python bench/tracing_overhead.py [RUNS]`.
+
+Runs the `minimal` pipeline on `ScriptedLM` (a named test double that replays fixed
+answers) RUNS times untraced and RUNS times traced to a JSONL file, interleaved, and
+prints both medians and their difference: the absolute cost tracing adds to a run.
+For the ratio on a real model, see `python -m pearl.traces.overhead --help`.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the named test doubles
+
+from opentelemetry import trace  # noqa: E402
+from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
+from opentelemetry.sdk.trace.export import BatchSpanProcessor  # noqa: E402
+from otel_support import ScriptedLM  # noqa: E402
+
+from pearl.host import Host  # noqa: E402
+from pearl.pipeline import load  # noqa: E402
+from pearl.runner import Runner  # noqa: E402
+from pearl.traces.jsonl import JsonlSpanExporter, read_spans  # noqa: E402
+from pearl.traces.overhead import _Switch  # noqa: E402
+from pearl.types import Conversation  # noqa: E402
+
+ANSWERS = [{"topic": "tenancy", "user_need": "deposit", "risk": "low", "caution": ""}, {"response": "Write to them."}]
+WARM_UP = 20
+
+
+def main(runs: int) -> None:
+    warnings.simplefilter("ignore")
+    sdk = TracerProvider()
+    switch = _Switch(sdk)
+    trace.set_tracer_provider(switch)
+    path = Path(tempfile.mkdtemp()) / "spans.jsonl"
+    processor = BatchSpanProcessor(JsonlSpanExporter(path))
+    sdk.add_span_processor(processor)
+    host = Host(load_entry_points=False)
+    pipeline = load("minimal", host)
+    conversation = Conversation.from_text("My landlord kept my deposit.")
+
+    def one_run() -> float:
+        t0 = time.perf_counter()
+        Runner(pipeline, {"task": ScriptedLM(list(ANSWERS))}, host).run(conversation)
+        return time.perf_counter() - t0
+
+    for _ in range(WARM_UP):
+        one_run()
+    times: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(runs):
+        for traced in (False, True):
+            switch.on = traced
+            times[traced].append(one_run())
+    processor.shutdown()
+    off, on = statistics.median(times[False]), statistics.median(times[True])
+    print(f"scripted LM, pipeline minimal, {runs} runs each: untraced median {off * 1000:.2f} ms, "
+          f"traced {on * 1000:.2f} ms, tracing cost {(on - off) * 1000:.2f} ms/run, {len(read_spans(path))} spans")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 200)
