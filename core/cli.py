@@ -77,7 +77,7 @@ def run(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="GGUF path or model id [env: PEARL_MODEL]; default: embedded Gemma 3 270M."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Sampling seed."),
     temperature: Optional[float] = typer.Option(None, "--temperature", help="Sampling temperature (default 0)."),
-    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Upper bound on tokens per LM call."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Tokens per LM call for free text; structured calls get room for their whole JSON answer."),
     n_ctx: Optional[int] = typer.Option(None, "--n-ctx", help="Context length for the embedded model."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the embedded model."),
     as_json: bool = typer.Option(False, "--json", help="Print the whole Result as JSON."),

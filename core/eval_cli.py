@@ -41,7 +41,7 @@ def eval_command(
     judge_backend: Optional[str] = typer.Option(None, "--judge-backend", help="Backend of the judge model (default: the evaluated one)."),
     judge_url: Optional[str] = typer.Option(None, "--judge-url", help="Server URL of the judge model."),
     judge_model: Optional[str] = typer.Option(None, "--judge-model", help="Judge model (GGUF path or id)."),
-    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Upper bound on tokens per LM call."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Tokens per LM call for free text; structured calls get room for their whole JSON answer."),
     n_ctx: Optional[int] = typer.Option(None, "--n-ctx", help="Context length for the embedded model."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the embedded model."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),

@@ -75,7 +75,7 @@ def optimize_command(
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Metric score a bootstrapped demo must reach (default: the metric's)."),
     beta: float = typer.Option(2.0, "--beta", help="Weight of risk in the constructive score (CSA headline: 2)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N examples of each set."),
-    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Upper bound on tokens per LM call."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Tokens per LM call for free text; structured calls get room for their whole JSON answer."),
     n_ctx: Optional[int] = typer.Option(None, "--n-ctx", help="Context length for the embedded model."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the embedded model."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Sampling and optimizer seed."),

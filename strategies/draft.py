@@ -72,6 +72,15 @@ def describe_approach(decision: Decision, strategy: ResponseStrategy | None) -> 
     return f"{strategy.name}: {strategy.summary}" + (f" Limits: {limits}." if limits else "")
 
 
+def with_phrase_limit(signature: type[dspy.Signature], limit: int) -> type[dspy.Signature]:
+    """`signature` with both strategy lists bounded to `limit` phrases (schema and wording)."""
+    phrases = text_list("Phrases", limit, Phrase)
+    for name in ("safety_strategies", "usefulness_strategies"):
+        desc = signature.output_fields[name].json_schema_extra["desc"].replace("at most 3 ", f"at most {limit} ")
+        signature = signature.with_updated_fields(name, type_=phrases, desc=desc)
+    return signature
+
+
 def _phrases(items, limit: int) -> list[str]:
     return [x.strip() for x in items if x and x.strip()][:limit]
 
@@ -82,8 +91,8 @@ class DraftChain(dspy.Module):
     def __init__(self, max_phrases: int = 3):
         super().__init__()
         self.max_phrases = max_phrases
-        self.full = dspy.Predict(DraftSignature)
-        self.simple = dspy.Predict(SimpleDraftSignature)
+        self.full = dspy.Predict(with_phrase_limit(DraftSignature, max_phrases))
+        self.simple = dspy.Predict(with_phrase_limit(SimpleDraftSignature, max_phrases))
 
     def forward(self, conversation: str, assessment: RiskAssessment, decision: Decision) -> dspy.Prediction:
         approach = describe_approach(decision, decision.chosen)

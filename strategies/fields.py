@@ -45,15 +45,15 @@ def text(name: str, max_length: int) -> type:
 
 
 def text_list(name: str, max_items: int, item: type = str) -> type:
-    """A list of at most `max_items` `item`s (JSON schema: `maxItems`), for bounded list outputs.
+    """A list of `item`s whose JSON schema declares `maxItems: max_items`.
 
-    Under a grammar the model cannot write more; from a backend that does not constrain
-    decoding, the extra items are dropped rather than failing the parse.
+    The bound is for decoding: under a grammar the model cannot write more items.
+    Validation accepts longer lists (a backend that does not constrain decoding may send
+    them), and the step that reads the list cleans and caps it.
     """
 
     def schema(cls, source, handler):
-        return core_schema.no_info_after_validator_function(lambda v: list(v)[:max_items],
-                                                            handler.generate_schema(list[item]))
+        return handler.generate_schema(list[item])
 
     def json_schema(cls, core, handler):
         result = handler.resolve_ref_schema(handler(core))

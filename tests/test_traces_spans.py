@@ -19,6 +19,7 @@ from pearl.concurrency import map_in_context
 from pearl.errors import StepError
 from pearl.hookspecs import hookimpl
 from pearl.pipeline import load
+from pearl.plugins.lm_base import fit_to_budget
 from pearl.runner import Runner
 from pearl.step import Step
 from pearl.traces import semconv as sc
@@ -87,7 +88,9 @@ def test_chat_spans_carry_genai_attributes(host, spans):
     assert a[sc.GEN_AI_PROVIDER_NAME] == "scripted"
     assert a[sc.GEN_AI_REQUEST_MODEL] == "scripted/test"
     assert a[sc.GEN_AI_REQUEST_TEMPERATURE] == 0.0
-    assert a[sc.GEN_AI_REQUEST_MAX_TOKENS] == 400  # the respond step's own bound reached the request
+    # the respond step's own bound (400) reached the request, raised to fit its JSON answer
+    sent = lm.requests[1]
+    assert a[sc.GEN_AI_REQUEST_MAX_TOKENS] == sent.max_tokens == fit_to_budget(sent.json_schema, 400)[1] > 400
     assert tuple(a[sc.GEN_AI_RESPONSE_FINISH_REASONS]) == ("stop",)
     assert a[sc.GEN_AI_USAGE_INPUT_TOKENS] == lm_prompt_words(lm, 1)
     assert a[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == len(json.dumps(RESPOND).split())
