@@ -4,7 +4,7 @@
 `stop()` ends it (terminate, then kill). `wait_until_ready` polls a readiness URL
 until it answers 200, failing early with the log's last lines when the child exits.
 `start_llama_cpp_server` runs `python -m llama_cpp.server` on 127.0.0.1 (used by the
-`openai` backend's end-to-end tests and by `bench/backends.py`); the SGLang launcher
+`openai` backend's end-to-end tests and by `tests/bench/backends.py`); the SGLang launcher
 is `pearl.plugins.sglang_launcher`.
 """
 
@@ -123,7 +123,7 @@ def start_llama_cpp_server(model_path: str | Path, *, port: int | None = None, n
     """`python -m llama_cpp.server` on 127.0.0.1, ready to answer `/v1/chat/completions`.
 
     With `verbose`, the log records llama.cpp's prefix-cache hits per request
-    ("Llama.generate: N prefix-match hit"), which `bench/backends.py` reads."""
+    ("Llama.generate: N prefix-match hit"), which `tests/bench/backends.py` reads."""
     port = port or free_port()
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path), "--host", "127.0.0.1",
            "--port", str(port), "--n_ctx", str(n_ctx), "--seed", str(seed), "--verbose", str(bool(verbose)),

@@ -1,7 +1,7 @@
 """`GrammarFastLlama` decodes exactly what llama-cpp-python's own grammar sampler decodes.
 
 Greedy decoding under a grammar must not change when only the top-k candidates are
-checked first; speed is measured by `bench/grammar_sampling.py`, not here.
+checked first; speed is measured by `tests/bench/grammar_sampling.py`, not here.
 """
 
 import json

@@ -1,4 +1,4 @@
-"""Tracing cost per run, without a model: `python bench/tracing_overhead.py [RUNS]`.
+"""Tracing cost per run, without a model: `python tests/bench/tracing_overhead.py [RUNS]`.
 
 Runs the `minimal` pipeline on `ScriptedLM` (a named test double that replays fixed
 answers) RUNS times untraced and RUNS times traced to a JSONL file, interleaved, and
@@ -8,6 +8,7 @@ For the ratio on a real model, see `python -m pearl.traces.overhead --help`.
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import sys
 import tempfile
@@ -15,7 +16,7 @@ import time
 import warnings
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the named test doubles
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/: the named test doubles
 
 from opentelemetry import trace  # noqa: E402
 from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
@@ -64,4 +65,6 @@ def main(runs: int) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 200)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="?", type=int, default=200, help="runs of each kind (default 200)")
+    main(parser.parse_args().runs)

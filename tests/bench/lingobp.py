@@ -1,6 +1,6 @@
 """Measure Lingo-BP on the embedded model: LLM calls, tokens and wall time per request.
 
-    .venv/bin/python bench/lingobp.py [--schedule both,both,both] [--out results.jsonl]
+    .venv/bin/python tests/bench/lingobp.py [--schedule both,both,both] [--out results.jsonl]
 
 Runs the refine step after fixed test-double assessment and chain steps (no LM) and the
 real `recombine` step, on the embedded model, and prints the refinement's usage next to
@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the named test doubles
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/: the named test doubles
 
 from lingobp_doubles import DoublesPlugin, pipeline_doc  # noqa: E402
 

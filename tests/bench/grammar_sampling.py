@@ -2,7 +2,7 @@
 sampler (every vocabulary token checked against the grammar) against Pearlpoint's
 `GrammarFastLlama` (top-k candidates checked first).
 
-    .venv/bin/python bench/grammar_sampling.py [--threads N] [--max-tokens 400]
+    .venv/bin/python tests/bench/grammar_sampling.py [--threads N] [--max-tokens 400]
 
 Prints tokens/s of each on three schema-constrained prompts and whether the greedy
 outputs are identical (they must be).

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Benchmark the backends on one pipeline over a fixed set of conversations.
 
-    python bench/backends.py [-n 4] [-k 4] [--pipeline csa|minimal] [--max-tokens 96]
+    python tests/bench/backends.py [-n 4] [-k 4] [--pipeline csa|minimal] [--max-tokens 96]
 
 Configurations, all on this machine in one run, same GGUF (the embedded default, or
---model), same conversations (bench/conversations.jsonl, first N):
+--model), same conversations (tests/bench/conversations.jsonl, first N):
 
   embedded c=1 / c=K   the in-process `llamacpp` backend, 1 and K conversations at once
   openai   c=1 / c=K   the `openai` backend -> `python -m llama_cpp.server` on 127.0.0.1
