@@ -12,6 +12,7 @@ in Python for callers that bypass parsing.
 
 from __future__ import annotations
 
+import json
 from typing import Sequence
 
 from pydantic_core import core_schema
@@ -35,13 +36,22 @@ Score = choice("Score", SCORE_VALUES, int)
 
 
 def text(name: str, max_length: int) -> type:
-    """A `str` type of at most `max_length` characters (bounds generation under a grammar)."""
+    """A `str` type of at most `max_length` characters (bounds generation under a grammar).
+
+    DSPy decodes the value of any output field not annotated plain `str` as JSON, so an
+    answer such as "1" or "{...}" would arrive as a number or a dict: such a value is
+    turned back into its JSON text before validation.
+    """
 
     def schema(cls, source, handler):
-        return core_schema.str_schema(max_length=max_length)
+        return core_schema.no_info_before_validator_function(_as_text, core_schema.str_schema(max_length=max_length))
 
     return type(name, (str,), {"__get_pydantic_core_schema__": classmethod(schema),
                                "__doc__": f"text of at most {max_length} characters", "__module__": __name__})
+
+
+def _as_text(value):
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
 def text_list(name: str, max_items: int, item: type = str) -> type:

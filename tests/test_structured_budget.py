@@ -113,6 +113,19 @@ def test_text_list_bounds_decoding_not_validation():
     assert adapter.validate_python(["a", "b", "c"]) == ["a", "b", "c"]  # the reading step caps it
 
 
+def test_text_fields_keep_answers_that_look_like_json():
+    class Note(dspy.Signature):
+        topic: str = dspy.InputField()
+        rationale: text("Sentence", 40) = dspy.OutputField()
+
+    from dspy.utils import DummyLM
+
+    for said in ("1", "3555", '{"a": 1}'):
+        with dspy.context(lm=DummyLM([{"rationale": said}], adapter=dspy.JSONAdapter()), adapter=dspy.JSONAdapter()):
+            assert dspy.Predict(Note)(topic="x").rationale == said
+    assert TypeAdapter(text("Sentence", 40)).json_schema() == {"type": "string", "maxLength": 40}
+
+
 def _predictors(obj, seen=None):
     """Every dspy.Predict reachable from a step's attributes (its program, its judges)."""
     seen = set() if seen is None else seen
