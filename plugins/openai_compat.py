@@ -14,8 +14,9 @@ Structured steps send the step's JSON schema as OpenAI's
 `response_format = {"type": "json_schema", ...}`, or as the older
 `{"type": "json_object", "schema": ...}` that llama-cpp-python's server reads. With
 `schema_format = "auto"` (default) the first structured call probes which form the
-server really enforces (`probe_schema_format`) and uses it from then on. The LM is safe to call from many threads at once: requests are independent
-and share one connection pool.
+server really enforces (`probe_schema_format`) and uses it from then on. The LM is safe
+to call from many threads at once: requests are independent and share one connection
+pool.
 """
 
 from __future__ import annotations
@@ -104,8 +105,9 @@ def probe_schema_format(client: HttpClient, model: str) -> str:
     A server may accept a form and still ignore it, so accepting is not enough: the
     probe's schema admits exactly one answer, which no unconstrained model writes by
     chance. (llama-cpp-python's server rejects `json_schema`, with a 500, and enforces
-    `json_object` + `schema`; vLLM, SGLang and hosted APIs enforce `json_schema`.) Each form is tried once, `json_schema` first; a server that
-    honours neither is an error, since every structured step relies on the constraint.
+    `json_object` + `schema`; vLLM, SGLang and hosted APIs enforce `json_schema`.) Each
+    form is tried once, `json_schema` first; a server that honours neither is an error,
+    since every structured step relies on the constraint.
     """
     request = ChatRequest(messages=[{"role": "user", "content": "Answer with a JSON object."}],
                           max_tokens=64, json_schema=PROBE_SCHEMA)

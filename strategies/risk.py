@@ -96,8 +96,9 @@ class AssessRisk(dspy.Module):
         self._catalogue = compact_catalogue(taxonomy)
         self._choices = category_choices(taxonomy)
         self.classify = dspy.Predict(ClassifySignature.with_updated_fields("category", type_=category_type(taxonomy)))
+        rules = text_list("Rules", max_rules, Rule)
         self.adapt = dspy.Predict(AdaptSignature.with_updated_fields(
-            "guideline", type_=text_list("Rules", max_rules, Rule), desc=f"at most {max_rules} short rules for this request"))
+            "guideline", type_=rules, desc=f"at most {max_rules} short rules for this request"))
 
     def forward(self, conversation: str) -> dspy.Prediction:
         c = self.classify(conversation=conversation, categories=self._catalogue)
