@@ -227,7 +227,7 @@ def test_spans_are_flushed_on_ctrl_c(tmp_path):
 
 
 def pearl_cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "pearl.cli", *args], capture_output=True, text=True, timeout=300,
+    return subprocess.run([sys.executable, "-m", "pearl.cli", *args], capture_output=True, text=True, timeout=900,
                           env={**os.environ, "PEARL_PLUGINS": "", **(env or {})})
 
 
