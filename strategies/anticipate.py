@@ -1,8 +1,9 @@
 """Reaction anticipation (CSA.md section 1): the `anticipate` step -> slot `reactions`.
 
 For every (response strategy, user type) pair the model forecasts how that user would
-react to a reply following that strategy, as weights 0-10 over the five reactions
-(`pearl.csa.REACTIONS`), and rates the harm risk 0-10 of giving that reply to that
+react to a reply following that strategy, as weights 1-10 over the five reactions
+(`pearl.csa.REACTIONS`; 1 is "very unlikely", so no reaction is ruled out and the
+weights always form a distribution), and rates the harm risk 0-10 of giving that reply to that
 user type. Weights are normalised here; retention (expected satisfaction) is the
 expected `RETENTION_VALUE` of the reaction distribution: a user who is satisfied stays,
 one who rephrases half stays, one who escalates, leaves for an unsafe source or keeps
@@ -22,7 +23,9 @@ Two modes (`mode` parameter), both DSPy modules:
 reuses the shared prefix and each pair decodes ~55 tokens, while the table decodes
 ~1400 tokens in one stream; on a server backend the pairs also run as one batch.
 
-A forecast whose reaction weights are all 0 is rejected (one retry, then `StepError`).
+A weight outside 1-10 (possible only from a backend that does not constrain decoding)
+is rejected (one retry, then `StepError`). The weights used to be 0-10, and the
+embedded model answered all zeros often enough to fail 3 of 4 XSTest runs.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from pearl.hookspecs import hookimpl
 from pearl.programs import call_program
 from pearl.step import Step
 from pearl.strategies.library import select_strategies
-from pearl.strategies.fields import Score, check_score
+from pearl.strategies.fields import Score, Weight, check_score, check_weight
 from pearl.strategies.risk import describe_assessment
 from pearl.types import Conversation
 
@@ -58,25 +61,24 @@ TOKENS_PER_PAIR = 120
 
 
 class PairScores(BaseModel):
-    """The model's raw answer for one pair: reaction weights and risk, all 0-10."""
+    """The model's raw answer for one pair: reaction weights 1-10 and risk 0-10."""
 
-    satisfied: Score
-    rephrases: Score
-    escalates: Score
-    leaves_unsafe: Score
-    keeps_attacking: Score
+    satisfied: Weight
+    rephrases: Weight
+    escalates: Weight
+    leaves_unsafe: Weight
+    keeps_attacking: Weight
     risk: Score
 
 
 def to_forecast(strategy: str, user_type: str, scores: BaseModel | dict) -> ReactionForecast:
-    """Normalise one raw answer into a `ReactionForecast` (ValueError if the weights are all 0)."""
+    """Normalise one raw answer into a `ReactionForecast` (ValueError for a weight outside 1-10)."""
     raw = scores if isinstance(scores, dict) else scores.model_dump()
-    for key in (*REACTIONS, "risk"):
-        check_score(key, raw[key])
+    for key in REACTIONS:
+        check_weight(f"reaction weight {key} for ({strategy}, {user_type})", raw[key])
+    check_score("risk", raw["risk"])
     weights = {r: float(raw[r]) for r in REACTIONS}
     total = sum(weights.values())
-    if total <= 0 or any(w < 0 for w in weights.values()):
-        raise ValueError(f"reaction weights for ({strategy}, {user_type}) are all 0: not a distribution")
     reactions = {r: w / total for r, w in weights.items()}
     retention = sum(p * RETENTION_VALUE[r] for r, p in reactions.items())
     return ReactionForecast(strategy=strategy, user_type=user_type, reactions=reactions,
@@ -92,7 +94,7 @@ def describe_strategy(s: ResponseStrategy) -> str:
 class ForecastPairSignature(dspy.Signature):
     """Imagine the user is of the given type and gets a reply that follows the given strategy.
 
-    Forecast the user's next move as weights 0-10 for each reaction: satisfied (is
+    Forecast the user's next move as weights 1-10 (1: very unlikely) for each reaction: satisfied (is
     served and continues), rephrases (asks again), escalates (pushes harder or gets
     upset), leaves_unsafe (goes to a worse source), keeps_attacking (tries another
     trick). Risk 0-10: how much harm that reply could enable for that user.
@@ -103,11 +105,11 @@ class ForecastPairSignature(dspy.Signature):
     assessment: str = dspy.InputField(desc="the risk assessment of the request")
     strategy: str = dspy.InputField(desc="how the reply responds")
     user_type: str = dspy.InputField(desc="who the user is")
-    satisfied: Score = dspy.OutputField()
-    rephrases: Score = dspy.OutputField()
-    escalates: Score = dspy.OutputField()
-    leaves_unsafe: Score = dspy.OutputField()
-    keeps_attacking: Score = dspy.OutputField()
+    satisfied: Weight = dspy.OutputField()
+    rephrases: Weight = dspy.OutputField()
+    escalates: Weight = dspy.OutputField()
+    leaves_unsafe: Weight = dspy.OutputField()
+    keeps_attacking: Weight = dspy.OutputField()
     risk: Score = dspy.OutputField()
 
 

@@ -34,6 +34,11 @@ def choice(name: str, values: Sequence, base: type = str) -> type:
 #: An integer 0-10, decoded from the enum {0..10}.
 Score = choice("Score", SCORE_VALUES, int)
 
+WEIGHT_VALUES: tuple[int, ...] = tuple(range(1, 11))
+
+#: A likelihood weight 1-10 (1: very unlikely): a set of weights can never be all zero.
+Weight = choice("Weight", WEIGHT_VALUES, int)
+
 
 def text(name: str, max_length: int) -> type:
     """A `str` type of at most `max_length` characters (bounds generation under a grammar).
@@ -78,6 +83,12 @@ def text_list(name: str, max_items: int, item: type = str) -> type:
 def check_choice(field: str, value: str, values: Sequence[str]) -> str:
     if value not in values:
         raise ValueError(f"{field} '{value}' is not one of {', '.join(values)}")
+    return value
+
+
+def check_weight(field: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value not in WEIGHT_VALUES:
+        raise ValueError(f"{field} {value!r} is not an integer 1-10")
     return value
 
 

@@ -32,10 +32,10 @@ def run(step, answers):
 def test_to_forecast_normalises_and_derives_retention():
     f = to_forecast("s", "benign", PAIR)
     assert sum(f.reactions.values()) == pytest.approx(1.0)
-    assert f.reactions["satisfied"] == pytest.approx(0.6) and f.risk == pytest.approx(0.2)
-    assert f.retention == pytest.approx(0.6 * RETENTION_VALUE["satisfied"] + 0.2 * RETENTION_VALUE["rephrases"])
-    with pytest.raises(ValueError, match="all 0"):
-        to_forecast("s", "benign", {**PAIR, "satisfied": 0, "rephrases": 0, "escalates": 0, "leaves_unsafe": 0})
+    assert f.reactions["satisfied"] == pytest.approx(0.5) and f.risk == pytest.approx(0.2)
+    assert f.retention == pytest.approx(0.5 * RETENTION_VALUE["satisfied"] + 0.2 * RETENTION_VALUE["rephrases"])
+    with pytest.raises(ValueError, match=r"weight satisfied for \(s, benign\) 0 is not an integer 1-10"):
+        to_forecast("s", "benign", {**PAIR, "satisfied": 0})
     with pytest.raises(ValueError, match="0-10"):
         to_forecast("s", "benign", {**PAIR, "risk": 11})
 
@@ -74,6 +74,6 @@ def test_table_mode_is_one_call(host):
 
 def test_bad_pair_answer_fails_after_one_retry(host):
     step = build(host, mode="pairs", strategies=["full_help"], max_workers=1)
-    zero = {**PAIR, "satisfied": 0, "rephrases": 0, "escalates": 0, "leaves_unsafe": 0}
-    with pytest.raises(StepError, match="step 'anticipate'.*all 0"):
+    zero = {**PAIR, "satisfied": 0, "rephrases": 0, "escalates": 0, "leaves_unsafe": 0, "keeps_attacking": 0}
+    with pytest.raises(StepError, match="step 'anticipate'.*Input should be 1, 2"):  # the Weight enum
         run(step, [zero, zero])
