@@ -9,13 +9,13 @@ The import package is `pearl`. Public API::
 __version__ = "0.1.0"
 
 from pearl.errors import PearlError  # noqa: E402
-from pearl.hookspecs import hookimpl  # noqa: E402
+from pearl.host.hookspecs import hookimpl  # noqa: E402
 from pearl.types import Conversation, Message, Result  # noqa: E402
 
 
 def run(conversation, pipeline: str = "minimal", **options) -> Result:
     """Run `pipeline` on `conversation` (a string, a list of messages or a Conversation)."""
-    from pearl.api import run as _run
+    from pearl.runtime.session import run as _run
 
     return _run(conversation, pipeline=pipeline, **options)
 

@@ -14,9 +14,9 @@ from typing import Any, Iterator
 
 from pydantic import ValidationError
 
-from pearl.dataset import Dataset, Item
+from pearl.host.dataset import Dataset, Item
 from pearl.errors import DatasetError
-from pearl.hookspecs import hookimpl
+from pearl.host.hookspecs import hookimpl
 from pearl.types import Conversation
 
 RESERVED = {"id", "prompt", "messages", "system", "language", "labels"}

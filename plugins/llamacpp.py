@@ -15,10 +15,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from pearl.backend import Backend, BackendSettings
+from pearl.host.backend import Backend, BackendSettings
 from pearl.errors import BackendError, InputError
-from pearl.hookspecs import hookimpl
-from pearl.plugins.lm_base import ChatRequest, Completion, PearlLM
+from pearl.host.hookspecs import hookimpl
+from pearl.lm.base import ChatRequest, Completion, PearlLM
 
 DEFAULT_MODEL_LABEL = "gemma-3-270m-q4_k_m"
 

@@ -27,12 +27,12 @@ import threading
 from typing import Any
 from urllib.parse import urlsplit
 
-from pearl.backend import Backend, BackendSettings
+from pearl.host.backend import Backend, BackendSettings
 from pearl.errors import BackendError
-from pearl.hookspecs import hookimpl
-from pearl.plugins.http_client import HttpClient, HttpStatusError
+from pearl.host.hookspecs import hookimpl
+from pearl.lm.http import HttpClient, HttpStatusError
 from pearl.plugins.llamacpp import LLAMA_CPP_MAX_STRING_CHARS
-from pearl.plugins.lm_base import ChatRequest, Completion, PearlLM
+from pearl.lm.base import ChatRequest, Completion, PearlLM
 
 API_KEY_VARS = ("PEARL_API_KEY", "OPENAI_API_KEY")
 SCHEMA_FORMATS = ("auto", "json_schema", "json_object")

@@ -1,6 +1,6 @@
 """`sglang`: the GPU backend, an HTTP client of an SGLang server (0.5.x API).
 
-Two routes, chosen per micro-batch (see `pearl.plugins.microbatch`):
+Two routes, chosen per micro-batch (see `pearl.lm.microbatch`):
 
 - **one call** in the batch window -> OpenAI-compatible `POST /v1/chat/completions`;
   the server applies the model's chat template. Structured steps send
@@ -15,7 +15,7 @@ Two routes, chosen per micro-batch (see `pearl.plugins.microbatch`):
   shares their common prefix through its radix cache.
 
 `/generate` takes prompt text, so the chat template is applied on the client
-(`pearl.plugins.chat_template`): from the backend option `chat_template` (a `.jinja`
+(`pearl.lm.chat_template`): from the backend option `chat_template` (a `.jinja`
 file or tokenizer folder), else from the `tokenizer_path` the server reports in
 `GET /get_model_info` when that folder is readable here (always the case for a server
 started with `pearl backend launch sglang`). When no template is available a batch is
@@ -30,7 +30,7 @@ Usage: `prompt_tokens`, `completion_tokens` and `cached_tokens` come from `meta_
 (`/generate`) or `usage.prompt_tokens_details` (chat; the server needs
 `--enable-cache-report`). Every request carries the caller's W3C `traceparent`; a
 batch carries its leader's. Timeouts, retries with backoff and the errors come from
-`pearl.plugins.http_client`.
+`pearl.lm.http`.
 
 Options: `timeout`, `max_retries`, `backoff` (as for `openai`), `batch_window_ms`
 (default 5), `max_batch` (default 64), `chat_template`.
@@ -47,13 +47,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from pearl.backend import Backend, BackendSettings
+from pearl.host.backend import Backend, BackendSettings
 from pearl.errors import BackendError
-from pearl.hookspecs import hookimpl
-from pearl.plugins.chat_template import ChatTemplate, find_template
-from pearl.plugins.http_client import HttpClient, HttpStatusError, trace_headers
-from pearl.plugins.lm_base import ChatRequest, Completion, PearlLM
-from pearl.plugins.microbatch import MicroBatcher
+from pearl.host.hookspecs import hookimpl
+from pearl.lm.chat_template import ChatTemplate, find_template
+from pearl.lm.http import HttpClient, HttpStatusError, trace_headers
+from pearl.lm.base import ChatRequest, Completion, PearlLM
+from pearl.lm.microbatch import MicroBatcher
 from pearl.plugins.openai_compat import chat_body, completion_of, host_of, http_options
 
 DEFAULT_URL = "http://127.0.0.1:30000"

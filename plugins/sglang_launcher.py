@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Sequence
 
 from pearl.errors import BackendError
-from pearl.plugins.server_process import ServerProcess, port_in_use, spawn, wait_until_ready
+from pearl.lm.server_process import ServerProcess, port_in_use, spawn, wait_until_ready
 
 DEFAULT_PORT = 30000
 LAUNCH_FLAGS = ("--schedule-policy", "lpm", "--enable-cache-report")

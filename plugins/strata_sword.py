@@ -17,9 +17,9 @@ import re
 from pathlib import Path
 from typing import Any, Iterator
 
-from pearl.dataset import Dataset, Item
+from pearl.host.dataset import Dataset, Item
 from pearl.errors import DatasetError
-from pearl.hookspecs import hookimpl
+from pearl.host.hookspecs import hookimpl
 from pearl.types import Conversation, Message
 
 FILE_PATTERN = re.compile(r"(en|cn|zh)[_\-\s]*(?:level|lvl|l)[_\-\s]*([123])", re.IGNORECASE)

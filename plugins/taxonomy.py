@@ -30,10 +30,10 @@ from pydantic import ValidationError
 
 from pearl.csa import UNKNOWN_CATEGORY, Taxonomy
 from pearl.errors import PearlError
-from pearl.hookspecs import hookimpl
+from pearl.host.hookspecs import hookimpl
 
 if TYPE_CHECKING:
-    from pearl.host import Host
+    from pearl.host.manager import Host
 
 #: Taxonomies shipped with the package, each `pearl/plugins/data/<name>.json`.
 PACKAGED_TAXONOMIES: tuple[str, ...] = ("oyster", "mlcommons")
@@ -182,6 +182,6 @@ def _call_loader(name: str, loader, plugin: str) -> Taxonomy:
 def _host(host: "Host | None") -> "Host":
     if host is not None:
         return host
-    from pearl.host import get_host
+    from pearl.host.manager import get_host
 
     return get_host()

@@ -11,9 +11,9 @@ import csv
 from pathlib import Path
 from typing import Any, Iterator
 
-from pearl.dataset import Dataset, Item
+from pearl.host.dataset import Dataset, Item
 from pearl.errors import DatasetError
-from pearl.hookspecs import hookimpl
+from pearl.host.hookspecs import hookimpl
 from pearl.types import Conversation, Message
 
 REQUIRED = ("id", "prompt", "type", "label")

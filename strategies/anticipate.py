@@ -12,7 +12,7 @@ attacking is not served.
 Two modes (`mode` parameter), both DSPy modules:
 
 - `pairs` (`ForecastPairs`): one call per pair, fanned out with
-  `pearl.concurrency.map_in_context`. Every prompt starts with the same bytes (the
+  `pearl.runtime.concurrency.map_in_context`. Every prompt starts with the same bytes (the
   instructions, the conversation, the assessment) and ends with the pair, so a server
   backend reuses its prefix cache and llama.cpp reuses its KV cache between calls.
 - `table` (`ForecastTable`): one structured call whose output schema has one object
@@ -35,11 +35,11 @@ from typing import Literal
 import dspy
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from pearl.concurrency import map_in_context
+from pearl.runtime.concurrency import map_in_context
 from pearl.csa import REACTIONS, USER_TYPES, ReactionForecast, ReactionTable, ResponseStrategy, RiskAssessment
-from pearl.hookspecs import hookimpl
-from pearl.programs import call_program
-from pearl.step import Step
+from pearl.host.hookspecs import hookimpl
+from pearl.runtime.programs import call_program
+from pearl.host.step import Step
 from pearl.strategies.library import select_strategies
 from pearl.strategies.fields import Score, Weight, check_score, check_weight
 from pearl.strategies.risk import describe_assessment

@@ -25,8 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pearl.csa import USER_TYPES, Decision, ReactionTable, RiskAssessment, UserPosterior, UtilityRow
 from pearl.errors import StepError
-from pearl.hookspecs import hookimpl
-from pearl.step import Step
+from pearl.host.hookspecs import hookimpl
+from pearl.host.step import Step
 
 
 class DecideParams(BaseModel):

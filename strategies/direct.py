@@ -10,9 +10,9 @@ from __future__ import annotations
 import dspy
 from pydantic import BaseModel, ConfigDict, Field
 
-from pearl.hookspecs import hookimpl
-from pearl.programs import call_program
-from pearl.step import Step
+from pearl.host.hookspecs import hookimpl
+from pearl.runtime.programs import call_program
+from pearl.host.step import Step
 from pearl.types import Answer, Conversation
 
 

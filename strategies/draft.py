@@ -21,9 +21,9 @@ import dspy
 from pydantic import BaseModel, ConfigDict, Field
 
 from pearl.csa import Chain, Decision, ResponseStrategy, RiskAssessment
-from pearl.hookspecs import hookimpl
-from pearl.programs import call_program
-from pearl.step import Step
+from pearl.host.hookspecs import hookimpl
+from pearl.runtime.programs import call_program
+from pearl.host.step import Step
 from pearl.strategies.fields import text, text_list
 from pearl.strategies.risk import describe_assessment
 from pearl.types import Conversation

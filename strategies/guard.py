@@ -14,9 +14,9 @@ import dspy
 from pydantic import BaseModel, ConfigDict, Field
 
 from pearl.csa import RiskAssessment
-from pearl.hookspecs import hookimpl
-from pearl.programs import call_program
-from pearl.step import Step
+from pearl.host.hookspecs import hookimpl
+from pearl.runtime.programs import call_program
+from pearl.host.step import Step
 from pearl.strategies.direct import AnswerSignature
 from pearl.types import Answer, Conversation
 

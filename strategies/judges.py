@@ -1,13 +1,13 @@
 """The two losses of Lingo-BP as judge plugins: `satisfaction` and `safety`.
 
-Each is a `pearl.judge.Judge` whose `program` is a DSPy module with typed, constrained
+Each is a `pearl.host.judge.Judge` whose `program` is a DSPy module with typed, constrained
 outputs (item scores in {-1, 0, +1}, a verdict among three words), so a backend with
 JSON-schema decoding can only produce a valid verdict. The prompts are written to work
 on conversations in any language: they ask the judge to read the conversation in its
 own language and never reward or punish a reply for the language it is written in.
 
 `judge(...)` raises `pearl.errors.StepError` (a `PearlError`) when the model's answer
-cannot be used after one retry (`pearl.programs.call_program`).
+cannot be used after one retry (`pearl.runtime.programs.call_program`).
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from __future__ import annotations
 import dspy
 
 from pearl.csa import UserType
-from pearl.hookspecs import hookimpl
-from pearl.judge import Judge
-from pearl.judgements import ItemScore, SafetyJudgement, SafetyVerdict, SatisfactionItems, SatisfactionJudgement
-from pearl.programs import call_program
+from pearl.host.hookspecs import hookimpl
+from pearl.host.judge import Judge
+from pearl.csa.judgements import ItemScore, SafetyJudgement, SafetyVerdict, SatisfactionItems, SatisfactionJudgement
+from pearl.runtime.programs import call_program
 from pearl.types import Conversation
 
 class SatisfactionSignature(dspy.Signature):

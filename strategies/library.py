@@ -27,7 +27,7 @@ from typing import Iterable
 
 from pearl.csa import ResponseStrategy
 from pearl.errors import PipelineError
-from pearl.hookspecs import hookimpl
+from pearl.host.hookspecs import hookimpl
 
 BUILTIN_STRATEGIES: tuple[ResponseStrategy, ...] = (
     ResponseStrategy(

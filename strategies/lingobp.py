@@ -14,7 +14,7 @@ One refinement of a recombined draft:
 It stops when the schedule is done, when the scores the remaining steps optimise are at
 their maxima, when the next step would exceed the per-request budget of LLM calls or
 tokens, or when a judge (after its one retry) or an update fails; earlier iterations are
-always kept. The Pearl Point is chosen by `pearl.refinement.choose_pearl_point`.
+always kept. The Pearl Point is chosen by `pearl.csa.refinement.choose_pearl_point`.
 
 Extension points: `NODE_SETS` (which nodes each mode may change), `NODE_DESCRIPTIONS`
 (how a node is described to the model), `priority_note` (what a step aims at, from the
@@ -30,18 +30,18 @@ from typing import Callable
 import dspy
 import networkx as nx
 
-from pearl.concurrency import map_in_context
+from pearl.runtime.concurrency import map_in_context
 from pearl.csa import CHAIN_NODES, Chain, ChainNode, Draft, chain_graph
 from pearl.errors import PearlError
-from pearl.judge import Judge
-from pearl.judgements import SAFETY_MAX, SATISFACTION_MAX, SafetyJudgement, SatisfactionJudgement
-from pearl.programs import call_program
-from pearl.refinement import Iteration, Mode, NodeUpdate, Refinement, StopReason, choose_pearl_point
+from pearl.host.judge import Judge
+from pearl.csa.judgements import SAFETY_MAX, SATISFACTION_MAX, SafetyJudgement, SatisfactionJudgement
+from pearl.runtime.programs import call_program
+from pearl.csa.refinement import Iteration, Mode, NodeUpdate, Refinement, StopReason, choose_pearl_point
 from pearl.strategies.fields import text, text_list
 from pearl.strategies.minimal_edit import minimal_edit, normalise
 from pearl.strategies.recombine import Recombine, recombine, render_chain
 from pearl.types import Conversation, Usage
-from pearl import usage as usage_meter
+from pearl.lm import usage as usage_meter
 
 LIST_NODES: frozenset[ChainNode] = frozenset({"safety_guidelines", "safety_strategies", "usefulness_strategies"})
 STRATEGY_NODES: frozenset[ChainNode] = frozenset({"safety_strategies", "usefulness_strategies"})

@@ -12,9 +12,9 @@ from typing import Literal
 import dspy
 from pydantic import BaseModel, ConfigDict, Field
 
-from pearl.hookspecs import hookimpl
-from pearl.programs import call_program
-from pearl.step import Step
+from pearl.host.hookspecs import hookimpl
+from pearl.runtime.programs import call_program
+from pearl.host.step import Step
 from pearl.traces.attributes import register_span_kind
 from pearl.traces.semconv import KIND_GUARDRAIL
 from pearl.types import Conversation

@@ -17,9 +17,9 @@ import re
 import dspy
 
 from pearl.csa import Chain, Draft
-from pearl.hookspecs import hookimpl
-from pearl.programs import RETRY_TEMPERATURE, call_program
-from pearl.step import Step
+from pearl.host.hookspecs import hookimpl
+from pearl.runtime.programs import RETRY_TEMPERATURE, call_program
+from pearl.host.step import Step
 from pearl.types import Conversation
 
 FRAMEWORK_TERMS = (

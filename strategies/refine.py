@@ -2,7 +2,7 @@
 
 Reads `conversation`, `chain` (Chain), `draft` (Draft, the recombined chain) and
 `assessment` (RiskAssessment: the category and its guideline bound the safety judge
-and every update); writes `refined` (`pearl.refinement.Refinement`), which a pipeline
+and every update); writes `refined` (`pearl.csa.refinement.Refinement`), which a pipeline
 names as its answer (`answer = "refined"`).
 
 Parameters (TOML, `[steps.refine]`):
@@ -27,9 +27,9 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from pearl.csa import Chain, Draft, RiskAssessment
-from pearl.hookspecs import hookimpl
-from pearl.refinement import Mode, Refinement
-from pearl.step import Step
+from pearl.host.hookspecs import hookimpl
+from pearl.csa.refinement import Mode, Refinement
+from pearl.host.step import Step
 from pearl.strategies.lingobp import Budget, LingoBP, RefineProgram
 from pearl.types import Conversation
 

@@ -17,9 +17,9 @@ from typing import Literal
 import dspy
 from pydantic import Field
 
-from pearl.hookspecs import hookimpl
-from pearl.judge import Judge, Judgement
-from pearl.programs import call_program
+from pearl.host.hookspecs import hookimpl
+from pearl.host.judge import Judge, Judgement
+from pearl.runtime.programs import call_program
 from pearl.strategies.refusal_rules import RefusalKind, classify_refusal
 from pearl.types import Conversation
 

@@ -24,10 +24,10 @@ import dspy
 from pydantic import BaseModel, ConfigDict, Field
 
 from pearl.csa import UNKNOWN_CATEGORY, RiskAssessment, Taxonomy, UserPosterior
-from pearl.hookspecs import hookimpl
+from pearl.host.hookspecs import hookimpl
 from pearl.plugins.taxonomy import category_choices, get_taxonomy
-from pearl.programs import call_program
-from pearl.step import Step
+from pearl.runtime.programs import call_program
+from pearl.host.step import Step
 from pearl.strategies.fields import Score, check_choice, check_score, choice, text, text_list
 from pearl.types import Conversation
 

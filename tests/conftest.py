@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from pearl.host import Host, reset_host
-from pearl.hookspecs import hookimpl
-from pearl.step import Step
+from pearl.host.manager import Host, reset_host
+from pearl.host.hookspecs import hookimpl
+from pearl.host.step import Step
 from pearl.types import Conversation
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,7 +72,7 @@ def host():
 @pytest.fixture(scope="session")
 def embedded_lm():
     """The real embedded model (slow to load once; shared by the session)."""
-    from pearl.backend import BackendSettings
+    from pearl.host.backend import BackendSettings
     from pearl.plugins.llamacpp import LlamaCppBackend
 
     return LlamaCppBackend().create(BackendSettings(max_tokens=256, n_ctx=4096))

@@ -20,9 +20,9 @@ from pathlib import Path
 import dspy
 from dspy.utils import DummyLM
 
-from pearl.backend import Backend
-from pearl.hookspecs import hookimpl
-from pearl.step import Step
+from pearl.host.backend import Backend
+from pearl.host.hookspecs import hookimpl
+from pearl.host.step import Step
 from pearl.types import Answer, Conversation
 
 PIPELINE_TOML = """
@@ -83,7 +83,7 @@ def write_pipeline(folder: Path) -> Path:
 
 if __name__ == "__main__":
     from pearl.cli import main
-    from pearl.host import Host, reset_host
+    from pearl.host.manager import Host, reset_host
 
     host = Host(load_entry_points=False)
     host.register(EvalDoublesPlugin(), name="tests.eval_doubles")

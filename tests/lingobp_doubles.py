@@ -10,10 +10,10 @@ from typing import Callable
 import dspy
 from dspy.utils import DummyLM
 
-from pearl import usage
+from pearl.lm import usage
 from pearl.csa import Chain, RiskAssessment, UserPosterior
-from pearl.hookspecs import hookimpl
-from pearl.step import Step
+from pearl.host.hookspecs import hookimpl
+from pearl.host.step import Step
 from pearl.types import Conversation
 
 RISKY_CHAIN = Chain(

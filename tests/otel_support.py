@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from pearl.plugins.lm_base import ChatRequest, Completion, PearlLM
+from pearl.lm.base import ChatRequest, Completion, PearlLM
 from pearl.traces.content import ENV_CAPTURE_CONTENT, set_capture_content
 
 _lock = threading.Lock()

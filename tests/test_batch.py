@@ -1,4 +1,4 @@
-"""Batched runs (`pearl.batch`, `pearl run --batch`): results as they finish, resumable, never torn.
+"""Batched runs (`pearl.runtime.batch`, `pearl run --batch`): results as they finish, resumable, never torn.
 
 The pipeline is the shipped `minimal` one; its LM is the `sglang` backend talking to
 `SGLangTestDouble` (a loopback test double of SGLang's API, tests/sglang_double.py).
@@ -13,8 +13,8 @@ import sys
 
 import pytest
 
-from pearl.api import open_session
-from pearl.batch import run_batch
+from pearl.runtime.session import open_session
+from pearl.runtime.batch import run_batch
 from pearl.errors import InputError
 from sglang_double import SGLangTestDouble
 

@@ -1,4 +1,4 @@
-"""Client-side chat templates (`pearl.plugins.chat_template`), rendered as transformers does."""
+"""Client-side chat templates (`pearl.lm.chat_template`), rendered as transformers does."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import pytest
 
 from pearl.errors import BackendError
-from pearl.plugins.chat_template import ChatTemplate, find_template
+from pearl.lm.chat_template import ChatTemplate, find_template
 
 TEMPLATE = ("{{ bos_token }}{% for m in messages %}\n    {% if true %}[{{ m['role'] }}]{% endif %}\n"
             "{{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}[assistant]\n{% endif %}")

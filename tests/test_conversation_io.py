@@ -1,6 +1,6 @@
 import pytest
 
-from pearl.conversation_io import parse_conversation_json, to_conversation
+from pearl.io.conversations import parse_conversation_json, to_conversation
 from pearl.errors import InputError
 
 

@@ -7,7 +7,7 @@ from dspy.utils import DummyLM
 from csa_doubles import CLASSIFY, PAIR
 from pearl.csa import USER_TYPES, RiskAssessment, UserPosterior
 from pearl.errors import StepError
-from pearl.step import RunState, StepContext
+from pearl.host.step import RunState, StepContext
 from pearl.strategies.anticipate import RETENTION_VALUE, to_forecast
 from pearl.types import Conversation
 

@@ -6,7 +6,7 @@ from dspy.utils import DummyLM
 
 from csa_doubles import DRAFT
 from pearl.csa import CHAIN_NODES, Decision, RiskAssessment, UserPosterior, chain_graph
-from pearl.step import RunState, StepContext
+from pearl.host.step import RunState, StepContext
 from pearl.strategies.library import BUILTIN_STRATEGIES
 from pearl.types import Conversation
 

@@ -5,9 +5,9 @@ import pytest
 from pearl.csa import CHAIN_NODES, Chain, UNKNOWN_CATEGORY
 import tomllib
 
-from pearl.pipeline import compile_spec, resolve
+from pearl.runtime.pipeline import compile_spec, resolve
 from pearl.plugins.taxonomy import get_taxonomy
-from pearl.runner import Runner
+from pearl.runtime.runner import Runner
 from pearl.strategies.library import BUILTIN_NAMES
 from pearl.strategies.recombine import find_leaks
 from pearl.types import Conversation

@@ -5,7 +5,7 @@ import pytest
 from pearl import hookimpl
 from pearl.csa import ResponseStrategy
 from pearl.errors import PipelineError
-from pearl.pipeline import compile_spec
+from pearl.runtime.pipeline import compile_spec
 from pearl.strategies.library import BUILTIN_NAMES, registered_strategies, select_strategies
 
 EXTRA = ResponseStrategy(name="cite_sources", summary="Answer and cite sources.", fits_when="facts are disputed")

@@ -8,9 +8,9 @@ from csa_doubles import ADAPT, CLASSIFY, DRAFT, PAIR, RECOMBINE
 from lingobp_doubles import safety_answer, sat_answer
 from pearl.cli import DEFAULT_PIPELINE
 from pearl.csa import CHAIN_NODES
-from pearl.explain import render
-from pearl.pipeline import load
-from pearl.runner import Runner
+from pearl.strategies.explain import render
+from pearl.runtime.pipeline import load
+from pearl.runtime.runner import Runner
 from pearl.strategies.library import BUILTIN_NAMES
 from pearl.types import Conversation, Result
 

@@ -9,9 +9,9 @@ from csa_doubles import ADAPT, CLASSIFY
 from pearl import hookimpl
 from pearl.csa import RiskCategory, RiskGroup, Taxonomy
 from pearl.errors import PipelineError, StepError
-from pearl.pipeline import compile_spec
+from pearl.runtime.pipeline import compile_spec
 from pearl.plugins.taxonomy import get_taxonomy
-from pearl.step import RunState, StepContext
+from pearl.host.step import RunState, StepContext
 from pearl.strategies.risk import AssessRisk, compact_catalogue, posterior_from_weights
 from pearl.types import Conversation
 

@@ -7,7 +7,7 @@ import json
 import openpyxl
 import pytest
 
-from pearl.dataset import load_dataset, parse_filters, select
+from pearl.host.dataset import load_dataset, parse_filters, select
 from pearl.errors import DatasetError
 
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from pearl.api import open_session
+from pearl.runtime.session import open_session
 from pearl.errors import InputError
 
 pytestmark = pytest.mark.model
@@ -30,8 +30,8 @@ def test_structured_call_is_schema_constrained(embedded_lm):
 def test_lms_on_one_context_share_its_lock_and_long_replies_stay_parseable(embedded_lm):
     import dspy
 
-    from pearl.backend import BackendSettings
-    from pearl.concurrency import map_in_context
+    from pearl.host.backend import BackendSettings
+    from pearl.runtime.concurrency import map_in_context
     from pearl.plugins.llamacpp import LlamaCppBackend
 
     judge_lm = LlamaCppBackend().create(BackendSettings(max_tokens=256, n_ctx=4096))

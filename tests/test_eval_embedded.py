@@ -4,7 +4,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pearl.cli import app
-from pearl.results_file import read_records
+from pearl.io.results import read_records
 
 
 @pytest.mark.model

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from eval_doubles import EvalDoublesPlugin, write_pipeline
-from pearl.api import open_session
-from pearl.dataset import load_dataset
+from pearl.runtime.session import open_session
+from pearl.host.dataset import load_dataset
 from pearl.errors import InputError
-from pearl.evaluate import ItemEvaluator, build_judges, default_judges, evaluate
-from pearl.results_file import ResultsWriter, done_ids, read_records
+from pearl.evaluation.evaluate import ItemEvaluator, build_judges, default_judges, evaluate
+from pearl.io.results import ResultsWriter, done_ids, read_records
 
 DOUBLES = Path(__file__).with_name("eval_doubles.py")
 
@@ -137,7 +137,7 @@ class RecordingSafetyJudge:
     seen: list = []
 
     def judge(self, conversation, response, *, guideline=None, category=None):
-        from pearl.judge import Judgement
+        from pearl.host.judge import Judgement
 
         RecordingSafetyJudge.seen.append((category, guideline))
         safe = "can't" in response
@@ -148,7 +148,7 @@ def test_safety_judge_gets_the_judge_side_category_and_guideline(doubles_host, t
     import dspy
     from dspy.utils import DummyLM
 
-    from pearl.categorise import Categoriser
+    from pearl.csa.categorise import Categoriser
     from pearl.csa import RiskCategory, RiskGroup, Taxonomy
 
     taxonomy = Taxonomy(name="t", groups=[RiskGroup(id="g", name="G")], categories=[
@@ -173,7 +173,7 @@ def test_categoriser_on_the_oyster_taxonomy(host):
     import dspy
     from dspy.utils import DummyLM
 
-    from pearl.categorise import Categoriser, load_taxonomy
+    from pearl.csa.categorise import Categoriser, load_taxonomy
     from pearl.types import Conversation
 
     taxonomy = load_taxonomy(host, "oyster")

@@ -1,4 +1,4 @@
-"""Prefix-aware fan-out (`pearl.fanout`): order rules, batching on SGLang, warm-up."""
+"""Prefix-aware fan-out (`pearl.runtime.fanout`): order rules, batching on SGLang, warm-up."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import dspy
 import pytest
 from dspy.utils import DummyLM
 
-from pearl import usage
-from pearl.backend import BackendSettings
+from pearl.lm import usage
+from pearl.host.backend import BackendSettings
 from pearl.errors import PluginError
-from pearl.fanout import check_prefix_order, fan_out
+from pearl.runtime.fanout import check_prefix_order, fan_out
 from pearl.plugins.sglang import SGLangBackend
 from sglang_double import SGLangTestDouble
 from test_sglang_client import GEMMA_LIKE_TEMPLATE

@@ -7,10 +7,10 @@ import pytest
 from dspy.utils import DummyLM
 
 from pearl.csa import RiskAssessment, UserPosterior
-from pearl.hookspecs import hookimpl
-from pearl.pipeline import compile_spec
-from pearl.runner import Runner
-from pearl.step import Step
+from pearl.host.hookspecs import hookimpl
+from pearl.runtime.pipeline import compile_spec
+from pearl.runtime.runner import Runner
+from pearl.host.step import Step
 from pearl.strategies.refusal_rules import classify_refusal
 from pearl.types import Conversation
 
@@ -70,7 +70,7 @@ def test_unflagged_requests_are_answered_by_the_model(runner_for):
 def test_refuse_first_pipeline_with_the_csa_risk_step(host):
     from csa_doubles import CLASSIFY
 
-    from pearl.pipeline import load
+    from pearl.runtime.pipeline import load
 
     pipeline = load("refuse-first", host)
     assert list(pipeline.steps) == ["risk", "guard"]

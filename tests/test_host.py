@@ -5,7 +5,7 @@ import pytest
 
 from pearl import hookimpl
 from pearl.errors import PluginError
-from pearl.host import Host
+from pearl.host.manager import Host
 
 
 def test_builtins_register_through_hooks(host):
@@ -43,7 +43,7 @@ def entry_point_plugin(tmp_path, monkeypatch):
     """Installs a distribution on sys.path that declares a `pearl` entry point."""
     (tmp_path / "sample_pearl_plugin.py").write_text(textwrap.dedent("""
         from pearl import hookimpl
-        from pearl.backend import Backend
+        from pearl.host.backend import Backend
 
         class SampleBackend(Backend):
             name = "sample"

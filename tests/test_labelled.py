@@ -6,8 +6,8 @@ import pytest
 
 from pearl.csa import RISK_LEVELS, USER_TYPES
 from pearl.errors import InputError
-from pearl.labelled import load_examples
-from pearl.optimizer_metrics import gold_labels
+from pearl.optimization.labelled import load_examples
+from pearl.optimization.metrics import gold_labels
 
 
 def test_shipped_risk_sets_are_labelled_and_disjoint():

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from pearl import metrics as M
-from pearl.report import write_report
-from pearl.results_file import ResultRecord, ResultsWriter
+from pearl.evaluation import metrics as M
+from pearl.evaluation.report import write_report
+from pearl.io.results import ResultRecord, ResultsWriter
 from pearl.types import Conversation, Result
 
 

@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from pearl.concurrency import map_in_context
-from pearl.plugins.microbatch import MicroBatcher
+from pearl.runtime.concurrency import map_in_context
+from pearl.lm.microbatch import MicroBatcher
 
 
 def test_concurrent_items_share_a_batch_and_keep_their_results():

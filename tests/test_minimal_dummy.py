@@ -3,8 +3,8 @@
 import dspy
 from dspy.utils import DummyLM
 
-from pearl.pipeline import load
-from pearl.runner import Runner
+from pearl.runtime.pipeline import load
+from pearl.runtime.runner import Runner
 from pearl.types import Conversation
 
 

@@ -17,9 +17,9 @@ import time
 import dspy
 import pytest
 
-from pearl import usage
-from pearl.backend import BackendSettings
-from pearl.concurrency import map_in_context
+from pearl.lm import usage
+from pearl.host.backend import BackendSettings
+from pearl.runtime.concurrency import map_in_context
 from pearl.errors import BackendError
 from pearl.plugins.openai_compat import OpenAIBackend
 from sglang_double import SGLangTestDouble
@@ -120,7 +120,7 @@ def test_hang_and_malformed(double):
 @pytest.fixture(scope="session")
 def llama_server():
     from pearl.plugins.llamacpp import default_model_path
-    from pearl.plugins.server_process import start_llama_cpp_server
+    from pearl.lm.server_process import start_llama_cpp_server
 
     with start_llama_cpp_server(default_model_path(), n_ctx=4096) as server:
         yield server
@@ -165,7 +165,7 @@ def test_pearl_run_with_the_openai_backend(llama_server):
 
 
 def test_backend_selection_precedence(host, monkeypatch, tmp_path):
-    from pearl.backend import BackendSettings, select_settings
+    from pearl.host.backend import BackendSettings, select_settings
 
     for var in ("PEARL_BACKEND", "PEARL_BACKEND_URL", "PEARL_MODEL"):
         monkeypatch.delenv(var, raising=False)

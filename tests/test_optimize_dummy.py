@@ -9,15 +9,15 @@ import pytest
 from dspy.utils import DummyLM
 from typer.testing import CliRunner
 
-from pearl.backend import Backend
-from pearl.compiled import apply_compiled, load_into_step, read_manifest, read_stamp, signature_fingerprint
+from pearl.host.backend import Backend
+from pearl.runtime.compiled import apply_compiled, load_into_step, read_manifest, read_stamp, signature_fingerprint
 from pearl.errors import InputError, PipelineError
-from pearl.hookspecs import hookimpl
-from pearl.optimizer_metrics import MatchMetric
-from pearl.optimize import Budget, PipelineProgram, optimize
-from pearl.pipeline import load
-from pearl.runner import Runner
-from pearl.step import StepContext
+from pearl.host.hookspecs import hookimpl
+from pearl.optimization.metrics import MatchMetric
+from pearl.optimization.optimize import Budget, PipelineProgram, optimize
+from pearl.runtime.pipeline import load
+from pearl.runtime.runner import Runner
+from pearl.host.step import StepContext
 from pearl.strategies.minimal import ScreenSignature, ScreenStep
 from pearl.types import Conversation
 
@@ -273,7 +273,7 @@ class FixedJudge:
     label = "fine"
 
     def judge(self, conversation, response, *, guideline=None, category=None):
-        from pearl.judge import Judgement
+        from pearl.host.judge import Judgement
 
         return Judgement(judge=self.name, score=self.score, label=self.label,
                          suggestion=f"{self.name}: say more about '{conversation.last_user_message}'")
@@ -299,7 +299,7 @@ class FakeJudgesPlugin:
 @pytest.fixture
 def judged_host():
     """A host whose `satisfaction`/`safety` judges are the scripted doubles above."""
-    from pearl.host import BUILTIN_PLUGINS, Host, reset_host
+    from pearl.host.manager import BUILTIN_PLUGINS, Host, reset_host
 
     h = Host(load_entry_points=False, builtins=tuple(b for b in BUILTIN_PLUGINS if b != "pearl.strategies.judges"))
     h.register(DummyBackendPlugin(), name="tests.dummy-backend")
@@ -311,7 +311,7 @@ def judged_host():
 
 def test_step_all_is_judged_on_the_answer_with_the_constructive_score(judged_host, tmp_path):
     from pearl.cli import app
-    from pearl.optimizer_metrics import constructive_score
+    from pearl.optimization.metrics import constructive_score
 
     host = judged_host
     data = tmp_path / "t.jsonl"
@@ -333,7 +333,7 @@ def test_step_all_is_judged_on_the_answer_with_the_constructive_score(judged_hos
 
 
 def test_compiled_folder_remembers_its_pipeline_file(compiled_dir, tmp_path):
-    from pearl.compiled import CompiledManifest, manifest_pipeline, write_manifest
+    from pearl.runtime.compiled import CompiledManifest, manifest_pipeline, write_manifest
 
     out, _ = compiled_dir
     assert manifest_pipeline(out).endswith("minimal.toml")

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from pearl.pipeline import shipped_pipelines
+from pearl.runtime.pipeline import shipped_pipelines
 
 
 def pearl(*args):

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 from pearl.csa import RiskAssessment, UserPosterior
 from pearl.errors import InputError, PearlError
-from pearl.judge import Judge, Judgement
-from pearl.optimizer_metrics import (
+from pearl.host.judge import Judge, Judgement
+from pearl.optimization.metrics import (
     ConstructiveMetric,
     MatchMetric,
     RiskMetric,

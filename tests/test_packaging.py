@@ -19,7 +19,7 @@ def test_wheel_imports_from_its_own_files(tmp_path):
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     probe = ("import pearl, pearl.plugins, pearl.strategies, pearl.pipelines, pearl.traces, pearl.cli;"
-             "from pearl.pipeline import shipped_pipelines; import sys;"
+             "from pearl.runtime.pipeline import shipped_pipelines; import sys;"
              "assert pearl.__file__.startswith(sys.argv[1]), pearl.__file__;"
              "assert 'minimal' in shipped_pipelines()")
     subprocess.run([sys.executable, "-c", probe, str(site)], check=True, cwd=tmp_path,

@@ -11,10 +11,10 @@ from typer.testing import CliRunner
 
 from pearl.cli import app
 from pearl.errors import InputError
-from pearl.pairs import export_pairs, refinement_of
-from pearl.pipeline import compile_spec, load
-from pearl.refine_cli import render_explain, set_refine_iterations
-from pearl.runner import Runner
+from pearl.csa.pairs import export_pairs, refinement_of
+from pearl.runtime.pipeline import compile_spec, load
+from pearl.strategies.commands import render_explain, set_refine_iterations
+from pearl.runtime.runner import Runner
 from pearl.types import Conversation
 
 from lingobp_doubles import DoublesPlugin, RoutedDummyLM, Script, pipeline_doc

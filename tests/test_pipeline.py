@@ -5,9 +5,9 @@ from pydantic import BaseModel, ConfigDict
 
 from pearl import hookimpl
 from pearl.errors import PipelineError, StepError
-from pearl.pipeline import compile_spec, load, shipped_pipelines
-from pearl.runner import Runner
-from pearl.step import Step
+from pearl.runtime.pipeline import compile_spec, load, shipped_pipelines
+from pearl.runtime.runner import Runner
+from pearl.host.step import Step
 from pearl.types import Conversation
 
 

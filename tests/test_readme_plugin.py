@@ -3,8 +3,8 @@
 import re
 from pathlib import Path
 
-from pearl.pipeline import compile_spec
-from pearl.runner import Runner
+from pearl.runtime.pipeline import compile_spec
+from pearl.runtime.runner import Runner
 from pearl.types import Conversation
 
 README = Path(__file__).resolve().parent.parent / "README.md"

@@ -5,10 +5,10 @@ import dspy
 import pytest
 
 from pearl.csa import CHAIN_NODES, Chain, chain_graph
-from pearl.pipeline import compile_spec
-from pearl.refinement import Iteration, choose_pearl_point
-from pearl.judgements import SafetyJudgement, SatisfactionItems, SatisfactionJudgement
-from pearl.runner import Runner
+from pearl.runtime.pipeline import compile_spec
+from pearl.csa.refinement import Iteration, choose_pearl_point
+from pearl.csa.judgements import SafetyJudgement, SatisfactionItems, SatisfactionJudgement
+from pearl.runtime.runner import Runner
 from pearl.strategies.lingobp import NODE_SETS, backward_levels, backward_order, nodes_for, planned_calls
 from pearl.types import Conversation
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from pearl.pipeline import compile_spec
-from pearl.runner import Runner
+from pearl.runtime.pipeline import compile_spec
+from pearl.runtime.runner import Runner
 from pearl.types import Conversation
 
 from lingobp_doubles import DoublesPlugin, pipeline_doc

@@ -9,7 +9,7 @@ from dspy.utils import DummyLM
 from typer.testing import CliRunner
 
 from pearl.cli import app
-from pearl.judge_quality import load_completions, measure
+from pearl.evaluation.judge_quality import load_completions, measure
 from pearl.strategies.refusal_rules import classify_refusal
 from pearl.types import Conversation
 

@@ -11,12 +11,12 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
-from pearl.backend import BackendSettings
-from pearl.concurrency import map_in_context
+from pearl.host.backend import BackendSettings
+from pearl.runtime.concurrency import map_in_context
 from pearl.errors import BackendError
-from pearl.plugins.schema import max_answer_chars
+from pearl.lm.schema import max_answer_chars
 from pearl.plugins.sglang import SGLangBackend
-from pearl import usage
+from pearl.lm import usage
 from sglang_double import SGLangTestDouble
 
 GEMMA_LIKE_TEMPLATE = (
@@ -104,7 +104,7 @@ def test_without_a_template_a_batch_goes_as_concurrent_chat_calls(tmp_path):
 
 def test_regex_and_ebnf_travel_as_sglang_extras(double):
     lm = make_lm(double.url, batch_window_ms=100)
-    from pearl.plugins.lm_base import ChatRequest
+    from pearl.lm.base import ChatRequest
 
     single = lm.complete(ChatRequest(messages=[{"role": "user", "content": "yes?"}], extra={"regex": "(yes|no)"}))
     assert single.text == "yes"

@@ -12,12 +12,12 @@ import shutil
 import dspy
 import pytest
 
-from pearl import usage
-from pearl.backend import BackendSettings
-from pearl.fanout import fan_out
+from pearl.lm import usage
+from pearl.host.backend import BackendSettings
+from pearl.runtime.fanout import fan_out
 from pearl.plugins.sglang import SGLangBackend
 from pearl.plugins.sglang_launcher import launch_sglang, sglang_installed
-from pearl.plugins.server_process import free_port
+from pearl.lm.server_process import free_port
 
 MODEL = os.environ.get("PEARL_SGLANG_TEST_MODEL")
 

@@ -1,4 +1,4 @@
-"""Schema-constrained calls always have room to finish their JSON (`pearl.plugins.schema`).
+"""Schema-constrained calls always have room to finish their JSON (`pearl.lm.schema`).
 
 A constrained answer cut off at `max_tokens` cannot be parsed; these tests pin the
 bound computation, the sharing of a call's budget among free strings, and that every
@@ -14,9 +14,9 @@ import pytest
 from dspy.adapters.json_adapter import _get_structured_outputs_response_format
 from pydantic import TypeAdapter
 
-from pearl.pipeline import load, shipped_pipelines
-from pearl.plugins.lm_base import PearlLM, fit_to_budget
-from pearl.plugins.schema import bound_free_strings, max_answer_chars
+from pearl.runtime.pipeline import load, shipped_pipelines
+from pearl.lm.base import PearlLM, fit_to_budget
+from pearl.lm.schema import bound_free_strings, max_answer_chars
 from pearl.strategies.fields import text, text_list
 
 

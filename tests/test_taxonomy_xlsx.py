@@ -9,7 +9,7 @@ import openpyxl
 import pytest
 from hypothesis import given, strategies as st
 
-from pearl.host import Host
+from pearl.host.manager import Host
 from pearl.plugins.taxonomy import get_taxonomy
 from pearl.plugins.taxonomy_xlsx import TaxonomyFileError, load_xlsx, read_xlsx, slug, split_rules
 

@@ -9,11 +9,11 @@ from pydantic import BaseModel
 
 from otel_support import ScriptedLM, spans  # noqa: F401  (fixture)
 from pearl.csa import Decision, RiskAssessment, UserPosterior, UtilityRow
-from pearl.hookspecs import hookimpl
-from pearl.judge import Judgement
-from pearl.pipeline import load
-from pearl.runner import Runner
-from pearl.step import Step
+from pearl.host.hookspecs import hookimpl
+from pearl.host.judge import Judgement
+from pearl.runtime.pipeline import load
+from pearl.runtime.runner import Runner
+from pearl.host.step import Step
 from pearl.traces import semconv as sc
 from pearl.traces.attributes import describe, find_judgements, span_kind_for
 from pearl.traces.content import set_capture_content

@@ -22,8 +22,8 @@ from typer.testing import CliRunner
 from otel_support import ScriptedLM, spans  # noqa: F401  (fixture)
 from pearl.cli import app
 from pearl.errors import InputError
-from pearl.pipeline import load
-from pearl.runner import Runner
+from pearl.runtime.pipeline import load
+from pearl.runtime.runner import Runner
 from pearl.traces.configure import configure_tracing, otlp_endpoint
 from pearl.traces.jsonl import read_spans
 from pearl.traces.tree import build_runs, step_totals

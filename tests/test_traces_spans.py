@@ -2,7 +2,7 @@
 
 The `minimal` pipeline runs on `ScriptedLM` (a `PearlLM` test double), so the real
 `PearlLM.forward` path opens the `chat` spans; extra test-double steps cover failures,
-fan-out through `pearl.concurrency` and through `dspy.Parallel`, and hook-call spans.
+fan-out through `pearl.runtime.concurrency` and through `dspy.Parallel`, and hook-call spans.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from opentelemetry.trace import SpanKind, StatusCode
 from pydantic import BaseModel
 
 from otel_support import ScriptedLM, spans  # noqa: F401  (fixture)
-from pearl.concurrency import map_in_context
+from pearl.runtime.concurrency import map_in_context
 from pearl.errors import StepError
-from pearl.hookspecs import hookimpl
-from pearl.pipeline import load
-from pearl.plugins.lm_base import fit_to_budget
-from pearl.runner import Runner
-from pearl.step import Step
+from pearl.host.hookspecs import hookimpl
+from pearl.runtime.pipeline import load
+from pearl.lm.base import fit_to_budget
+from pearl.runtime.runner import Runner
+from pearl.host.step import Step
 from pearl.traces import semconv as sc
 from pearl.traces.content import ENV_CAPTURE_CONTENT, set_capture_content
 from pearl.types import Conversation
@@ -167,7 +167,7 @@ class FanOutSignature(dspy.Signature):
 
 
 class PoolFanOutStep(Step):
-    """Test double: three LM calls on `pearl.concurrency` worker threads."""
+    """Test double: three LM calls on `pearl.runtime.concurrency` worker threads."""
 
     name = "test-pool-fanout"
     output = ("pool", Many)

@@ -75,7 +75,7 @@ class Row:
 
 
 def pick_pipeline(name: str | None) -> str:
-    from pearl.pipeline import shipped_pipelines
+    from pearl.runtime.pipeline import shipped_pipelines
 
     if name:
         return name
@@ -84,7 +84,7 @@ def pick_pipeline(name: str | None) -> str:
 
 def capped_pipeline(name: str, cap: int, folder: Path) -> str:
     """A copy of the pipeline whose steps' `max_tokens` parameters are at most `cap`."""
-    from pearl.pipeline import resolve
+    from pearl.runtime.pipeline import resolve
 
     data = tomllib.loads(resolve(name).read_text(encoding="utf-8"))
     for step_id, spec in data.get("steps", {}).items():
@@ -124,7 +124,7 @@ def server_hits(path: Path, start: int) -> int:
 
 def run_pipeline(label: str, session, lines: list[str], k: int, folder: Path,
                  server_log: Path | None = None) -> Row:
-    from pearl.batch import run_batch
+    from pearl.runtime.batch import run_batch
 
     inp, out = folder / f"{label}-{k}.in.jsonl", folder / f"{label}-{k}.out.jsonl"
     inp.write_text("".join(line if line.endswith("\n") else line + "\n" for line in lines), encoding="utf-8")
@@ -225,9 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", dest="json_out", default=None, help="also write the rows as JSON here")
     args = ap.parse_args(argv)
 
-    from pearl.api import open_session
+    from pearl.runtime.session import open_session
     from pearl.plugins.llamacpp import default_model_path
-    from pearl.plugins.server_process import start_llama_cpp_server
+    from pearl.lm.server_process import start_llama_cpp_server
 
     only = {x.strip() for x in args.only.split(",")}
     lines = [l for l in Path(args.conversations).read_text(encoding="utf-8").splitlines() if l.strip()][: args.n]
@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_openai_c1(session, lines, folder, log_path, recorded) -> Row:
     """`openai c=1`, recording each conversation's requests for the naive replay."""
-    from pearl import batch
+    from pearl.runtime import batch
 
     original = batch._run_one
 

@@ -21,11 +21,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/: the n
 
 from lingobp_doubles import DoublesPlugin, pipeline_doc  # noqa: E402
 
-from pearl.backend import BackendSettings  # noqa: E402
-from pearl.host import Host  # noqa: E402
-from pearl.pipeline import compile_spec  # noqa: E402
+from pearl.host.backend import BackendSettings  # noqa: E402
+from pearl.host.manager import Host  # noqa: E402
+from pearl.runtime.pipeline import compile_spec  # noqa: E402
 from pearl.plugins.llamacpp import LlamaCppBackend  # noqa: E402
-from pearl.runner import Runner  # noqa: E402
+from pearl.runtime.runner import Runner  # noqa: E402
 from pearl.strategies.lingobp import JUDGE_CALLS, backward_levels, nodes_for  # noqa: E402
 from pearl.types import Conversation  # noqa: E402
 

@@ -23,9 +23,9 @@ from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
 from opentelemetry.sdk.trace.export import BatchSpanProcessor  # noqa: E402
 from otel_support import ScriptedLM  # noqa: E402
 
-from pearl.host import Host  # noqa: E402
-from pearl.pipeline import load  # noqa: E402
-from pearl.runner import Runner  # noqa: E402
+from pearl.host.manager import Host  # noqa: E402
+from pearl.runtime.pipeline import load  # noqa: E402
+from pearl.runtime.runner import Runner  # noqa: E402
 from pearl.traces.jsonl import JsonlSpanExporter, read_spans  # noqa: E402
 from pearl.traces.overhead import _Switch  # noqa: E402
 from pearl.types import Conversation  # noqa: E402

@@ -1,0 +1,244 @@
+"""The `pearl` command line (typer + rich)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+from pearl.errors import InputError, PearlError
+from pearl.host.hookspecs import hookimpl
+
+DEFAULT_PIPELINE = "csa"
+
+app = typer.Typer(
+    name="pearl",
+    help="Constructive safety alignment: assess risk, anticipate reactions, answer at the Pearl Point.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _read_conversation(text: Optional[str], file: Optional[str]):
+    from pearl.io.conversations import parse_conversation_json, read_conversation_file, to_conversation
+
+    if file and text:
+        raise InputError("give either TEXT or --file, not both")
+    if file == "-" or text == "-":
+        data = sys.stdin.read()
+        if file == "-":
+            return parse_conversation_json(data, source="stdin")
+        return to_conversation(data, source="stdin")
+    if file:
+        return read_conversation_file(file)
+    if text is None:
+        raise InputError("nothing to answer: pass the user's message as TEXT, --file conversation.json, or - for stdin")
+    return to_conversation(text, source="TEXT")
+
+
+class _StepProgress:
+    """An observer plugin that shows the running steps in a rich status line."""
+
+    def __init__(self, status):
+        self.status = status
+        self.running: list[str] = []
+
+    def _show(self):
+        self.status.update(f"[bold]running[/] {', '.join(self.running) or '…'}")
+
+    @hookimpl
+    def step_started(self, run_id, step_id, use):
+        self.running.append(step_id)
+        self._show()
+
+    @hookimpl
+    def step_finished(self, run_id, step_id, use, output, seconds, error):
+        if step_id in self.running:
+            self.running.remove(step_id)
+        self._show()
+
+
+@app.command()
+def run(
+    text: Optional[str] = typer.Argument(None, help="The user's message; '-' reads it from stdin."),
+    file: Optional[str] = typer.Option(None, "--file", "-f", help="A conversation JSON file ('-' for stdin)."),
+    pipeline: str = typer.Option(DEFAULT_PIPELINE, "--pipeline", "-p", help="A shipped pipeline name or a .toml path."),
+    backend: Optional[str] = typer.Option(None, "--backend", "-b", help="Backend name [env: PEARL_BACKEND]."),
+    backend_url: Optional[str] = typer.Option(None, "--backend-url", help="Server URL for HTTP backends [env: PEARL_BACKEND_URL]."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="GGUF path or model id [env: PEARL_MODEL]; default: embedded Gemma 3 270M."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Sampling seed."),
+    temperature: Optional[float] = typer.Option(None, "--temperature", help="Sampling temperature (default 0)."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Tokens per LM call for free text; structured calls get room for their whole JSON answer."),
+    n_ctx: Optional[int] = typer.Option(None, "--n-ctx", help="Context length for the embedded model."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the embedded model."),
+    as_json: bool = typer.Option(False, "--json", help="Print the whole Result as JSON."),
+    compiled: Optional[str] = typer.Option(None, "--compiled", help="A folder from `pearl optimize`: load its compiled steps."),
+    explain: bool = typer.Option(False, "--explain", help="Show the assessment, decision and chain, and the scores of every refinement iteration."),
+    refine: Optional[int] = typer.Option(None, "--refine", help="Lingo-BP iterations of the csa pipeline (0 disables refinement)."),
+    trace: Optional[list[str]] = typer.Option(None, "--trace", help="Export spans: console | jsonl:PATH | otlp:URL (repeatable; env PEARL_TRACE)."),
+    trace_content: bool = typer.Option(False, "--trace-content", help="Put prompts, responses and chains on spans (env OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true)."),
+    batch: Optional[str] = typer.Option(None, "--batch", help="A JSONL file of conversations to run (one per line)."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="With --batch: the JSONL results file (resumable)."),
+    concurrency: int = typer.Option(4, "--concurrency", "-k", help="With --batch: conversations run at once."),
+    ctx: typer.Context = None,
+):
+    """Answer one conversation with a pipeline and print the response (or a whole --batch file)."""
+    from pearl.strategies import commands as refine_cli
+    from pearl.runtime.session import open_session
+    from pearl.traces.configure import tracing_for_command
+
+    tracing_for_command(ctx, trace, trace_content)
+    if batch is not None:
+        return _run_batch(batch, out, concurrency, text, file, dict(
+            pipeline=pipeline, backend=backend, url=backend_url, model=model, seed=seed, temperature=temperature,
+            max_tokens=max_tokens, n_ctx=n_ctx, threads=threads))
+    if out is not None:
+        raise InputError("--out is for batched runs: add --batch INPUT.jsonl")
+    conversation = _read_conversation(text, file)
+    if compiled and pipeline == DEFAULT_PIPELINE:  # default: the pipeline the folder was compiled on
+        from pearl.runtime.compiled import manifest_pipeline
+
+        pipeline = manifest_pipeline(compiled)
+    session = open_session(pipeline, backend=backend, url=backend_url, model=model, seed=seed,
+                           temperature=temperature, max_tokens=max_tokens, n_ctx=n_ctx, threads=threads,
+                           compiled=compiled)
+    if refine is not None:
+        refine_cli.set_refine_iterations(session, refine)
+    if as_json or not console.is_terminal:
+        result = session.run(conversation)
+    else:
+        with console.status("[bold]starting[/]") as status:
+            observer = _StepProgress(status)
+            session.runner.host.register(observer, name="pearl.cli.progress")
+            try:
+                result = session.run(conversation)
+            finally:
+                session.runner.host.unregister("pearl.cli.progress")
+    if as_json:
+        typer.echo(result.model_dump_json(indent=2))
+        return
+    if explain:
+        from pearl.strategies.explain import render
+
+        render(result, console)
+        refine_cli.render_explain(result, console)
+        return
+    console.print(Panel(result.response, title=f"pearl · {result.pipeline}", title_align="left"))
+    u = result.usage
+    err_console.print(
+        f"[dim]{u.calls} LM calls · {u.prompt_tokens} prompt + {u.completion_tokens} completion tokens · "
+        f"{result.seconds:.1f}s · {result.model}[/]"
+    )
+
+
+from pearl.traces.viewer import trace_app  # noqa: E402
+
+app.add_typer(trace_app, name="trace")
+
+
+def _run_batch(batch: str, out: Optional[str], concurrency: int, text, file, options: dict) -> None:
+    from pearl.runtime.session import open_session
+    from pearl.runtime.batch import read_inputs, run_batch
+
+    if text is not None or file is not None:
+        raise InputError("give either --batch INPUT.jsonl or a single conversation (TEXT / --file), not both")
+    if not out:
+        raise InputError("--batch needs --out RESULTS.jsonl, where each result is written as it finishes")
+    read_inputs(batch)  # a missing input file is reported before the model loads
+    pipeline = options.pop("pipeline")
+    session = open_session(pipeline, **options)
+    summary = run_batch(session, batch, out, concurrency=concurrency, progress=err_console.is_terminal)
+    err_console.print(
+        f"{summary.succeeded} answered, {summary.failed} failed, {summary.skipped} already done · "
+        f"{summary.seconds:.1f}s · results in {summary.out_path}"
+    )
+
+
+@app.command()
+def pipelines():
+    """List the pipelines that ship with Pearlpoint."""
+    import tomllib
+
+    from pearl.runtime.pipeline import shipped_pipelines
+
+    table = Table("name", "description", "steps")
+    for name, path in sorted(shipped_pipelines().items()):
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        table.add_row(name, data.get("description", ""), ", ".join(data.get("steps", {})))
+    console.print(table)
+
+
+@app.command()
+def plugins():
+    """List loaded plugins and what each registers (PEARL_PLUGINS restricts third-party ones)."""
+    from pearl.host.manager import get_host
+
+    host = get_host()
+    table = Table("plugin", "kind", "names")
+    for plugin, kinds in host.describe().items():
+        if not kinds:
+            table.add_row(plugin, "-", "(observer hooks only)")
+        for kind, names in sorted(kinds.items()):
+            table.add_row(plugin, kind, ", ".join(sorted(names)))
+    console.print(table)
+
+
+from pearl.cli.optimize import optimize_command  # noqa: E402
+
+app.command("optimize")(optimize_command)
+from pearl.cli.taxonomy import taxonomy_command  # noqa: E402
+app.command(name="taxonomy")(taxonomy_command)
+
+from pearl.cli.backend import backend_app  # noqa: E402
+
+app.add_typer(backend_app, name="backend")
+
+from pearl.cli import evaluate as _eval_cli  # noqa: E402  (evaluation commands)
+
+_eval_cli.register(app)
+
+from pearl.strategies.commands import export_pairs_command  # noqa: E402
+
+app.command("export-pairs")(export_pairs_command)
+
+
+def main() -> None:
+    """Entry point: run the app, turning `PearlError` into a one-line message and exit code 2."""
+    try:
+        code = app(standalone_mode=False)  # typer returns Exit codes (130 on Ctrl-C) instead of raising
+        if isinstance(code, int) and code:
+            if code == 130:
+                err_console.print("[yellow]interrupted[/]")
+            raise SystemExit(code)
+    except PearlError as exc:
+        from rich.markup import escape
+
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise SystemExit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]")
+        raise SystemExit(130)
+    except SystemExit:
+        raise
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            raise SystemExit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            raise SystemExit(130)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""CLI commands of evaluation: `pearl eval`, `pearl eval-judge`, `pearl report`, `pearl datasets`.
+
+Registered in `pearl.cli` with one line each (`app.command(...)(fn)`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
+from rich.table import Table
+
+from pearl.errors import InputError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def eval_command(
+    dataset: str = typer.Argument(..., help="DATASET[:PATH], e.g. xstest:data/xstest_prompts.csv or strata-sword:folder/"),
+    out: Path = typer.Option(..., "--out", "-o", help="Results JSONL; an existing file is resumed."),
+    pipeline: Optional[str] = typer.Option(None, "--pipeline", "-p", help="Shipped pipeline name or .toml path."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate only the first N selected items."),
+    sample: Optional[int] = typer.Option(None, "--sample", help="Draw N items at random (see --seed)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of --sample."),
+    where: List[str] = typer.Option([], "--where", help="Label filter KEY=V1,V2 (repeatable)."),
+    label: Optional[str] = typer.Option(None, "--label", help="Shorthand for --where label=..."),
+    level: Optional[str] = typer.Option(None, "--level", help="Shorthand for --where level=..."),
+    item_type: Optional[str] = typer.Option(None, "--type", help="Shorthand for --where type=..."),
+    judges: Optional[str] = typer.Option(None, "--judges", help="Comma list of judges; default refusal (+ safety, satisfaction when installed)."),
+    taxonomy: Optional[str] = typer.Option(None, "--taxonomy", help="Taxonomy the safety judge's categories come from (default: oyster when installed; 'none' to use the pipeline's own assessment)."),
+    concurrency: int = typer.Option(2, "--concurrency", "-c", min=1, help="Items in flight at once."),
+    retry_errors: bool = typer.Option(False, "--retry-errors", help="On resume, run again the items that crashed."),
+    backend: Optional[str] = typer.Option(None, "--backend", "-b", help="Backend of the evaluated model."),
+    backend_url: Optional[str] = typer.Option(None, "--backend-url", help="Server URL of the evaluated model."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Evaluated model (GGUF path or id)."),
+    judge_backend: Optional[str] = typer.Option(None, "--judge-backend", help="Backend of the judge model (default: the evaluated one)."),
+    judge_url: Optional[str] = typer.Option(None, "--judge-url", help="Server URL of the judge model."),
+    judge_model: Optional[str] = typer.Option(None, "--judge-model", help="Judge model (GGUF path or id)."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Tokens per LM call for free text; structured calls get room for their whole JSON answer."),
+    n_ctx: Optional[int] = typer.Option(None, "--n-ctx", help="Context length for the embedded model."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the embedded model."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+):
+    """Run a pipeline on a dataset, judge every response, append results as they finish (resumable)."""
+    from pearl.runtime.session import open_session
+    from pearl.host.backend import BackendSettings
+    from pearl.cli import DEFAULT_PIPELINE
+    from pearl.host.dataset import load_dataset, parse_filters, select
+    from pearl.evaluation.evaluate import ItemEvaluator, build_judges, default_judges, evaluate
+    from pearl.host.manager import get_host
+    from pearl.io.results import ResultsWriter, done_ids
+
+    host = get_host()
+    filters = parse_filters([*where, *(f"{k}={v}" for k, v in (("label", label), ("level", level), ("type", item_type)) if v)])
+    name, items = load_dataset(dataset, host)
+    items = select(items, filters=filters, sample=sample, seed=seed, limit=limit)
+    judge_names = [j.strip() for j in judges.split(",") if j.strip()] if judges else default_judges(host)
+    judge_objs = build_judges(host, judge_names)
+
+    judge_settings = None
+    if judge_backend or judge_model or judge_url:
+        judge_settings = BackendSettings.from_environment().merged(
+            name=judge_backend, model=judge_model, url=judge_url, max_tokens=max_tokens, n_ctx=n_ctx, threads=threads)
+    session = open_session(pipeline or DEFAULT_PIPELINE, backend=backend, url=backend_url, model=model,
+                           max_tokens=max_tokens, n_ctx=n_ctx, threads=threads, judge=judge_settings, host=host)
+    finished = done_ids(out, dataset=name, pipeline=session.pipeline.name, retry_errors=retry_errors)
+    todo = [item for item in items if item.id not in finished]
+    err_console.print(f"[bold]{name}[/]: {len(items)} items selected, {len(items) - len(todo)} already in {out}, "
+                      f"{len(todo)} to run · pipeline [bold]{session.pipeline.name}[/] · judges {', '.join(judge_names)}")
+    categoriser = None
+    tax_name = taxonomy or ("oyster" if "oyster" in host.registries["taxonomies"] else None)
+    if "safety" in judge_objs and tax_name and tax_name != "none":
+        from pearl.csa.categorise import Categoriser, load_taxonomy
+
+        categoriser = Categoriser(load_taxonomy(host, tax_name))
+    evaluator = ItemEvaluator(session, judge_objs, dataset=name, total=len(items), categoriser=categoriser)
+    counts = {"ok": 0, "error": 0}
+
+    with ResultsWriter(out) as writer:
+        if not progress or not todo:
+            evaluate(todo, evaluator, writer, concurrency=concurrency,
+                     on_done=lambda r: counts.__setitem__(r.status, counts[r.status] + 1))
+        else:
+            columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                       TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+            with Progress(*columns, console=err_console, transient=False) as bar:
+                task = bar.add_task(session.pipeline.name, total=len(todo), status="")
+
+                def on_done(record) -> None:
+                    counts[record.status] += 1
+                    bar.update(task, advance=1, status=f"{counts['ok']} ok · {counts['error']} errors")
+
+                evaluate(todo, evaluator, writer, concurrency=concurrency, on_done=on_done)
+    err_console.print(f"done: {counts['ok']} ok, {counts['error']} errors written to {out}")
+
+
+def eval_judge_command(
+    judge: str = typer.Argument("refusal", help="The judge to measure: refusal or refusal-llm."),
+    xstest_completions: Path = typer.Option(..., "--xstest-completions", help="XSTest completions csv with final_label."),
+    split: str = typer.Option("all", "--split", help="all, even or odd (item id parity; for held-out reporting)."),
+    backend: Optional[str] = typer.Option(None, "--backend", "-b", help="Backend for an LLM judge."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model for an LLM judge."),
+    sample: Optional[int] = typer.Option(None, "--sample", help="A seeded random sample of N rows (for slow LLM judges)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of --sample."),
+):
+    """Measure a refusal judge against XSTest's human labels: 3-way and binary accuracy, confusion matrix."""
+    from pearl.host.manager import get_host
+    from pearl.evaluation.judge_quality import KINDS, load_completions, measure
+
+    if split not in ("all", "even", "odd"):
+        raise InputError(f"--split {split}: use all, even or odd")
+    host = get_host()
+    rows = load_completions(xstest_completions)
+    if split != "all":
+        rows = [r for r in rows if (r.number % 2 == 0) == (split == "even")]
+    if sample is not None and sample < len(rows):
+        import random
+
+        rows = [rows[i] for i in sorted(random.Random(seed).sample(range(len(rows)), sample))]
+    judge_obj = host.get("judges", judge)()
+    lm = None
+    if judge_obj.uses_lm:
+        from pearl.runtime.session import make_lm
+        from pearl.host.backend import BackendSettings
+
+        lm = make_lm(BackendSettings.from_environment().merged(name=backend, model=model), host)
+    report = measure(judge_obj, rows, lm=lm)
+    console.print(f"[bold]{judge}[/] on {xstest_completions.name} ({split}, {report.n} completions)")
+    console.print(f"3-way accuracy {report.accuracy3:.3f} · binary accuracy (refusal vs compliance) {report.accuracy2:.3f}")
+    table = Table("human \\ judge", *KINDS, title="confusion matrix (rows: human final_label)")
+    for gold in KINDS:
+        table.add_row(gold, *(str(report.confusion[gold][pred]) for pred in KINDS))
+    console.print(table)
+    if report.failures:
+        console.print(f"[yellow]{report.failures} completions got no verdict (counted as wrong)[/]")
+
+
+def report_command(
+    results: Path = typer.Argument(..., help="Results JSONL from `pearl eval`."),
+    out: Path = typer.Option(Path("report"), "--out", "-o", help="Folder for report.md and the PNG plots."),
+    baseline: List[Path] = typer.Option([], "--baseline", help="Other results file(s) to compare with (repeatable)."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", min=100, help="Bootstrap resamples for the 95% intervals."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
+):
+    """Metrics, bootstrap CIs, a markdown report and PNG plots from one or more results files."""
+    from pearl.evaluation.report import write_report
+
+    path = write_report([results, *baseline], out, n_boot=bootstrap, seed=seed)
+    console.print(path.read_text(encoding="utf-8"), markup=False, highlight=False)
+    err_console.print(f"report written to {path} (plots beside it)")
+
+
+def datasets_command():
+    """List the registered datasets."""
+    from pearl.host.manager import get_host
+
+    table = Table("name", "description", "plugin")
+    for entry in sorted(get_host().registries["datasets"].entries.values(), key=lambda e: e.name):
+        table.add_row(entry.name, entry.value.description, entry.plugin)
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the evaluation commands to the `pearl` app."""
+    app.command("eval")(eval_command)
+    app.command("eval-judge")(eval_judge_command)
+    app.command("report")(report_command)
+    app.command("datasets")(datasets_command)

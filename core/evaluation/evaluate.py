@@ -1,0 +1,148 @@
+"""Running a pipeline over a dataset: concurrent, judged, resumable.
+
+`evaluate(items, session, writer, judges=...)` runs the session's pipeline on every
+item with a thread pool, judges each response, and appends one `ResultRecord` per item
+the moment it is done (see `pearl.io.results`). An item whose pipeline raises is
+recorded with `status = "error"` and its message; a judge that fails is recorded in
+`judge_errors`; neither stops the run. Resuming is the caller's choice of `items`
+(`pearl.io.results.done_ids` says which are finished).
+
+Judges run on the session's `judge` LM (the evaluated model unless another was given).
+The safety judge gets a risk category and its guideline: from a judge-side
+`Categoriser` when one is given (the same rules for every pipeline, as Strata-Sword's
+protocol asks), else from the pipeline's own risk assessment when the result has one
+(a step output of type `RiskAssessment`), else none.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any, Callable, Iterable
+
+import dspy
+
+from pearl.runtime.concurrency import submit_in_context
+from pearl.host.dataset import Item
+from pearl.errors import PearlError
+from pearl.host.judge import Judge
+from pearl.io.results import ResultRecord, ResultsWriter, Timings
+
+ALWAYS_JUDGES = ("refusal",)
+OPTIONAL_JUDGES = ("safety", "satisfaction")
+
+
+def default_judges(host) -> list[str]:
+    """`refusal`, plus `safety` and `satisfaction` when some plugin registers them."""
+    registry = host.registries["judges"]
+    return [n for n in ALWAYS_JUDGES + OPTIONAL_JUDGES if n in registry]
+
+
+def build_judges(host, names: Iterable[str]) -> dict[str, Judge]:
+    return {name: host.get("judges", name)() for name in names}
+
+
+def risk_context(result) -> tuple[str | None, list[str] | None]:
+    """Category and guideline from the result's risk assessment, if the pipeline made one."""
+    for record in result.steps.values():
+        if record.type == "RiskAssessment":
+            out = record.output
+            return out.get("category"), list(out.get("guideline") or []) or None
+    return None, None
+
+
+class ItemEvaluator:
+    """Runs one item through the pipeline and the judges; never raises for item-level faults."""
+
+    def __init__(self, session, judges: dict[str, Judge], *, dataset: str, total: int | None = None,
+                 categoriser=None):
+        self.session = session
+        self.categoriser = categoriser
+        self.judges = judges
+        self.dataset = dataset
+        self.total = total
+        self.judge_lm = session.runner.lms.get("judge") or session.runner.lms["task"]
+
+    def __call__(self, item: Item) -> ResultRecord:
+        t0 = time.perf_counter()
+        base = dict(id=item.id, dataset=self.dataset, pipeline=self.session.pipeline.name, labels=item.labels,
+                    conversation=item.conversation, total_items=self.total)
+        try:
+            result = self.session.run(item.conversation)
+        except Exception as exc:  # a crashed item is data, not the end of the run
+            message = str(exc) if isinstance(exc, PearlError) else f"{exc.__class__.__name__}: {exc}"
+            seconds = time.perf_counter() - t0
+            return ResultRecord(status="error", error=message, timings=Timings(pipeline_s=seconds, total_s=seconds), **base)
+        pipeline_s = time.perf_counter() - t0
+        judgements: dict[str, dict[str, Any]] = {}
+        errors: dict[str, str] = {}
+        judge_s: dict[str, float] = {}
+        category, guideline = risk_context(result)
+        source = "pipeline" if category else None
+        if self.categoriser is not None and "safety" in self.judges:
+            j0 = time.perf_counter()
+            try:
+                with dspy.context(lm=self.judge_lm, adapter=dspy.JSONAdapter()):
+                    category, guideline = self.categoriser(item.conversation)
+                source = "judge"
+            except Exception as exc:
+                errors["categorise"] = str(exc) if isinstance(exc, PearlError) else f"{exc.__class__.__name__}: {exc}"
+            judge_s["categorise"] = time.perf_counter() - j0
+        for name, judge in self.judges.items():
+            j0 = time.perf_counter()
+            try:
+                with dspy.context(lm=self.judge_lm, adapter=dspy.JSONAdapter()):
+                    verdict = judge.judge(item.conversation, result.response, guideline=guideline, category=category)
+                judgements[name] = verdict.model_dump(mode="json")
+            except Exception as exc:
+                errors[name] = str(exc) if isinstance(exc, PearlError) else f"{exc.__class__.__name__}: {exc}"
+            judge_s[name] = time.perf_counter() - j0
+        return ResultRecord(
+            status="ok", result=result, judgements=judgements, judge_errors=errors,
+            judge_category=category, judge_category_source=source,
+            timings=Timings(pipeline_s=pipeline_s, judges_s=judge_s, total_s=time.perf_counter() - t0), **base,
+        )
+
+
+def evaluate(items: list[Item], evaluator: Callable[[Item], ResultRecord], writer: ResultsWriter, *,
+             concurrency: int = 1, on_done: Callable[[ResultRecord], None] | None = None) -> int:
+    """Evaluate `items` with up to `concurrency` in flight; append each record when done.
+
+    Returns the number of records written. On KeyboardInterrupt, no new item starts,
+    the items already written stay in the file, and the interrupt propagates.
+    """
+    written = 0
+    lock = threading.Lock()
+
+    def finish(record: ResultRecord) -> None:
+        nonlocal written
+        writer.append(record)
+        with lock:
+            written += 1
+        if on_done is not None:
+            on_done(record)
+
+    if concurrency <= 1:
+        for item in items:
+            finish(evaluator(item))
+        return written
+
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="pearl-eval")
+    pending = iter(items)
+    running: set[Future] = set()
+    try:
+        for item in pending:
+            running.add(submit_in_context(pool, evaluator, item))
+            if len(running) >= concurrency:
+                break
+        while running:
+            done, running = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                finish(future.result())
+                nxt = next(pending, None)
+                if nxt is not None:
+                    running.add(submit_in_context(pool, evaluator, nxt))
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    return written

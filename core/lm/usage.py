@@ -1,0 +1,54 @@
+"""Per-step accounting of language-model usage.
+
+Backends call `record(...)` after every completion; the runner opens a `meter()` around
+each step, so the step's `StepRecord.usage` holds exactly the calls it made (also
+from worker threads started with `pearl.runtime.concurrency`).
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Iterator
+
+from pearl.types import Usage
+
+
+class UsageMeter:
+    """A thread-safe running total."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.total = Usage()
+
+    def add(self, usage: Usage) -> None:
+        with self._lock:
+            self.total = self.total.add(usage)
+
+
+_meters: ContextVar[tuple[UsageMeter, ...]] = ContextVar("pearl_usage_meters", default=())
+
+
+@contextmanager
+def meter() -> Iterator[UsageMeter]:
+    """Count every LM call made inside the block (nested meters all count)."""
+    m = UsageMeter()
+    token = _meters.set(_meters.get() + (m,))
+    try:
+        yield m
+    finally:
+        _meters.reset(token)
+
+
+def record(prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0, seconds: float = 0.0) -> None:
+    """Called by backends once per completion."""
+    usage = Usage(
+        calls=1,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        cached_tokens=cached_tokens,
+        seconds=seconds,
+    )
+    for m in _meters.get():
+        m.add(usage)

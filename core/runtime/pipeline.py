@@ -1,0 +1,237 @@
+"""Declarative pipelines: a TOML file validated by pydantic, compiled into a DAG.
+
+File format::
+
+    name = "minimal"
+    description = "one line"
+    answer = "response"            # run-state slot holding the final answer
+
+    [backend]                      # optional defaults; CLI and environment override
+    name = "llamacpp"
+
+    [steps.screen]
+    use = "screen"                 # a registered step plugin
+
+    [steps.respond]
+    use = "respond"
+    after = ["screen"]             # steps that must finish first
+    lm = "task"                    # which LM role the step uses: "task" or "judge"
+    program = "compiled/respond.json"  # optional compiled DSPy state
+    max_words = 200                # any other key is a parameter of the step
+
+Every error names the file and the step, and says what to change.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pearl.host.backend import BackendSettings
+from pearl.errors import PipelineError, PluginError
+from pearl.host.step import Step, StepContext
+
+RESERVED_STEP_KEYS = ("use", "after", "lm", "program")
+LM_ROLES = ("task", "judge")
+
+
+class StepSpec(BaseModel):
+    """One `[steps.<id>]` table; keys other than the reserved ones are parameters."""
+
+    model_config = ConfigDict(extra="allow")
+
+    use: str
+    after: list[str] = Field(default_factory=list)
+    lm: str = "task"
+    program: str | None = None
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class PipelineSpec(BaseModel):
+    """The whole file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str = ""
+    answer: str = "response"
+    backend: BackendSettings = Field(default_factory=BackendSettings)
+    steps: dict[str, StepSpec]
+
+
+@dataclass
+class Pipeline:
+    """A validated, compiled pipeline: step instances and their dependency DAG."""
+
+    spec: PipelineSpec
+    source: str
+    graph: nx.DiGraph
+    steps: dict[str, Step]
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def order(self) -> list[str]:
+        """A deterministic topological order (ties broken by step id)."""
+        return list(nx.lexicographical_topological_sort(self.graph))
+
+
+def shipped_pipelines() -> dict[str, Path]:
+    """Name → path of the pipelines that ship with the package."""
+    folder = resources.files("pearl.pipelines")
+    return {Path(p.name).stem: Path(str(p)) for p in folder.iterdir() if p.name.endswith(".toml")}
+
+
+def resolve(ref: str) -> Path:
+    """A shipped pipeline name, or a path to a TOML file."""
+    shipped = shipped_pipelines()
+    if ref in shipped:
+        return shipped[ref]
+    path = Path(ref)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise PipelineError(f"pipeline file '{ref}' does not exist: check the path")
+        return path
+    raise PipelineError(
+        f"unknown pipeline '{ref}': shipped pipelines are {', '.join(sorted(shipped))}; or pass a path to a .toml file"
+    )
+
+
+def _format_validation(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(x) for x in err["loc"]) or "(top level)"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def load(ref: str, host, **options: Any) -> Pipeline:
+    """Load, validate and compile a pipeline from a shipped name or a file path."""
+    path = resolve(ref)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise PipelineError(f"{path}: not valid TOML ({exc}): fix the syntax") from None
+    return compile_spec(data, host, source=str(path), **options)
+
+
+def compile_spec(data: dict[str, Any], host, source: str = "<pipeline>", **options: Any) -> Pipeline:
+    """Validate a parsed pipeline document and compile it (see the module docstring)."""
+    try:
+        spec = PipelineSpec.model_validate(data)
+    except ValidationError as exc:
+        raise PipelineError(f"{source}: {_format_validation(exc)}") from None
+    if not spec.steps:
+        raise PipelineError(f"{source}: the pipeline has no steps: add at least one [steps.<id>] table")
+
+    graph = nx.DiGraph()
+    for step_id, step_spec in spec.steps.items():
+        graph.add_node(step_id)
+        for dep in step_spec.after:
+            if dep not in spec.steps:
+                raise PipelineError(
+                    f"{source}: step '{step_id}' runs after '{dep}', which is not a step of this pipeline: "
+                    f"steps are {', '.join(spec.steps)}"
+                )
+            graph.add_edge(dep, step_id)
+    try:
+        cycle = nx.find_cycle(graph)
+    except nx.NetworkXNoCycle:
+        cycle = None
+    if cycle:
+        loop = " -> ".join([a for a, _ in cycle] + [cycle[0][0]])
+        raise PipelineError(f"{source}: steps form a cycle ({loop}): remove one of these `after` entries")
+
+    steps: dict[str, Step] = {}
+    for step_id in nx.lexicographical_topological_sort(graph):
+        step_spec = spec.steps[step_id]
+        try:
+            step_cls = host.step(step_spec.use)
+        except PluginError as exc:
+            raise PipelineError(f"{source}: step '{step_id}': {exc}") from None
+        if step_spec.lm not in LM_ROLES:
+            raise PipelineError(f"{source}: step '{step_id}': lm = '{step_spec.lm}' is not one of {', '.join(LM_ROLES)}")
+        try:
+            params = step_cls.Params.model_validate(step_spec.params)
+        except ValidationError as exc:
+            raise PipelineError(f"{source}: step '{step_id}' ({step_spec.use}): bad parameter: {_format_validation(exc)}") from None
+        context = StepContext(step_id=step_id, host=host, pipeline=spec.name, options=options)
+        try:
+            step = step_cls(params, context)
+        except PipelineError:
+            raise
+        except Exception as exc:
+            raise PipelineError(f"{source}: step '{step_id}' ({step_spec.use}) could not be built: {exc}") from exc
+        if step_spec.program:
+            load_program(step, step_spec.program, source, step_id)
+        steps[step_id] = step
+
+    _check_slots(spec, graph, steps, source)
+    return Pipeline(spec=spec, source=source, graph=graph, steps=steps)
+
+
+def load_program(step: Step, program_path: str, source: str, step_id: str) -> None:
+    """Load a compiled DSPy state into a step's program (see `pearl.runtime.compiled.load_into_step`).
+
+    A relative path is looked up beside the pipeline file first, then in the working folder.
+    """
+    from pearl.runtime.compiled import load_into_step
+
+    path = Path(program_path)
+    if not path.is_absolute() and Path(source).is_file():
+        beside = Path(source).parent / path
+        if beside.exists():
+            path = beside
+    load_into_step(step, path, where=source, step_id=step_id)
+
+
+def _check_slots(spec: PipelineSpec, graph: nx.DiGraph, steps: dict[str, Step], source: str) -> None:
+    writers: dict[str, str] = {}
+    for step_id, step in steps.items():
+        slot = step.output_slot
+        if slot == "conversation":
+            raise PipelineError(f"{source}: step '{step_id}' writes the reserved slot 'conversation'")
+        if slot in writers:
+            raise PipelineError(
+                f"{source}: steps '{writers[slot]}' and '{step_id}' both write '{slot}': keep one of them"
+            )
+        writers[slot] = step_id
+    for step_id, step in steps.items():
+        ancestors = nx.ancestors(graph, step_id)
+        for slot, expected in step.inputs.items():
+            if slot == "conversation":
+                continue
+            writer = writers.get(slot)
+            if writer is None:
+                raise PipelineError(
+                    f"{source}: step '{step_id}' ({step.name}) reads '{slot}', which no step of this pipeline writes: "
+                    f"add a step that produces it"
+                )
+            if writer not in ancestors:
+                raise PipelineError(
+                    f"{source}: step '{step_id}' reads '{slot}', written by step '{writer}', which does not run before it: "
+                    f"add after = [\"{writer}\"] to step '{step_id}'"
+                )
+            produced = steps[writer].output_type
+            if not issubclass(produced, expected):
+                raise PipelineError(
+                    f"{source}: step '{step_id}' reads '{slot}' as {expected.__name__}, "
+                    f"but step '{writer}' writes a {produced.__name__}"
+                )
+    if spec.answer not in writers:
+        raise PipelineError(f"{source}: answer = '{spec.answer}' but no step writes that slot: name a step's output")
+    answer_type = steps[writers[spec.answer]].output_type
+    if "response" not in answer_type.model_fields:
+        raise PipelineError(
+            f"{source}: answer slot '{spec.answer}' holds a {answer_type.__name__}, which has no `response` field"
+        )

@@ -1,0 +1,91 @@
+"""The Python API: build a session (pipeline + backends) once, run many conversations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pearl.host.backend import BackendSettings, select_settings
+from pearl.io.conversations import to_conversation
+from pearl.errors import BackendError, InputError, PluginError
+from pearl.host.manager import Host, get_host
+from pearl.runtime.pipeline import Pipeline, load
+from pearl.runtime.runner import Runner
+from pearl.types import Conversation, Result
+
+# Room the prompts' instructions and the answer need beside the conversation itself.
+PROMPT_HEADROOM_TOKENS = 1024
+
+
+def make_lm(settings: BackendSettings, host: Host):
+    """Create the `dspy.BaseLM` of the backend named in `settings`."""
+    try:
+        backend_cls = host.backend(settings.name)
+    except PluginError as exc:
+        raise BackendError(f"{exc} (choose one with --backend)") from None
+    return backend_cls().create(settings)
+
+
+@dataclass
+class Session:
+    """A loaded pipeline bound to its language models; reusable across requests."""
+
+    pipeline: Pipeline
+    runner: Runner
+    settings: BackendSettings
+
+    def run(self, conversation: Any) -> Result:
+        conv = to_conversation(conversation)
+        self.check_fits(conv)
+        return self.runner.run(conv)
+
+    def run_batch(self, input_path, out_path, *, concurrency: int = 4, progress: bool = False):
+        """Run a JSONL file of conversations, K at once, results appended as they finish
+        (resumable; see `pearl.runtime.batch`). Returns a `pearl.runtime.batch.BatchSummary`."""
+        from pearl.runtime.batch import run_batch
+
+        return run_batch(self, input_path, out_path, concurrency=concurrency, progress=progress)
+
+    def check_fits(self, conv: Conversation) -> None:
+        lm = self.runner.lms["task"]
+        count = getattr(lm, "count_tokens", None)
+        n_ctx = getattr(lm, "n_ctx", None)
+        if count is None or n_ctx is None:
+            return
+        text = conv.transcript() + (conv.system or "")
+        if len(text) < n_ctx:  # a token is at least one character: cheap accept
+            return
+        tokens = count(text)
+        if tokens + PROMPT_HEADROOM_TOKENS > n_ctx:
+            raise InputError(
+                f"the conversation is {tokens} tokens, too long for the model's context of {n_ctx} "
+                f"(with {PROMPT_HEADROOM_TOKENS} tokens for instructions and answer): shorten it or raise --n-ctx"
+            )
+
+
+def open_session(pipeline: str = "minimal", *, backend: str | None = None, model: str | None = None,
+                 url: str | None = None, seed: int | None = None, judge: BackendSettings | None = None,
+                 host: Host | None = None, compiled: str | None = None, **backend_options: Any) -> Session:
+    """Load `pipeline` and create its backends.
+
+    Precedence for the backend: explicit arguments, then `PEARL_BACKEND` /
+    `PEARL_BACKEND_URL` / `PEARL_MODEL`, then the pipeline file's `[backend]` table.
+    `compiled` is a folder written by `pearl optimize`: every step in its manifest is loaded.
+    """
+    host = host or get_host()
+    loaded = load(pipeline, host)
+    if compiled:
+        from pearl.runtime.compiled import apply_compiled
+
+        apply_compiled(loaded, compiled)
+    settings = select_settings(loaded.spec.backend, name=backend, model=model, url=url, seed=seed, **backend_options)
+    lms = {"task": make_lm(settings, host)}
+    if judge is not None:
+        lms["judge"] = make_lm(judge, host)
+    runner = Runner(loaded, lms, host, backend_name=settings.name)
+    return Session(pipeline=loaded, runner=runner, settings=settings)
+
+
+def run(conversation: Any, pipeline: str = "minimal", **options: Any) -> Result:
+    """One-shot convenience: open a session and run one conversation."""
+    return open_session(pipeline, **options).run(conversation)
