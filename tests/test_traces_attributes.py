@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel
 
@@ -15,7 +15,7 @@ from pearl.runtime.pipeline import load
 from pearl.runtime.runner import Runner
 from pearl.host.step import Step
 from pearl.traces import semconv as sc
-from pearl.traces.attributes import describe, find_judgements, span_kind_for
+from pearl.traces.attributes import describe, evaluation_event, find_judgements, span_kind_for
 from pearl.traces.content import set_capture_content
 from pearl.types import Conversation
 
@@ -137,6 +137,37 @@ def test_span_kinds_from_output_types():
     assert span_kind_for(History) == "EVALUATOR"  # holds judgements, however deep
     assert span_kind_for(Decision) == "CHAIN"
     assert span_kind_for(Plain) == "CHAIN"
+
+
+class Verdict(BaseModel):
+    """A third-party output that describes itself (the `SpanDescribed` protocol)."""
+
+    span_kind: ClassVar[str] = "GUARDRAIL"
+    flagged: bool
+    why: str
+
+    def span_attributes(self, content: bool) -> dict:
+        return {"acme.flagged": self.flagged, "acme.why": self.why if content else None}
+
+    def span_events(self, content: bool) -> list:
+        return [evaluation_event("acme", 1.0 if self.flagged else 0.0, "flagged", self.why if content else None)]
+
+
+def test_outputs_describe_themselves():
+    assert span_kind_for(Verdict) == "GUARDRAIL"
+    set_capture_content(None)
+    attributes, events = describe(Verdict(flagged=True, why="quotes the user"))
+    assert attributes["acme.flagged"] is True and "acme.why" not in attributes
+    assert "pearl.output.flagged" not in attributes  # a self-described output chooses its own attributes
+    (event,) = evaluations(events)
+    assert event[sc.GEN_AI_EVALUATION_NAME] == "acme" and sc.GEN_AI_EVALUATION_EXPLANATION not in event
+    set_capture_content(True)
+    try:
+        attributes, events = describe(Verdict(flagged=True, why="quotes the user"))
+        assert attributes["acme.why"] == "quotes the user"
+        assert evaluations(events)[0][sc.GEN_AI_EVALUATION_EXPLANATION] == "quotes the user"
+    finally:
+        set_capture_content(None)
 
 
 # --- on real step spans ----------------------------------------------------------------

@@ -1,25 +1,38 @@
 """What a step's output says on its span: `pearl.*` attributes and evaluation events.
 
-`annotate_step(span, output)` is called by the runner when a step finishes. It maps
+`annotate_step(span, output)` is called by the runner when a step finishes. Traces know
+no step's output type; outputs describe themselves through a small protocol
+(`SpanDescribed`), which any pydantic model may implement:
 
-- a `RiskAssessment` (anywhere at the top of the output) to `pearl.risk.*` attributes
-  and one `gen_ai.evaluation.result` event (name `risk`, score = severity, label = level);
-- a `Decision` to `pearl.decision.*` attributes and one event (name `decision`,
-  score = the chosen strategy's expected utility, label = the strategy);
-- every `Judgement` found anywhere inside the output (fields, lists, dicts, nested
-  models: a judge step's verdict, a Lingo-BP history of rounds) to one event each
-  (name = the judge, score, label, explanation = the suggestion) and
-  `pearl.judgement.<judge>.score` / `.label` attributes holding each judge's last verdict;
+- `span_attributes(self, content: bool) -> dict[str, Any]`: attributes for the step span
+  (namespace them, e.g. `pearl.risk.*`; values must be OTel scalars or lists of them;
+  None values are dropped);
+  `pearl.step.summary` (`semconv.PEARL_STEP_SUMMARY`) is a short line of key values the
+  trace viewer shows beside the step;
+- `span_events(self, content: bool) -> list[tuple[str, dict]]` (optional): span events,
+  usually one `evaluation_event(...)`;
+- `span_kind: ClassVar[str]` (optional): the OpenInference kind of a step that outputs
+  this type (`semconv.KIND_GUARDRAIL`, `KIND_EVALUATOR`, ...).
+
+`content` is the content-capture switch (`pearl.traces.content`, decided here): when it
+is False, neither method may return free text the model wrote about the conversation
+(a rationale, a suggestion), since it may quote the user.
+
+`describe(output)` then maps
+
+- the output itself and each of its top-level fields that implement the protocol to
+  their attributes and events (the CSA risk assessment and decision do, in `pearl.csa`);
+- every `Judgement` (the kernel's judge verdict) found anywhere inside the output
+  (fields, lists, dicts, nested models: a judge step's verdict, a Lingo-BP history of
+  rounds) to one event each (name = the judge, score, label, explanation = the
+  suggestion) and `pearl.judgement.<judge>.score` / `.label` attributes holding each
+  judge's last verdict;
 - any other output's plain scalar fields (numbers, booleans, `Literal`/`Enum` labels) to
-  `pearl.output.<field>`; free text never, unless content capture is on.
-
-Free text a model wrote about the conversation (a risk rationale, a judge's
-suggestion) is recorded only when content capture is on (`pearl.traces.content`).
+  `pearl.output.<field>`; free text never.
 
 `span_kind_for(output_type)` picks the OpenInference span kind of a step from its
-declared output type: GUARDRAIL for risk assessments (and types registered with
-`register_span_kind`), EVALUATOR for types that hold judgements, CHAIN otherwise.
-New step types need nothing here unless they want a kind or attributes of their own.
+declared output type: the type's `span_kind` (or one given with `register_span_kind`,
+for types one cannot edit), EVALUATOR for types that hold judgements, CHAIN otherwise.
 """
 
 from __future__ import annotations
@@ -27,22 +40,38 @@ from __future__ import annotations
 import enum
 import types
 import typing
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
-from pearl.csa import Decision, RiskAssessment
-from pearl.judge import Judgement
+from pearl.host.judge import Judgement
 from pearl.traces import semconv as sc
 from pearl.traces.content import capture_content
 
 Event = tuple[str, dict[str, Any]]
 
-_KINDS: dict[type, str] = {RiskAssessment: sc.KIND_GUARDRAIL}
+
+@runtime_checkable
+class SpanDescribed(Protocol):
+    """A step output that describes itself on its step's span (see the module docstring).
+
+    `span_attributes` makes a value self-describing; `span_events` and a `span_kind`
+    class variable are read when present.
+    """
+
+    def span_attributes(self, content: bool) -> dict[str, Any]:
+        """Attributes for the step span: OTel scalars (or lists of them); free text only if `content`."""
+        ...
+
+
+_KINDS: dict[type, str] = {}
 
 
 def register_span_kind(output_type: type, kind: str) -> None:
-    """Declare the OpenInference span kind of steps whose output is `output_type`."""
+    """Declare the OpenInference span kind of steps whose output is `output_type`.
+
+    Prefer a `span_kind` class variable on types you own; this is for the others.
+    """
     _KINDS[output_type] = kind
 
 
@@ -52,6 +81,9 @@ def span_kind_for(output_type: type | None) -> str:
         for registered, kind in _KINDS.items():
             if issubclass(output_type, registered):
                 return kind
+        declared = getattr(output_type, "span_kind", None)
+        if isinstance(declared, str):
+            return declared
         if _holds_judgements(output_type, set()):
             return sc.KIND_EVALUATOR
     return sc.KIND_CHAIN
@@ -84,22 +116,27 @@ def describe(output: BaseModel) -> tuple[dict[str, Any], list[Event]]:
     """The span attributes and events for one step output (see the module docstring)."""
     attributes: dict[str, Any] = {sc.PEARL_STEP_OUTPUT_TYPE: type(output).__name__}
     events: list[Event] = []
+    content = capture_content()
     specific = False
     for value in _top_level(output):
-        if isinstance(value, RiskAssessment):
-            _risk(value, attributes, events)
-            specific = True
-        elif isinstance(value, Decision):
-            _decision(value, attributes, events)
+        if isinstance(value, SpanDescribed):
+            _self_described(value, content, attributes, events)
             specific = True
     judgements = list(find_judgements(output))
     for path, judgement in judgements:
-        _judgement(path, judgement, attributes, events)
+        _judgement(path, judgement, content, attributes, events)
     if judgements:
         attributes[f"{sc.PEARL_JUDGEMENT}.count"] = len(judgements)
     if not specific and not judgements:
         attributes.update(_scalars(output))
     return {k: v for k, v in attributes.items() if v is not None}, events
+
+
+def _self_described(value: SpanDescribed, content: bool, attributes: dict[str, Any], events: list[Event]) -> None:
+    attributes.update(value.span_attributes(content))
+    if callable(getattr(value, "span_events", None)):
+        events.extend((name, {k: v for k, v in a.items() if v is not None})
+                      for name, a in value.span_events(content))
 
 
 def _top_level(output: BaseModel) -> Iterator[Any]:
@@ -140,60 +177,11 @@ def evaluation_event(name: str, score: float | None, label: str | None, explanat
     return sc.GEN_AI_EVALUATION_RESULT, {k: v for k, v in attributes.items() if v is not None}
 
 
-def _risk(r: RiskAssessment, attributes: dict[str, Any], events: list[Event]) -> None:
-    p = sc.PEARL_RISK
-    attributes.update({
-        f"{p}.taxonomy": r.taxonomy,
-        f"{p}.category": r.category,
-        f"{p}.group": r.group,
-        f"{p}.level": r.level,
-        f"{p}.interaction": r.interaction,
-        f"{p}.attack_form": r.attack_form,
-        f"{p}.severity": float(r.severity),
-        f"{p}.is_risky": r.is_risky,
-        f"{p}.posterior.benign": float(r.posterior.benign),
-        f"{p}.posterior.sensitive": float(r.posterior.sensitive),
-        f"{p}.posterior.malicious": float(r.posterior.malicious),
-        f"{p}.guideline_count": len(r.guideline),
-    })
-    content = capture_content()
-    if content and r.rationale:
-        attributes[f"{p}.rationale"] = r.rationale
-    events.append(evaluation_event("risk", r.severity, r.level, r.rationale if content else None,
-                                   **{f"{p}.category": r.category}))
-
-
-def _decision(d: Decision, attributes: dict[str, Any], events: list[Event]) -> None:
-    p = sc.PEARL_DECISION
-    chosen = next((row for row in d.table if row.strategy == d.strategy), None)
-    attributes.update({
-        f"{p}.strategy": d.strategy,
-        f"{p}.admissible": d.admissible,
-        f"{p}.reason": d.reason,
-        f"{p}.candidates": len(d.table),
-        f"{p}.admissible_candidates": sum(1 for row in d.table if row.admissible),
-        f"{p}.alpha": float(d.alpha),
-        f"{p}.beta": float(d.beta),
-        f"{p}.gamma": float(d.gamma),
-        f"{p}.tau": float(d.tau),
-        f"{p}.epsilon": float(d.epsilon),
-    })
-    if chosen is not None:
-        attributes.update({
-            f"{p}.expected_utility": float(chosen.expected_utility),
-            f"{p}.expected_retention": float(chosen.expected_retention),
-            f"{p}.expected_risk": float(chosen.expected_risk),
-            f"{p}.worst_risk": float(chosen.worst_risk),
-        })
-    events.append(evaluation_event("decision", chosen.expected_utility if chosen else None, d.strategy, d.reason,
-                                   **{f"{p}.admissible": d.admissible}))
-
-
-def _judgement(path: str, j: Judgement, attributes: dict[str, Any], events: list[Event]) -> None:
+def _judgement(path: str, j: Judgement, content: bool, attributes: dict[str, Any], events: list[Event]) -> None:
     prefix = f"{sc.PEARL_JUDGEMENT}.{j.judge}"
     attributes[f"{prefix}.score"] = float(j.score)
     attributes[f"{prefix}.label"] = j.label
-    events.append(evaluation_event(j.judge, j.score, j.label, j.suggestion if capture_content() else None,
+    events.append(evaluation_event(j.judge, j.score, j.label, j.suggestion if content else None,
                                    **({f"{sc.PEARL_JUDGEMENT}.path": path} if path else {})))
 
 

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-tokens", type=int, default=None)
     args = parser.parse_args(argv)
 
-    from pearl.api import open_session
+    from pearl.runtime.session import open_session
 
     sdk = TracerProvider()
     switch = _Switch(sdk)

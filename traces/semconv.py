@@ -9,7 +9,8 @@ Three vocabularies side by side, so each kind of backend renders the tree:
   after the move to their own repository.
 - OpenInference (`openinference.span.kind`, `input.value`, `llm.token_count.*`) for
   Arize Phoenix.
-- Pearlpoint's own (`pearl.*`): run, step, plugin, risk, decision and judgement values.
+- Pearlpoint's own (`pearl.*`): run, step, plugin and judgement values; step outputs add
+  their own namespaces (`pearl.traces.attributes`).
 """
 
 from __future__ import annotations
@@ -75,10 +76,9 @@ PEARL_STEP_USE = "pearl.step.use"
 PEARL_STEP_PLUGIN = "pearl.step.plugin"
 PEARL_STEP_PARAM = "pearl.step.param"  # prefix: pearl.step.param.<name>
 PEARL_STEP_OUTPUT_TYPE = "pearl.step.output_type"
+PEARL_STEP_SUMMARY = "pearl.step.summary"  # a step output's key values in one short line (the viewer shows it)
 PEARL_USAGE_CALLS = "pearl.usage.calls"
 PEARL_HOOK_NAME = "pearl.hook.name"
 PEARL_HOOK_PLUGINS = "pearl.hook.plugins"
 PEARL_OUTPUT = "pearl.output"  # prefix for plain scalar fields of any step output
-PEARL_RISK = "pearl.risk"
-PEARL_DECISION = "pearl.decision"
 PEARL_JUDGEMENT = "pearl.judgement"

@@ -10,7 +10,7 @@ context managers cover a run end to end:
 
 and `pearl.traces.hooks` adds one span per plugin hook call. Each manager makes its span
 current, so whatever runs inside (in this thread, or in workers started through
-`pearl.concurrency` or `dspy.Parallel`) is its child. An exception leaving a span sets
+`pearl.runtime.concurrency` or `dspy.Parallel`) is its child. An exception leaving a span sets
 its status to ERROR with the message, `error.type`, and an `exception` event; Ctrl-C
 marks it ERROR "interrupted".
 
@@ -150,7 +150,7 @@ def record_step(span: trace.Span, output: Any, usage: Any = None) -> None:
 
 
 def param_attributes(params: Any) -> dict[str, Any]:
-    """A step's parameters as `pearl.step.param.<name>` (scalars as they are, the rest as JSON)."""
+    """A step's parameters as `pearl.host.step.param.<name>` (scalars as they are, the rest as JSON)."""
     if params is None:
         return {}
     values = params.model_dump(mode="json") if hasattr(params, "model_dump") else dict(params)
@@ -173,7 +173,7 @@ class LLMCall:
         self.span = span
 
     def finish(self, completion: Any) -> None:
-        """Record a `pearl.plugins.lm_base.Completion` on the span."""
+        """Record a `pearl.lm.base.Completion` on the span."""
         span = self.span
         if not span.is_recording():
             return

@@ -67,12 +67,8 @@ def node_label(node: Node) -> Text:
         text.append(f"  run {attrs[sc.PEARL_RUN_ID]}", style="dim")
     facts = [f"{key.split('.', 2)[-1]}={_num(value)}" for key, value in attrs.items()
              if key.startswith(sc.PEARL_OUTPUT + ".")]
-    facts += [f"{key[len(sc.PEARL_RISK) + 1:]}={_num(attrs[key])}" for key in
-              (f"{sc.PEARL_RISK}.category", f"{sc.PEARL_RISK}.level", f"{sc.PEARL_RISK}.severity") if key in attrs]
-    if f"{sc.PEARL_DECISION}.strategy" in attrs:
-        facts.append(f"strategy={attrs[f'{sc.PEARL_DECISION}.strategy']}")
-        if attrs.get(f"{sc.PEARL_DECISION}.admissible") is False:
-            facts.append("inadmissible")
+    if attrs.get(sc.PEARL_STEP_SUMMARY):
+        facts.append(str(attrs[sc.PEARL_STEP_SUMMARY]))
     if facts:
         text.append("  " + " ".join(facts), style="white")
     if node.orphan:

@@ -11,10 +11,16 @@ by plugins; the rest are step outputs.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import networkx as nx
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from pearl.traces import semconv as sc
+from pearl.traces.attributes import Event, evaluation_event
+
+RISK_SPAN = "pearl.risk"  # span attribute namespaces of the risk assessment and the decision
+DECISION_SPAN = "pearl.decision"
 
 UserType = Literal["benign", "sensitive", "malicious"]
 USER_TYPES: tuple[UserType, ...] = ("benign", "sensitive", "malicious")
@@ -134,6 +140,35 @@ class RiskAssessment(BaseModel):
     def is_risky(self) -> bool:
         return self.category != UNKNOWN_CATEGORY or self.level != "R0" or self.severity > 0
 
+    # --- on its step's span (the `pearl.traces.attributes.SpanDescribed` protocol) ---
+    span_kind: ClassVar[str] = sc.KIND_GUARDRAIL
+
+    def span_attributes(self, content: bool) -> dict[str, Any]:
+        """`pearl.risk.*`: category, level, intent, severity, the user-type posterior; the rationale
+        (it may quote the user) only with content capture on."""
+        p = RISK_SPAN
+        return {
+            f"{p}.taxonomy": self.taxonomy,
+            f"{p}.category": self.category,
+            f"{p}.group": self.group,
+            f"{p}.level": self.level,
+            f"{p}.interaction": self.interaction,
+            f"{p}.attack_form": self.attack_form,
+            f"{p}.severity": float(self.severity),
+            f"{p}.is_risky": self.is_risky,
+            f"{p}.posterior.benign": float(self.posterior.benign),
+            f"{p}.posterior.sensitive": float(self.posterior.sensitive),
+            f"{p}.posterior.malicious": float(self.posterior.malicious),
+            f"{p}.guideline_count": len(self.guideline),
+            f"{p}.rationale": (self.rationale or None) if content else None,
+            sc.PEARL_STEP_SUMMARY: f"category={self.category} level={self.level} severity={self.severity:.3g}",
+        }
+
+    def span_events(self, content: bool) -> list[Event]:
+        """One evaluation named `risk`: score = severity, label = level, the rationale with content on."""
+        return [evaluation_event("risk", self.severity, self.level, self.rationale if content else None,
+                                 **{f"{RISK_SPAN}.category": self.category})]
+
 
 # --- response strategies and the game ---------------------------------------------------
 
@@ -209,6 +244,43 @@ class Decision(BaseModel):
     tau: float
     epsilon: float
     chosen: ResponseStrategy | None = Field(default=None, description="the record of `strategy`")
+
+    # --- on its step's span (the `pearl.traces.attributes.SpanDescribed` protocol) ---
+    def _chosen_row(self) -> UtilityRow | None:
+        return next((row for row in self.table if row.strategy == self.strategy), None)
+
+    def span_attributes(self, content: bool) -> dict[str, Any]:
+        """`pearl.decision.*`: the strategy, the game's parameters and the chosen row's utility."""
+        p = DECISION_SPAN
+        attributes: dict[str, Any] = {
+            f"{p}.strategy": self.strategy,
+            f"{p}.admissible": self.admissible,
+            f"{p}.reason": self.reason,
+            f"{p}.candidates": len(self.table),
+            f"{p}.admissible_candidates": sum(1 for row in self.table if row.admissible),
+            f"{p}.alpha": float(self.alpha),
+            f"{p}.beta": float(self.beta),
+            f"{p}.gamma": float(self.gamma),
+            f"{p}.tau": float(self.tau),
+            f"{p}.epsilon": float(self.epsilon),
+            sc.PEARL_STEP_SUMMARY: f"strategy={self.strategy}" + ("" if self.admissible else " inadmissible"),
+        }
+        chosen = self._chosen_row()
+        if chosen is not None:
+            attributes.update({
+                f"{p}.expected_utility": float(chosen.expected_utility),
+                f"{p}.expected_retention": float(chosen.expected_retention),
+                f"{p}.expected_risk": float(chosen.expected_risk),
+                f"{p}.worst_risk": float(chosen.worst_risk),
+            })
+        return attributes
+
+    def span_events(self, content: bool) -> list[Event]:
+        """One evaluation named `decision`: score = the chosen strategy's expected utility, label = it,
+        explanation = the framework's reason (no user text, so regardless of `content`)."""
+        chosen = self._chosen_row()
+        return [evaluation_event("decision", chosen.expected_utility if chosen else None, self.strategy,
+                                 self.reason, **{f"{DECISION_SPAN}.admissible": self.admissible})]
 
 
 # --- reasoning chain -----------------------------------------------------------------------
