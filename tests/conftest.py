@@ -62,7 +62,7 @@ class TestStepsPlugin:
 @pytest.fixture
 def host():
     """A host with the built-ins and the test plugin, no entry points."""
-    h = Host(load_entry_points=False)
+    h = Host(third_party=False)
     h.register(TestStepsPlugin(), name="tests.steps")
     reset_host(h)
     yield h

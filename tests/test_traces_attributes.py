@@ -15,7 +15,7 @@ from pearl.runtime.pipeline import load
 from pearl.runtime.runner import Runner
 from pearl.host.step import Step
 from pearl.traces import semconv as sc
-from pearl.traces.attributes import describe, evaluation_event, find_judgements, span_kind_for
+from pearl.traces.attributes import describe, evaluation_event, find_described, span_kind_for
 from pearl.traces.content import set_capture_content
 from pearl.types import Conversation
 
@@ -100,7 +100,7 @@ def test_decision_attributes_and_event():
 
 def test_judgements_are_found_anywhere():
     history = History(response="final", rounds=[judged(0, 0.5, -0.2), judged(1, 1.0, 0.6)])
-    assert [p for p, _ in find_judgements(history)] == [
+    assert [p for p, _ in find_described(history)] == [
         "rounds[0].safety", "rounds[0].satisfaction", "rounds[1].safety", "rounds[1].satisfaction"]
     attributes, events = describe(history)
     events = evaluations(events)

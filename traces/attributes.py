@@ -6,33 +6,35 @@ no step's output type; outputs describe themselves through a small protocol
 
 - `span_attributes(self, content: bool) -> dict[str, Any]`: attributes for the step span
   (namespace them, e.g. `pearl.risk.*`; values must be OTel scalars or lists of them;
-  None values are dropped);
-  `pearl.step.summary` (`semconv.PEARL_STEP_SUMMARY`) is a short line of key values the
-  trace viewer shows beside the step;
+  None values are dropped). `pearl.step.summary` (`semconv.PEARL_STEP_SUMMARY`) is a
+  short line of key values the trace viewer shows beside the step;
 - `span_events(self, content: bool) -> list[tuple[str, dict]]` (optional): span events,
   usually one `evaluation_event(...)`;
 - `span_kind: ClassVar[str]` (optional): the OpenInference kind of a step that outputs
-  this type (`semconv.KIND_GUARDRAIL`, `KIND_EVALUATOR`, ...).
+  this type (`semconv.KIND_GUARDRAIL`, `KIND_EVALUATOR`, ...);
+- `span_namespace: ClassVar[str]` (optional): see below.
 
 `content` is the content-capture switch (`pearl.traces.content`, decided here): when it
 is False, neither method may return free text the model wrote about the conversation
 (a rationale, a suggestion), since it may quote the user.
 
-`describe(output)` then maps
+`describe(output)` walks the output (fields, lists, dicts, nested models) and maps
 
-- the output itself and each of its top-level fields that implement the protocol to
-  their attributes and events (the CSA risk assessment and decision do, in `pearl.csa`);
-- every `Judgement` (the kernel's judge verdict) found anywhere inside the output
-  (fields, lists, dicts, nested models: a judge step's verdict, a Lingo-BP history of
-  rounds) to one event each (name = the judge, score, label, explanation = the
-  suggestion) and `pearl.judgement.<judge>.score` / `.label` attributes holding each
-  judge's last verdict;
+- every value that implements the protocol, wherever it sits (the output itself, a field,
+  a Lingo-BP history's rounds), to its attributes (a later value's override an earlier
+  one's: each key keeps the last verdict) and its events. A type that names a
+  `span_namespace: ClassVar[str]` also gets `<namespace>.path` on each of its events when
+  it sits inside the output (`rounds[2].safety`) and `<namespace>.count` on the span;
 - any other output's plain scalar fields (numbers, booleans, `Literal`/`Enum` labels) to
   `pearl.output.<field>`; free text never.
 
+The CSA risk assessment and decision (`pearl.csa`) and the judges' `Judgement`
+(`pearl.host.judge`) implement the protocol; traces import none of them.
+
 `span_kind_for(output_type)` picks the OpenInference span kind of a step from its
-declared output type: the type's `span_kind` (or one given with `register_span_kind`,
-for types one cannot edit), EVALUATOR for types that hold judgements, CHAIN otherwise.
+declared output type: one given with `register_span_kind` (for types one cannot edit),
+else the type's own `span_kind`, else the `span_kind` of a type it holds however deep
+(a history of judgements is an EVALUATOR step), else CHAIN.
 """
 
 from __future__ import annotations
@@ -44,7 +46,6 @@ from typing import Any, Iterator, Mapping, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
-from pearl.host.judge import Judgement
 from pearl.traces import semconv as sc
 from pearl.traces.content import capture_content
 
@@ -55,8 +56,8 @@ Event = tuple[str, dict[str, Any]]
 class SpanDescribed(Protocol):
     """A step output that describes itself on its step's span (see the module docstring).
 
-    `span_attributes` makes a value self-describing; `span_events` and a `span_kind`
-    class variable are read when present.
+    `span_attributes` makes a value self-describing; `span_events`, `span_kind` and
+    `span_namespace` are read when present.
     """
 
     def span_attributes(self, content: bool) -> dict[str, Any]:
@@ -81,25 +82,20 @@ def span_kind_for(output_type: type | None) -> str:
         for registered, kind in _KINDS.items():
             if issubclass(output_type, registered):
                 return kind
-        declared = getattr(output_type, "span_kind", None)
+    return _declared_kind(output_type, set()) or sc.KIND_CHAIN
+
+
+def _declared_kind(annotation: Any, seen: set) -> str | None:
+    if isinstance(annotation, type):
+        declared = getattr(annotation, "span_kind", None)
         if isinstance(declared, str):
             return declared
-        if _holds_judgements(output_type, set()):
-            return sc.KIND_EVALUATOR
-    return sc.KIND_CHAIN
-
-
-def _holds_judgements(annotation: Any, seen: set) -> bool:
-    if isinstance(annotation, type):
-        if issubclass(annotation, Judgement):
-            return True
-        if issubclass(annotation, BaseModel):
-            if annotation in seen:
-                return False
+        if issubclass(annotation, BaseModel) and annotation not in seen:
             seen.add(annotation)
-            return any(_holds_judgements(f.annotation, seen) for f in annotation.model_fields.values())
-        return False
-    return any(_holds_judgements(arg, seen) for arg in typing.get_args(annotation))
+            return next(filter(None, (_declared_kind(f.annotation, seen)
+                                      for f in annotation.model_fields.values())), None)
+        return None
+    return next(filter(None, (_declared_kind(arg, seen) for arg in typing.get_args(annotation))), None)
 
 
 def annotate_step(span, output: BaseModel | None) -> None:
@@ -112,52 +108,47 @@ def annotate_step(span, output: BaseModel | None) -> None:
         span.add_event(name, event_attributes)
 
 
-def describe(output: BaseModel) -> tuple[dict[str, Any], list[Event]]:
-    """The span attributes and events for one step output (see the module docstring)."""
+def describe(output: BaseModel, content: bool | None = None) -> tuple[dict[str, Any], list[Event]]:
+    """The span attributes and events for one step output (see the module docstring).
+
+    `content` defaults to the content-capture switch (`pearl.traces.content`).
+    """
+    content = capture_content() if content is None else content
     attributes: dict[str, Any] = {sc.PEARL_STEP_OUTPUT_TYPE: type(output).__name__}
     events: list[Event] = []
-    content = capture_content()
-    specific = False
-    for value in _top_level(output):
-        if isinstance(value, SpanDescribed):
-            _self_described(value, content, attributes, events)
-            specific = True
-    judgements = list(find_judgements(output))
-    for path, judgement in judgements:
-        _judgement(path, judgement, content, attributes, events)
-    if judgements:
-        attributes[f"{sc.PEARL_JUDGEMENT}.count"] = len(judgements)
-    if not specific and not judgements:
+    counts: dict[str, int] = {}
+    described = False
+    for path, value in find_described(output):
+        described = True
+        attributes.update(value.span_attributes(content))
+        namespace = getattr(value, "span_namespace", None)
+        if namespace:
+            counts[namespace] = counts.get(namespace, 0) + 1
+        for name, event_attributes in (value.span_events(content) if hasattr(value, "span_events") else []):
+            if namespace and path:
+                event_attributes = {**event_attributes, f"{namespace}.path": path}
+            events.append((name, {k: v for k, v in event_attributes.items() if v is not None}))
+    attributes.update({f"{namespace}.count": n for namespace, n in counts.items()})
+    if not described:
         attributes.update(_scalars(output))
     return {k: v for k, v in attributes.items() if v is not None}, events
 
 
-def _self_described(value: SpanDescribed, content: bool, attributes: dict[str, Any], events: list[Event]) -> None:
-    attributes.update(value.span_attributes(content))
-    if callable(getattr(value, "span_events", None)):
-        events.extend((name, {k: v for k, v in a.items() if v is not None})
-                      for name, a in value.span_events(content))
-
-
-def _top_level(output: BaseModel) -> Iterator[Any]:
-    yield output
-    for name in type(output).model_fields:
-        yield getattr(output, name, None)
-
-
-def find_judgements(value: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, Judgement]]:
-    """Every `Judgement` inside `value`, with its path (`rounds[2].safety`), in field order."""
-    if isinstance(value, Judgement):
+def find_described(value: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, SpanDescribed]]:
+    """Every self-describing value inside `value` (itself included), with its path
+    (`rounds[2].safety`; "" for `value` itself), in field order. A self-describing value's
+    own fields are not searched: it describes them."""
+    if isinstance(value, SpanDescribed):
         yield _path(path), value
     elif isinstance(value, BaseModel):
         for name in type(value).model_fields:
-            yield from find_judgements(getattr(value, name, None), path + (f".{name}",))
+            yield from find_described(getattr(value, name, None), path + (f".{name}",))
     elif isinstance(value, Mapping):
         for key, item in value.items():
-            yield from find_judgements(item, path + (f"[{key!r}]" if not isinstance(key, str) else f".{key}",))
+            yield from find_described(item, path + (f"[{key!r}]" if not isinstance(key, str) else f".{key}",))
     elif isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
-            yield from find_judgements(item, path + (f"[{i}]",))
+            yield from find_described(item, path + (f"[{i}]",))
 
 
 def _path(parts: tuple[str, ...]) -> str:
@@ -175,14 +166,6 @@ def evaluation_event(name: str, score: float | None, label: str | None, explanat
         **extra,
     }
     return sc.GEN_AI_EVALUATION_RESULT, {k: v for k, v in attributes.items() if v is not None}
-
-
-def _judgement(path: str, j: Judgement, content: bool, attributes: dict[str, Any], events: list[Event]) -> None:
-    prefix = f"{sc.PEARL_JUDGEMENT}.{j.judge}"
-    attributes[f"{prefix}.score"] = float(j.score)
-    attributes[f"{prefix}.label"] = j.label
-    events.append(evaluation_event(j.judge, j.score, j.label, j.suggestion if content else None,
-                                   **({f"{sc.PEARL_JUDGEMENT}.path": path} if path else {})))
 
 
 def _scalars(output: BaseModel) -> dict[str, Any]:

@@ -35,9 +35,9 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import (BatchSpanProcessor, ConsoleSpanExporter, SimpleSpanProcessor,
                                             SpanExporter)
 
-import pearl
 from pearl.errors import InputError
 from pearl.traces.content import set_capture_content
+from pearl.traces.spans import pearl_version
 
 ENV_TRACE = "PEARL_TRACE"
 SERVICE_NAME = "pearlpoint"
@@ -144,7 +144,7 @@ def sdk_provider() -> TracerProvider:
         if isinstance(current, TracerProvider):
             return current
         provider = TracerProvider(resource=Resource.create({"service.name": SERVICE_NAME,
-                                                            "service.version": pearl.__version__}))
+                                                            "service.version": pearl_version()}))
         trace.set_tracer_provider(provider)
         installed = trace.get_tracer_provider()
         if not isinstance(installed, TracerProvider):

@@ -20,6 +20,8 @@ Message content (`input.value`, `output.value`, `gen_ai.input.messages`,
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 import json
 from contextlib import contextmanager
 from typing import Any, Iterator
@@ -28,17 +30,24 @@ from urllib.parse import urlsplit
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-import pearl
 from pearl.traces import semconv as sc
 from pearl.traces.attributes import annotate_step, span_kind_for
 from pearl.traces.content import as_json, capture_content
 
 TRACER_NAME = "pearl"
+DISTRIBUTION = "pearlpoint"
+
+
+@functools.cache
+def pearl_version() -> str:
+    """The installed `pearlpoint` version, read from its metadata (importing the `pearl`
+    facade from traces would pull in the runtime above it)."""
+    return importlib.metadata.version(DISTRIBUTION)
 
 
 def tracer() -> trace.Tracer:
     """Pearlpoint's tracer from the current global provider (a no-op until one is set)."""
-    return trace.get_tracer(TRACER_NAME, pearl.__version__)
+    return trace.get_tracer(TRACER_NAME, pearl_version())
 
 
 @contextmanager

@@ -90,7 +90,7 @@ def _evaluation_lines(node: Node) -> list[Text]:
             line.append(f": {a[sc.GEN_AI_EVALUATION_SCORE_LABEL]}")
         if sc.GEN_AI_EVALUATION_SCORE_VALUE in a:
             line.append(f" ({_num(a[sc.GEN_AI_EVALUATION_SCORE_VALUE])})", style="cyan")
-        path = a.get(f"{sc.PEARL_JUDGEMENT}.path")
+        path = next((value for key, value in a.items() if key.endswith(".path")), None)  # see attributes.describe
         if path:
             line.append(f"  {path}", style="dim")
         if a.get(sc.GEN_AI_EVALUATION_EXPLANATION):

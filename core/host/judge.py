@@ -11,10 +11,12 @@ typed details) and raises `pearl.errors.PearlError` when no verdict can be had.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
 
+from pearl.traces import semconv as sc
+from pearl.traces.attributes import Event, evaluation_event
 from pearl.types import Conversation
 
 
@@ -25,6 +27,19 @@ class Judgement(BaseModel):
     score: float = Field(description="the judge's number; its range is the judge's (satisfaction [-1, 1], safety {0, .5, 1})")
     label: str = Field(description="the verdict in words, e.g. 'safe', 'mostly safe', 'full refusal'")
     suggestion: str = Field(default="", description="what would make the response better, concretely")
+
+    # --- on its step's span (the `pearl.traces.attributes.SpanDescribed` protocol) ---
+    span_kind: ClassVar[str] = sc.KIND_EVALUATOR
+    span_namespace: ClassVar[str] = sc.PEARL_JUDGEMENT  # events get `.path` inside an output, the span `.count`
+
+    def span_attributes(self, content: bool) -> dict[str, Any]:
+        """`pearl.judgement.<judge>.score` / `.label` (a later verdict of the same judge overrides)."""
+        prefix = f"{sc.PEARL_JUDGEMENT}.{self.judge}"
+        return {f"{prefix}.score": float(self.score), f"{prefix}.label": self.label}
+
+    def span_events(self, content: bool) -> list[Event]:
+        """One evaluation named after the judge; the suggestion (free text) only with content on."""
+        return [evaluation_event(self.judge, self.score, self.label, self.suggestion if content else None)]
 
 
 class Judge:

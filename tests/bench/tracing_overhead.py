@@ -3,7 +3,7 @@
 Runs the `minimal` pipeline on `ScriptedLM` (a named test double that replays fixed
 answers) RUNS times untraced and RUNS times traced to a JSONL file, interleaved, and
 prints both medians and their difference: the absolute cost tracing adds to a run.
-For the ratio on a real model, see `python -m pearl.traces.overhead --help`.
+For the ratio on a real model, see `python tests/bench/tracing_ratio.py --help`.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from pearl.host.manager import Host  # noqa: E402
 from pearl.runtime.pipeline import load  # noqa: E402
 from pearl.runtime.runner import Runner  # noqa: E402
 from pearl.traces.jsonl import JsonlSpanExporter, read_spans  # noqa: E402
-from pearl.traces.overhead import _Switch  # noqa: E402
 from pearl.types import Conversation  # noqa: E402
+from tracing_ratio import _Switch  # noqa: E402  (tests/bench/, this script's folder)
 
 ANSWERS = [{"topic": "tenancy", "user_need": "deposit", "risk": "low", "caution": ""}, {"response": "Write to them."}]
 WARM_UP = 20

@@ -1,4 +1,4 @@
-"""Measure what tracing costs a pipeline run: `python -m pearl.traces.overhead`.
+"""Measure what tracing costs a pipeline run on a real model: `python tests/bench/tracing_ratio.py`.
 
 Loads the pipeline and model once, warms up, then times `--runs` runs without any
 tracer provider and `--runs` runs exporting every span to a JSONL file, interleaved
@@ -6,7 +6,7 @@ tracer provider and `--runs` runs exporting every span to a JSONL file, interlea
 prints the ratio of the medians. Tracing is installed for the traced runs only: the
 untraced runs go through the no-op tracer, as a library user without a provider would.
 
-    python -m pearl.traces.overhead --pipeline minimal --runs 5 "How do I get my deposit back?"
+    python tests/bench/tracing_ratio.py --pipeline minimal --runs 5 "How do I get my deposit back?"
 """
 
 from __future__ import annotations
