@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping, Sequence
 
 import pytest
+from click.testing import CliRunner
 from pydantic import BaseModel
 
 from pearl.host.manager import Host, reset_host
@@ -67,6 +71,48 @@ def host():
     reset_host(h)
     yield h
     reset_host(None)
+
+
+@dataclass
+class CliResult:
+    """What a `pearl` command left: its exit code and its two output streams."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def invoke_cli(args: Sequence[str], env: Mapping[str, str | None] | None = None, stdin: str | None = None) -> CliResult:
+    """Run `pearl ARGS` in this process exactly as the entry point does (`pearl.cli.main`:
+    PearlError -> one line and exit code 2), on the process-wide host (`get_host()`).
+
+    `env` overrides environment variables for the call only (None unsets one); `stdin`
+    is what the command reads. The one place tests invoke the CLI in process: change
+    here how the command is built, not in the tests.
+    """
+    from pearl.cli import main
+
+    runner = CliRunner()
+    argv = sys.argv
+    code = 0
+    with runner.isolation(input=stdin, env=dict(env or {})) as (out, err, _):
+        sys.argv = ["pearl", *map(str, args)]
+        try:
+            main()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        finally:
+            sys.argv = argv
+            sys.stdout.flush()
+            sys.stderr.flush()
+        return CliResult(code, out.getvalue().decode(), err.getvalue().decode())
+
+
+@pytest.fixture
+def run_cli(host):
+    """`run_cli(args, env=None, stdin=None) -> CliResult`: `pearl ARGS` in process, on the
+    test's `host` (built-ins and the test plugin, no third-party plugins)."""
+    return invoke_cli
 
 
 @pytest.fixture(scope="session")

@@ -1,18 +1,21 @@
-"""CLI behaviour: errors are one line with exit code 2; listings work."""
+"""CLI behaviour: errors are one line with exit code 2; listings work.
+
+Commands run in process (`run_cli`, tests/conftest.py); one test starts the installed
+`pearl` entry point as its own process.
+"""
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 
-def pearl(*args, stdin=None, env=None):
-    import os
-
-    full_env = {**os.environ, "PEARL_PLUGINS": "", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "pearl.cli", *args], input=stdin, capture_output=True, text=True,
-                          env=full_env, timeout=600)
+@pytest.fixture
+def pearl(run_cli):
+    return lambda *args, stdin=None, env=None: run_cli(args, env=env, stdin=stdin)
 
 
 def assert_clean_error(proc, fragment):
@@ -28,11 +31,11 @@ def assert_clean_error(proc, fragment):
     (["run", "--backend", "nonesuch", "hi"], "unknown backend 'nonesuch'"),
     (["run", "--model", "/no/such/model.gguf", "hi"], "model file '/no/such/model.gguf' does not exist"),
 ])
-def test_bad_input_is_one_clean_line(args, fragment):
+def test_bad_input_is_one_clean_line(pearl, args, fragment):
     assert_clean_error(pearl(*args), fragment)
 
 
-def test_bad_conversation_files(tmp_path):
+def test_bad_conversation_files(pearl, tmp_path):
     bad_json = tmp_path / "bad.json"
     bad_json.write_text("{")
     assert_clean_error(pearl("run", "--file", str(bad_json)), "not valid JSON")
@@ -42,19 +45,28 @@ def test_bad_conversation_files(tmp_path):
     assert_clean_error(pearl("run", "--file", str(tmp_path / "missing.json")), "does not exist")
 
 
-def test_unknown_step_in_pipeline_file(tmp_path):
+def test_unknown_step_in_pipeline_file(pearl, tmp_path):
     path = tmp_path / "p.toml"
     path.write_text('name = "p"\n[steps.a]\nuse = "no-such-step"\n')
     assert_clean_error(pearl("run", "--pipeline", str(path), "hi"), "unknown step 'no-such-step'")
 
 
-def test_listings():
+def test_listings(pearl):
     proc = pearl("pipelines")
     assert proc.returncode == 0 and "minimal" in proc.stdout
     proc = pearl("plugins")
     assert proc.returncode == 0 and "llamacpp" in proc.stdout
 
 
-def test_help_explains():
+def test_help_explains(pearl):
     proc = pearl("run", "--help")
     assert proc.returncode == 0 and "--pipeline" in proc.stdout and "--json" in proc.stdout
+
+
+def test_entry_point_runs_as_a_process():
+    """The one subprocess check: the installed `pearl` script starts, lists, exits 0."""
+    script = Path(sys.executable).parent / "pearl"
+    proc = subprocess.run([str(script), "pipelines"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PEARL_PLUGINS": ""})
+    assert proc.returncode == 0, proc.stderr
+    assert "minimal" in proc.stdout and "csa" in proc.stdout

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import openpyxl
+import pytest
 
 
-def pearl(*args):
-    env = {**os.environ, "PEARL_PLUGINS": "", "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "pearl.cli", "taxonomy", *args], capture_output=True, text=True,
-                          env=env, timeout=300)
+@pytest.fixture
+def pearl(run_cli):
+    """`pearl taxonomy ARGS` in process, on a wide terminal."""
+    return lambda *args: run_cli(["taxonomy", *args], env={"COLUMNS": "200"})
 
 
 def assert_clean_error(proc, *fragments):
@@ -24,7 +22,7 @@ def assert_clean_error(proc, *fragments):
         assert fragment in proc.stderr
 
 
-def test_list():
+def test_list(pearl):
     proc = pearl("--list")
     assert proc.returncode == 0, proc.stderr
     assert "oyster" in proc.stdout and "mlcommons" in proc.stdout
@@ -33,7 +31,7 @@ def test_list():
     assert rows["mlcommons"]["categories"] == 14
 
 
-def test_default_is_oyster_table():
+def test_default_is_oyster_table(pearl):
     proc = pearl()
     assert proc.returncode == 0, proc.stderr
     assert "mental_health" in proc.stdout and "Physical and Mental Harm" in proc.stdout
@@ -41,7 +39,7 @@ def test_default_is_oyster_table():
     assert "1. " not in proc.stdout  # rules only with --rules
 
 
-def test_rules_and_json():
+def test_rules_and_json(pearl):
     proc = pearl("mlcommons", "--rules")
     assert proc.returncode == 0, proc.stderr
     assert "suicide_self_harm" in proc.stdout and "1. " in proc.stdout
@@ -49,7 +47,7 @@ def test_rules_and_json():
     assert len(data["categories"]) == 32 and data["categories"][0]["guideline"]
 
 
-def test_from_xlsx_real_file(shared_data):
+def test_from_xlsx_real_file(pearl, shared_data):
     proc = pearl("--from-xlsx", str(shared_data / "oyster" / "risk_rules.xlsx"), "--table")
     assert proc.returncode == 0, proc.stderr
     assert "32 categories in 9 groups" in proc.stdout
@@ -57,7 +55,7 @@ def test_from_xlsx_real_file(shared_data):
     assert "Unknown Risk" in proc.stdout
 
 
-def test_errors_are_one_line(tmp_path):
+def test_errors_are_one_line(pearl, tmp_path):
     assert_clean_error(pearl("nope"), "unknown taxonomy 'nope'", "oyster")
     assert_clean_error(pearl("--from-xlsx", str(tmp_path / "missing.xlsx")), "does not exist")
     wb = openpyxl.Workbook()
