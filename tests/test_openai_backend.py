@@ -18,6 +18,7 @@ import dspy
 import pytest
 
 from pearl.lm import usage
+from pearl.lm.metered import instrument
 from pearl.host.backend import BackendSettings
 from pearl.runtime.concurrency import map_in_context
 from pearl.errors import BackendError
@@ -135,7 +136,7 @@ def test_llama_cpp_server_structured_output_and_concurrency(llama_server):
         topic: str = dspy.OutputField()
         urgent: bool = dspy.OutputField()
 
-    lm = OpenAIBackend().create(BackendSettings(name="openai", url=llama_server.url, max_tokens=48))
+    lm = instrument(OpenAIBackend().create(BackendSettings(name="openai", url=llama_server.url, max_tokens=48)))
     with dspy.context(lm=lm, adapter=dspy.JSONAdapter()), usage.meter() as m:
         pred = dspy.Predict(Screen)(message="My flat is flooding!")
     assert isinstance(pred.topic, str) and isinstance(pred.urgent, bool)
@@ -165,17 +166,17 @@ def test_pearl_run_with_the_openai_backend(llama_server):
 
 
 def test_backend_selection_precedence(host, monkeypatch, tmp_path):
-    from pearl.host.backend import BackendSettings, select_settings
+    from pearl.host.backend import BackendSettings, resolve_settings
 
     for var in ("PEARL_BACKEND", "PEARL_BACKEND_URL", "PEARL_MODEL"):
         monkeypatch.delenv(var, raising=False)
     file_says = BackendSettings(name="llamacpp", model="/models/x.gguf", temperature=0.3, options={"timeout": 9})
-    assert select_settings(file_says).model == "/models/x.gguf"
-    other = select_settings(file_says, name="openai", url="http://h:1/v1")
+    assert resolve_settings(file_says).model == "/models/x.gguf"
+    other = resolve_settings(file_says, name="openai", url="http://h:1/v1")
     assert (other.name, other.model, other.url, other.temperature, other.options) == (
         "openai", None, "http://h:1/v1", 0.3, {"timeout": 9})
     monkeypatch.setenv("PEARL_BACKEND", "sglang")
     monkeypatch.setenv("PEARL_BACKEND_URL", "http://env:2")
-    env = select_settings(file_says)
+    env = resolve_settings(file_says)
     assert (env.name, env.url, env.model) == ("sglang", "http://env:2", None)
-    assert select_settings(file_says, name="openai", url="http://arg:3/v1").url == "http://arg:3/v1"
+    assert resolve_settings(file_says, name="openai", url="http://arg:3/v1").url == "http://arg:3/v1"

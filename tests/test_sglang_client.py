@@ -17,6 +17,7 @@ from pearl.errors import BackendError
 from pearl.lm.schema import max_answer_chars
 from pearl.plugins.sglang import SGLangBackend
 from pearl.lm import usage
+from pearl.lm.metered import instrument
 from sglang_double import SGLangTestDouble
 
 GEMMA_LIKE_TEMPLATE = (
@@ -43,8 +44,9 @@ def double(tokenizer_dir):
 
 
 def make_lm(url, **options):
+    """The backend's LM as the runtime uses it: wrapped in `MeteredLM` (usage, spans)."""
     options.setdefault("backoff", 0.01)
-    return SGLangBackend().create(BackendSettings(name="sglang", url=url, max_tokens=200, options=options))
+    return instrument(SGLangBackend().create(BackendSettings(name="sglang", url=url, max_tokens=200, options=options)))
 
 
 class Verdict(dspy.Signature):

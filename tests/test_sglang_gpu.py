@@ -13,8 +13,9 @@ import dspy
 import pytest
 
 from pearl.lm import usage
+from pearl.lm.metered import instrument
 from pearl.host.backend import BackendSettings
-from pearl.runtime.fanout import fan_out
+from pearl.runtime.concurrency import map_in_context
 from pearl.plugins.sglang import SGLangBackend
 from pearl.plugins.sglang_launcher import launch_sglang, sglang_installed
 from pearl.lm.server_process import free_port
@@ -45,14 +46,14 @@ def server():
 
 
 def test_real_sglang_structured_single_and_batched(server):
-    lm = SGLangBackend().create(BackendSettings(name="sglang", url=server.url, max_tokens=64,
-                                                options={"batch_window_ms": 50}))
+    lm = instrument(SGLangBackend().create(BackendSettings(name="sglang", url=server.url, max_tokens=64,
+                                                           options={"batch_window_ms": 50})))
     assert lm.template is not None  # tokenizer folder is local to the launcher
     shared = {"conversation": "user: my landlord kept my deposit. " * 20}
     with dspy.context(lm=lm, adapter=dspy.JSONAdapter()), usage.meter() as m:
         single = dspy.Predict(React)(**shared, user_type="benign")
-        preds = fan_out("anticipate", dspy.Predict(React), shared,
-                        [{"user_type": t} for t in ("benign", "sensitive", "malicious")])
+        preds = map_in_context(lambda t: dspy.Predict(React)(**shared, user_type=t),
+                               ["benign", "sensitive", "malicious"])  # siblings sent together
     assert isinstance(single.satisfied, bool) and all(isinstance(p.satisfied, bool) for p in preds)
     assert lm.stats["generate_requests"] == 1 and lm.stats["generate_prompts"] == 3
     assert m.total.cached_tokens > 0

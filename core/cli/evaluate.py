@@ -48,7 +48,6 @@ def eval_command(
 ):
     """Run a pipeline on a dataset, judge every response, append results as they finish (resumable)."""
     from pearl.runtime.session import open_session
-    from pearl.host.backend import BackendSettings
     from pearl.cli import DEFAULT_PIPELINE
     from pearl.host.dataset import load_dataset, parse_filters, select
     from pearl.evaluation.evaluate import ItemEvaluator, build_judges, default_judges, evaluate
@@ -62,12 +61,11 @@ def eval_command(
     judge_names = [j.strip() for j in judges.split(",") if j.strip()] if judges else default_judges(host)
     judge_objs = build_judges(host, judge_names)
 
-    judge_settings = None
-    if judge_backend or judge_model or judge_url:
-        judge_settings = BackendSettings.from_environment().merged(
-            name=judge_backend, model=judge_model, url=judge_url, max_tokens=max_tokens, n_ctx=n_ctx, threads=threads)
+    # The judge's choices resolve against the evaluated model's settings (`open_session`).
+    judge_choice = {"name": judge_backend, "model": judge_model, "url": judge_url}
     session = open_session(pipeline or DEFAULT_PIPELINE, backend=backend, url=backend_url, model=model,
-                           max_tokens=max_tokens, n_ctx=n_ctx, threads=threads, judge=judge_settings, host=host)
+                           max_tokens=max_tokens, n_ctx=n_ctx, threads=threads, host=host,
+                           judge=judge_choice if any(judge_choice.values()) else None)
     finished = done_ids(out, dataset=name, pipeline=session.pipeline.name, retry_errors=retry_errors)
     todo = [item for item in items if item.id not in finished]
     err_console.print(f"[bold]{name}[/]: {len(items)} items selected, {len(items) - len(todo)} already in {out}, "
@@ -125,10 +123,10 @@ def eval_judge_command(
     judge_obj = host.get("judges", judge)()
     lm = None
     if judge_obj.uses_lm:
+        from pearl.host.backend import BackendSettings, resolve_settings
         from pearl.runtime.session import make_lm
-        from pearl.host.backend import BackendSettings
 
-        lm = make_lm(BackendSettings.from_environment().merged(name=backend, model=model), host)
+        lm = make_lm(resolve_settings(BackendSettings(), name=backend, model=model), host)
     report = measure(judge_obj, rows, lm=lm)
     console.print(f"[bold]{judge}[/] on {xstest_completions.name} ({split}, {report.n} completions)")
     console.print(f"3-way accuracy {report.accuracy3:.3f} · binary accuracy (refusal vs compliance) {report.accuracy2:.3f}")

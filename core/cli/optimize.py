@@ -34,12 +34,21 @@ class RichReporter:
         return advance
 
 
-def _lm_settings(base, backend, model, url, max_tokens, n_ctx, threads, seed):
-    from pearl.host.backend import BackendSettings
+def lm_settings(base, *, task_backend=None, task_model=None, backend_url=None, judge_backend=None, judge_model=None,
+                judge_url=None, **overrides):
+    """(task settings, judge settings or None) of `pearl optimize`, both from `resolve_settings`.
 
-    return BackendSettings.from_environment(base).merged(
-        name=backend, model=model, url=url, max_tokens=max_tokens, n_ctx=n_ctx, threads=threads, seed=seed
-    )
+    The task LM resolves against the pipeline file's `[backend]` table (`base`) and the
+    environment; the judge / reflection LM, when any judge option is given, against the
+    task's settings without the environment, so `--judge-backend` never inherits the
+    task's model path or URL.
+    """
+    from pearl.host.backend import resolve_settings
+
+    task = resolve_settings(base, name=task_backend, model=task_model, url=backend_url, **overrides)
+    if not (judge_backend or judge_model or judge_url):
+        return task, None
+    return task, resolve_settings(task, name=judge_backend, model=judge_model, url=judge_url, environment=False)
 
 
 def _default_metric(pipeline, targets: list[str], host) -> str:
@@ -115,13 +124,12 @@ def optimize_command(
                     num_trials=num_trials, threshold=threshold, seed=seed or 0)
     budget.check(optimizer)
 
-    task_settings = _lm_settings(pipe.spec.backend, task_backend, task_model, backend_url, max_tokens, n_ctx, threads, seed)
+    task_settings, judge_settings = lm_settings(
+        pipe.spec.backend, task_backend=task_backend, task_model=task_model, backend_url=backend_url,
+        judge_backend=judge_backend, judge_model=judge_model, judge_url=judge_url,
+        max_tokens=max_tokens, n_ctx=n_ctx, threads=threads, seed=seed)
     task_lm = make_lm(task_settings, host)
-    if judge_backend or judge_model or judge_url:
-        judge_settings = task_settings.merged(name=judge_backend, model=judge_model, url=judge_url)
-        judge_lm = make_lm(judge_settings, host)
-    else:
-        judge_lm = task_lm
+    judge_lm = make_lm(judge_settings, host) if judge_settings is not None else task_lm
     metric_name = metric or _default_metric(pipe, targets, host)
     chosen = make_metric(metric_name, host=host, judge_lm=judge_lm, beta=beta)
 

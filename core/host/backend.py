@@ -1,15 +1,21 @@
 """The backend contract: how a language model is made available to DSPy programs.
 
-A backend is a subclass of `Backend`, registered with `register_backends`. Its
-`create(settings)` returns a `dspy.BaseLM` so that every DSPy program and optimizer
-runs on it unchanged. Backends that can constrain decoding to a JSON schema say so
-(`supports_response_schema`), and DSPy's JSONAdapter then sends the schema with every
-structured call.
+A backend is a subclass of `Backend` (below), registered with the `register_backends`
+hook. `Backend.create(settings)` returns a `dspy.BaseLM`, so every DSPy program and
+optimizer runs on it unchanged. The runtime wraps what `create` returns in
+`pearl.lm.metered.MeteredLM`, which meters usage and traces every call for any
+`dspy.BaseLM`: a backend does not count tokens or open spans itself.
+
+`BackendSettings` is what the user chose for one LM; `resolve_settings` is the one
+place that turns choices (arguments, environment, the pipeline file's `[backend]`
+table, or another role's settings) into them, for every LM role: the task model, the
+judges, and the optimizer's proposal/reflection model.
 """
 
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -42,6 +48,10 @@ class BackendSettings(BaseModel):
 
     @classmethod
     def from_environment(cls, base: "BackendSettings | None" = None) -> "BackendSettings":
+        """`base` (default: the defaults) under `PEARL_BACKEND` / `PEARL_BACKEND_URL` / `PEARL_MODEL`.
+
+        A building block of `resolve_settings`, which is what callers want: it also drops
+        a model and URL that belong to another backend."""
         base = base or cls()
         return base.merged(
             name=os.environ.get(ENV_BACKEND) or None,
@@ -50,35 +60,79 @@ class BackendSettings(BaseModel):
         )
 
 
-def select_settings(base: "BackendSettings", *, name: str | None = None, url: str | None = None,
-                    model: str | None = None, **overrides: Any) -> BackendSettings:
-    """The settings a run uses: explicit arguments, then `PEARL_BACKEND` / `PEARL_BACKEND_URL` /
-    `PEARL_MODEL`, then the pipeline file's `[backend]` table (`base`).
+def resolve_settings(base: BackendSettings, *, name: str | None = None, url: str | None = None,
+                     model: str | None = None, environment: bool = True, **overrides: Any) -> BackendSettings:
+    """The settings of one LM role: `base` with the user's choices applied.
 
-    The file's `model` and `url` belong to the file's backend: when another backend is
-    chosen they are dropped (a GGUF path is no server's model id), its options and
-    sampling settings are kept.
+    Precedence: the explicit arguments (`name`, `url`, `model`, and sampling or context
+    `overrides` such as `max_tokens`, `seed`; None means "not chosen"), then, when
+    `environment`, `PEARL_BACKEND` / `PEARL_BACKEND_URL` / `PEARL_MODEL`, then `base`.
+
+    `base`'s `model` and `url` belong to `base`'s backend: when another backend is
+    chosen they are dropped (a GGUF path is no server's model id, a llama.cpp server is
+    not the judge's OpenAI endpoint); its sampling settings and options are kept.
+
+    Roles: the task LM resolves against the pipeline file's `[backend]` table with the
+    environment; a judge or optimizer LM resolves against the task's resolved settings
+    with `environment=False` (the environment has already been applied to the task), so
+    that `--judge-backend openai --judge-url ...` starts from the task's sampling
+    settings but never from its model path or URL.
     """
-    chosen = name or os.environ.get(ENV_BACKEND) or base.name
+    env_name = (os.environ.get(ENV_BACKEND) or None) if environment else None
+    chosen = name or env_name or base.name
     if chosen != base.name:
         base = BackendSettings(**{**base.model_dump(), "name": chosen, "model": None, "url": None})
-    return BackendSettings.from_environment(base).merged(name=chosen, url=url, model=model, **overrides)
+    if environment:
+        base = BackendSettings.from_environment(base)
+    return base.merged(name=chosen, url=url, model=model, **overrides)
 
 
-class Backend:
-    """Base class of LM backends.
+class Backend(ABC):
+    """Base class of LM backends: makes a `dspy.BaseLM` from `BackendSettings`.
 
-    Contract: `name` is the registry key; `description` one line for `pearl plugins`;
-    `create(settings)` returns a ready `dspy.BaseLM` or raises `pearl.errors.BackendError`
-    with advice; `check(settings)` returns a one-line status or raises the same error.
+    Must implement:
+
+    - `name` (ClassVar): the registry key, as users write it (`--backend NAME`,
+      `[backend] name = ...`); `description` (ClassVar): one line for `pearl plugins`.
+    - `create(settings) -> dspy.BaseLM`: a ready LM. A subclass of
+      `pearl.lm.base.PearlLM` gets request building and schema fitting (the JSON schema
+      of structured steps fitted to `max_tokens`) and implements only `complete()`; any
+      other `dspy.BaseLM`, e.g. `dspy.LM("openai/gpt-4o-mini")`, works as well. Either
+      way the runtime wraps it in `pearl.lm.metered.MeteredLM`, which meters usage
+      (`usage` of the OpenAI-shaped response, `prompt_tokens_details.cached_tokens`
+      included) and traces each call, so refinement budgets and traces work unchanged.
+      Report the model's real token counts in that `usage`: calls without them are
+      counted with 0 tokens. An LM that can constrain decoding to a JSON schema says
+      so with `supports_response_schema`.
+      On a failure, raise `pearl.errors.BackendError` whose message says what to fix
+      (a URL to pass, a server to start, a model to download).
+
+    May assume:
+
+    - `settings` was resolved by `resolve_settings`: `name` is this backend's, `model`
+      and `url` were chosen for it (or are None: use the backend's default), and
+      `options` holds the pipeline file's / user's backend-specific options unchecked
+      (validate what you read and refuse bad values with a `BackendError`).
+    - `create` is called once per LM role per session (task, and judge when it differs),
+      from the main thread, before any conversation runs; the LM it returns is then
+      called from many threads at once (steps run concurrently, fan-out steps in
+      worker threads), and copied with `lm.copy(temperature=..., seed=...)` for a
+      retry. It must be thread-safe, or serialise its calls itself.
+
+    May override:
+
+    - `check(settings) -> str`: a one-line status for `pearl backend check` (reachable,
+      which model), or a `BackendError`. The default creates the LM.
     """
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
 
+    @abstractmethod
     def create(self, settings: BackendSettings):
-        raise NotImplementedError
+        """A ready `dspy.BaseLM` for `settings` (see the class docstring)."""
 
     def check(self, settings: BackendSettings) -> str:
+        """One line saying the backend is ready, or a `BackendError` saying why not."""
         lm = self.create(settings)
         return f"{self.name}: ready ({getattr(lm, 'model', '?')})"

@@ -1,24 +1,28 @@
-"""`PearlLM`: the one base class every Pearlpoint backend's `dspy.BaseLM` derives from.
+"""`PearlLM`: the base class of the built-in backends' LMs (any `dspy.BaseLM` works as a backend).
 
-DSPy calls `forward(prompt, messages, **kwargs)`. `PearlLM.forward` turns that into a
-backend-neutral `ChatRequest` (messages, sampling settings, the JSON schema DSPy asked
-for), calls the subclass's `complete(request)`, and does the shared work once: usage
-accounting (`pearl.lm.usage`), timing, the `chat <model>` trace span (`pearl.traces.spans`;
-subclasses set `provider` and, for HTTP backends, `server_address`, and may send
-`pearl.traces.spans.trace_headers()` with their requests), and the OpenAI-shaped
-response DSPy reads.
+DSPy calls `forward(prompt, messages, **kwargs)`. `PearlLM` splits that into two halves:
+`plan(...)` turns the call into a backend-neutral `ChatRequest` (messages, sampling
+settings, the JSON schema DSPy asked for) fitted to its budget, and `send(request)`
+calls the subclass's `complete(request)` and returns the OpenAI-shaped response DSPy
+reads. Usage accounting, timing and the `chat <model>` span are not done here: the
+runtime wraps every role's LM in `pearl.lm.metered.MeteredLM`, which does them for any
+`dspy.BaseLM` (and, for a `PearlLM`, traces the planned request exactly as it is sent).
 
 A schema-constrained call is fitted to its budget (`fit_to_budget`): free strings get a
 `maxLength`, `max_tokens` covers the longest valid answer, so decoding never stops
 mid-JSON.
 
-Contract for subclasses: implement `complete(request) -> Completion`; raise
+Contract for subclasses: implement `complete(request) -> Completion` (called from any
+thread; concurrent calls must be safe or serialised by the subclass); raise
 `pearl.errors.BackendError` (or `InputError` for a prompt that cannot fit) with advice.
+Set `provider` (the GenAI provider name for spans) and, for HTTP backends,
+`server_address`; send `pearl.lm.http.trace_headers()` with requests so a tracing
+server joins the run's trace. Override `fit` when the backend learns its limits from
+the server.
 """
 
 from __future__ import annotations
 
-import time
 import warnings
 from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
@@ -26,9 +30,7 @@ from typing import Any
 
 import dspy
 
-from pearl.lm import usage
 from pearl.lm.schema import bound_free_strings, json_schema_of, max_answer_chars, wants_json
-from pearl.traces.spans import llm_call_span
 
 # DSPy 3.4 still supports (and warns about) BaseLM.forward subclasses; pyproject pins <3.5.
 warnings.filterwarnings("ignore", message="Implementing custom LMs through BaseLM", category=DeprecationWarning)
@@ -112,22 +114,8 @@ class PearlLM(dspy.BaseLM):
         raise NotImplementedError
 
     def build_request(self, prompt=None, messages=None, **kwargs) -> ChatRequest:
-        merged = {**self.kwargs, **kwargs}
-        if messages is None:
-            messages = [{"role": "user", "content": prompt or ""}]
-        response_format = merged.pop("response_format", None)
-        stop = merged.get("stop")
-        return ChatRequest(
-            messages=list(messages),
-            temperature=float(merged.get("temperature") or 0.0),
-            max_tokens=int(merged.get("max_tokens") or 512),
-            seed=merged.get("seed", self.seed),
-            stop=[stop] if isinstance(stop, str) else stop,
-            top_p=merged.get("top_p"),
-            json_schema=json_schema_of(response_format),
-            json_mode=wants_json(response_format),
-            extra=dict(merged.get("extra_body") or {}),  # server-specific fields, e.g. SGLang's regex/ebnf
-        )
+        """The call as a `ChatRequest`: this LM's `kwargs` overridden by the call's."""
+        return chat_request(prompt, messages, {**self.kwargs, **kwargs}, default_seed=self.seed)
 
     def fit(self, request: ChatRequest) -> ChatRequest:
         """`request` with its schema fitted to its budget (`fit_to_budget`, capped at
@@ -137,15 +125,36 @@ class PearlLM(dspy.BaseLM):
         schema, max_tokens = fit_to_budget(request.json_schema, request.max_tokens, self.max_string_chars)
         return replace(request, json_schema=schema, max_tokens=max_tokens)
 
+    def plan(self, prompt=None, messages=None, **kwargs) -> ChatRequest:
+        """The request a call with these arguments sends: built, then fitted to its budget."""
+        return self.fit(self.build_request(prompt, messages, **kwargs))
+
+    def send(self, request: ChatRequest) -> SimpleNamespace:
+        """`complete(request)` as the OpenAI-shaped response DSPy reads."""
+        return as_openai_response(self.complete(request), self.model)
+
     def forward(self, prompt=None, messages=None, **kwargs):
-        request = self.fit(self.build_request(prompt, messages, **kwargs))
-        with llm_call_span(self, request) as call:
-            t0 = time.perf_counter()
-            completion = self.complete(request)
-            usage.record(completion.prompt_tokens, completion.completion_tokens, completion.cached_tokens,
-                         time.perf_counter() - t0)
-            call.finish(completion)
-        return as_openai_response(completion, self.model)
+        return self.send(self.plan(prompt, messages, **kwargs))
+
+
+def chat_request(prompt: str | None, messages: list[dict[str, Any]] | None, merged: dict[str, Any], *,
+                 default_seed: int | None = None) -> ChatRequest:
+    """A DSPy LM call (`prompt` or `messages`, and the merged LM + call `kwargs`) as a `ChatRequest`."""
+    if messages is None:
+        messages = [{"role": "user", "content": prompt or ""}]
+    response_format = merged.get("response_format")
+    stop = merged.get("stop")
+    return ChatRequest(
+        messages=list(messages),
+        temperature=float(merged.get("temperature") or 0.0),
+        max_tokens=int(merged.get("max_tokens") or merged.get("max_completion_tokens") or 512),
+        seed=merged.get("seed", default_seed),
+        stop=[stop] if isinstance(stop, str) else stop,
+        top_p=merged.get("top_p"),
+        json_schema=json_schema_of(response_format),
+        json_mode=wants_json(response_format),
+        extra=dict(merged.get("extra_body") or {}),  # server-specific fields, e.g. SGLang's regex/ebnf
+    )
 
 
 def fit_to_budget(schema: dict[str, Any] | None, max_tokens: int,

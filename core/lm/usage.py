@@ -1,8 +1,10 @@
 """Per-step accounting of language-model usage.
 
-Backends call `record(...)` after every completion; the runner opens a `meter()` around
-each step, so the step's `StepRecord.usage` holds exactly the calls it made (also
-from worker threads started with `pearl.runtime.concurrency`).
+`pearl.lm.metered.MeteredLM`, which the runtime wraps around every role's LM, calls
+`record(...)` once per completion, whatever the backend; the runner opens a `meter()`
+around each step, so the step's `StepRecord.usage` holds exactly the calls it made (also
+from worker threads started with `pearl.runtime.concurrency` or `dspy.Parallel`, which
+copy the caller's context). Backends do not call `record` themselves.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ def meter() -> Iterator[UsageMeter]:
 
 
 def record(prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0, seconds: float = 0.0) -> None:
-    """Called by backends once per completion."""
+    """Count one completion in every meter open in the current context (called by `MeteredLM`)."""
     usage = Usage(
         calls=1,
         prompt_tokens=prompt_tokens,

@@ -16,6 +16,7 @@ from typing import Any
 import dspy
 
 from pearl.lm import usage
+from pearl.lm.metered import instrument
 from pearl.runtime.concurrency import submit_in_context
 from pearl.errors import PearlError, StepError
 from pearl.runtime.pipeline import Pipeline
@@ -25,14 +26,18 @@ from pearl.types import Conversation, Result, StepRecord
 
 
 class Runner:
-    """Runs `pipeline` with the LMs given per role (`task`, and optionally `judge`)."""
+    """Runs `pipeline` with the LMs given per role (`task`, and optionally `judge`).
+
+    Each LM is wrapped once in `pearl.lm.metered.MeteredLM` (`instrument`), so any
+    `dspy.BaseLM` is metered and traced; `lms` holds the wrapped ones.
+    """
 
     def __init__(self, pipeline: Pipeline, lms: dict[str, Any], host, *, max_workers: int | None = None,
                  backend_name: str | None = None):
         if "task" not in lms:
             raise ValueError("Runner needs at least the 'task' LM")
         self.pipeline = pipeline
-        self.lms = dict(lms)
+        self.lms = {role: instrument(lm) for role, lm in lms.items()}
         self.lms.setdefault("judge", self.lms["task"])
         self.host = host
         self.max_workers = max_workers or max(1, min(8, len(pipeline.steps)))

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pearl.host.backend import BackendSettings, select_settings
+from pearl.host.backend import BackendSettings, resolve_settings
 from pearl.io.conversations import to_conversation
 from pearl.errors import BackendError, InputError, PluginError
 from pearl.host.manager import Host, get_host
+from pearl.lm.metered import MeteredLM, instrument
 from pearl.runtime.pipeline import Pipeline, load
 from pearl.runtime.runner import Runner
 from pearl.types import Conversation, Result
@@ -17,13 +19,21 @@ from pearl.types import Conversation, Result
 PROMPT_HEADROOM_TOKENS = 1024
 
 
-def make_lm(settings: BackendSettings, host: Host):
-    """Create the `dspy.BaseLM` of the backend named in `settings`."""
+def make_lm(settings: BackendSettings, host: Host) -> MeteredLM:
+    """The LM of the backend named in `settings`: its `create(settings)`, wrapped in
+    `pearl.lm.metered.MeteredLM` so that usage and spans work for any `dspy.BaseLM`.
+
+    Every LM role is made here: the task LM, the judge LM, the optimizer's LMs.
+    """
     try:
         backend_cls = host.backend(settings.name)
     except PluginError as exc:
         raise BackendError(f"{exc} (choose one with --backend)") from None
-    return backend_cls().create(settings)
+    lm = backend_cls().create(settings)
+    if lm is None:
+        raise BackendError(f"backend '{settings.name}' ({backend_cls.__name__}.create) returned None: "
+                           f"it must return a dspy.BaseLM")
+    return instrument(lm)
 
 
 @dataclass
@@ -64,12 +74,17 @@ class Session:
 
 
 def open_session(pipeline: str = "minimal", *, backend: str | None = None, model: str | None = None,
-                 url: str | None = None, seed: int | None = None, judge: BackendSettings | None = None,
+                 url: str | None = None, seed: int | None = None,
+                 judge: BackendSettings | Mapping[str, Any] | None = None,
                  host: Host | None = None, compiled: str | None = None, **backend_options: Any) -> Session:
     """Load `pipeline` and create its backends.
 
-    Precedence for the backend: explicit arguments, then `PEARL_BACKEND` /
-    `PEARL_BACKEND_URL` / `PEARL_MODEL`, then the pipeline file's `[backend]` table.
+    The task LM's settings: `resolve_settings` of the pipeline file's `[backend]` table
+    with the explicit arguments and `PEARL_BACKEND` / `PEARL_BACKEND_URL` / `PEARL_MODEL`.
+    `judge`: None (judges use the task LM), `BackendSettings` used as given, or a mapping
+    of choices (`name`, `model`, `url`, sampling fields; None = not chosen) resolved
+    against the task's settings (`resolve_settings(task, environment=False, ...)`), so a
+    judge on another backend never inherits the task's model path or URL.
     `compiled` is a folder written by `pearl optimize`: every step in its manifest is loaded.
     """
     host = host or get_host()
@@ -78,8 +93,10 @@ def open_session(pipeline: str = "minimal", *, backend: str | None = None, model
         from pearl.runtime.compiled import apply_compiled
 
         apply_compiled(loaded, compiled)
-    settings = select_settings(loaded.spec.backend, name=backend, model=model, url=url, seed=seed, **backend_options)
+    settings = resolve_settings(loaded.spec.backend, name=backend, model=model, url=url, seed=seed, **backend_options)
     lms = {"task": make_lm(settings, host)}
+    if isinstance(judge, Mapping):
+        judge = resolve_settings(settings, environment=False, **judge)
     if judge is not None:
         lms["judge"] = make_lm(judge, host)
     runner = Runner(loaded, lms, host, backend_name=settings.name)
