@@ -7,33 +7,17 @@ unsafe (over-refusal probes) and 200 unsafe contrast prompts. Labels: `type`,
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any, Iterator
 
 from pearl.host.dataset import Dataset, Item
 from pearl.errors import DatasetError
 from pearl.host.hookspecs import hookimpl
+from pearl.io.tables import read_csv
 from pearl.types import Conversation, Message
 
 REQUIRED = ("id", "prompt", "type", "label")
 OPTIONAL = ("focus", "note")
-
-
-def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    """Header and rows of a csv file, with clear errors for unreadable or empty files."""
-    if path.is_dir():
-        raise DatasetError(f"{path}: is a folder: point at the csv file itself")
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            rows = list(reader)
-            header = [h.strip() for h in (reader.fieldnames or [])]
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise DatasetError(f"{path}: not a readable UTF-8 csv file ({exc}): check the file") from None
-    if not header:
-        raise DatasetError(f"{path}: the file is empty: it needs a header row and one prompt per row")
-    return header, rows
 
 
 class XSTest(Dataset):

@@ -126,10 +126,10 @@ def test_jsonl_prompt_and_messages(host, tmp_path):
 def test_jsonl_errors(host, tmp_path):
     path = tmp_path / "d.jsonl"
     path.write_text('{"prompt": "ok"}\n{"text": "no prompt"}\n')
-    with pytest.raises(DatasetError, match="line 2 has neither 'prompt'"):
+    with pytest.raises(DatasetError, match=r"d.jsonl:2: has neither .prompt."):
         load_dataset(f"jsonl:{path}", host)
     path.write_text('{"prompt": "ok"}\nnot json\n')
-    with pytest.raises(DatasetError, match="line 2 is not JSON"):
+    with pytest.raises(DatasetError, match=r"d.jsonl:2: not valid JSON"):
         load_dataset(f"jsonl:{path}", host)
     path.write_text('{"id": 1, "prompt": "a"}\n{"id": 1, "prompt": "b"}\n')
     with pytest.raises(DatasetError, match="item id '1' appears twice"):

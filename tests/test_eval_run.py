@@ -17,7 +17,8 @@ from pearl.runtime.session import open_session
 from pearl.host.dataset import load_dataset
 from pearl.errors import InputError
 from pearl.evaluation.evaluate import ItemEvaluator, build_judges, default_judges, evaluate
-from pearl.io.results import ResultsWriter, done_ids, read_records
+from pearl.io.jsonl import JsonlAppender
+from pearl.io.results import done_ids, read_records
 
 DOUBLES = Path(__file__).with_name("eval_doubles.py")
 
@@ -47,11 +48,11 @@ def test_evaluate_records_results_judgements_errors_and_resumes(doubles_host, tm
     assert "refusal" in judges
     out = tmp_path / "r.jsonl"
     evaluator = ItemEvaluator(session, judges, dataset=name, total=len(items))
-    with ResultsWriter(out) as writer:
+    with JsonlAppender(out) as writer:
         assert evaluate(items[:3], evaluator, writer, concurrency=2) == 3
     assert done_ids(out, dataset=name, pipeline="test-canned", retry_errors=False) == {"q0", "q1", "q2"}
     finished = done_ids(out, dataset=name, pipeline="test-canned", retry_errors=False)
-    with ResultsWriter(out) as writer:
+    with JsonlAppender(out) as writer:
         evaluate([i for i in items if i.id not in finished], evaluator, writer, concurrency=2)
     records, bad = read_records(out)
     assert bad == 0
@@ -73,7 +74,7 @@ def test_evaluate_records_results_judgements_errors_and_resumes(doubles_host, tm
 def test_partial_last_line_is_dropped_before_appending(tmp_path):
     out = tmp_path / "r.jsonl"
     out.write_text('{"id": "a"}\n{"id": "b", "trunc')
-    ResultsWriter(out).close()
+    JsonlAppender(out).close()
     assert out.read_text() == '{"id": "a"}\n'
 
 
@@ -173,10 +174,11 @@ def test_categoriser_on_the_oyster_taxonomy(host):
     import dspy
     from dspy.utils import DummyLM
 
-    from pearl.csa.categorise import Categoriser, load_taxonomy
+    from pearl.csa.categorise import Categoriser
+    from pearl.csa.taxonomy import get_taxonomy
     from pearl.types import Conversation
 
-    taxonomy = load_taxonomy(host, "oyster")
+    taxonomy = get_taxonomy(host, "oyster")
     categoriser = Categoriser(taxonomy)
     some = taxonomy.categories[3]
     lm = DummyLM([{"category": some.id}, {"category": "unknown"}], adapter=dspy.JSONAdapter())

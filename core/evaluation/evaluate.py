@@ -1,7 +1,8 @@
 """Running a pipeline over a dataset: concurrent, judged, resumable.
 
-`evaluate(items, session, writer, judges=...)` runs the session's pipeline on every
-item with a thread pool, judges each response, and appends one `ResultRecord` per item
+`evaluate(items, evaluator, writer, concurrency=K)` runs `evaluator` (an `ItemEvaluator`:
+the session's pipeline, then the judges) on every item, K at a time
+(`pearl.runtime.concurrency.as_completed_in_context`), and appends one `ResultRecord` per item
 the moment it is done (see `pearl.io.results`). An item whose pipeline raises is
 recorded with `status = "error"` and its message; a judge that fails is recorded in
 `judge_errors`; neither stops the run. Resuming is the caller's choice of `items`
@@ -16,18 +17,19 @@ protocol asks), else from the pipeline's own risk assessment when the result has
 
 from __future__ import annotations
 
-import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, Callable, Iterable
 
 import dspy
 
-from pearl.runtime.concurrency import submit_in_context
-from pearl.host.dataset import Item
+from pearl.csa import RiskAssessment
 from pearl.errors import PearlError
+from pearl.host.dataset import Item
 from pearl.host.judge import Judge
-from pearl.io.results import ResultRecord, ResultsWriter, Timings
+from pearl.io.jsonl import JsonlAppender
+from pearl.io.results import ResultRecord, Timings
+from pearl.runtime.concurrency import as_completed_in_context
+from pearl.types import Result
 
 ALWAYS_JUDGES = ("refusal",)
 OPTIONAL_JUDGES = ("safety", "satisfaction")
@@ -43,13 +45,12 @@ def build_judges(host, names: Iterable[str]) -> dict[str, Judge]:
     return {name: host.get("judges", name)() for name in names}
 
 
-def risk_context(result) -> tuple[str | None, list[str] | None]:
+def risk_context(result: Result) -> tuple[str | None, list[str] | None]:
     """Category and guideline from the result's risk assessment, if the pipeline made one."""
-    for record in result.steps.values():
-        if record.type == "RiskAssessment":
-            out = record.output
-            return out.get("category"), list(out.get("guideline") or []) or None
-    return None, None
+    assessment = result.output_of(RiskAssessment)
+    if assessment is None:
+        return None, None
+    return assessment.category, list(assessment.guideline) or None
 
 
 class ItemEvaluator:
@@ -105,7 +106,7 @@ class ItemEvaluator:
         )
 
 
-def evaluate(items: list[Item], evaluator: Callable[[Item], ResultRecord], writer: ResultsWriter, *,
+def evaluate(items: list[Item], evaluator: Callable[[Item], ResultRecord], writer: JsonlAppender, *,
              concurrency: int = 1, on_done: Callable[[ResultRecord], None] | None = None) -> int:
     """Evaluate `items` with up to `concurrency` in flight; append each record when done.
 
@@ -113,36 +114,9 @@ def evaluate(items: list[Item], evaluator: Callable[[Item], ResultRecord], write
     the items already written stay in the file, and the interrupt propagates.
     """
     written = 0
-    lock = threading.Lock()
-
-    def finish(record: ResultRecord) -> None:
-        nonlocal written
+    for record in as_completed_in_context(evaluator, items, max(1, concurrency), name="pearl-eval"):
         writer.append(record)
-        with lock:
-            written += 1
+        written += 1
         if on_done is not None:
             on_done(record)
-
-    if concurrency <= 1:
-        for item in items:
-            finish(evaluator(item))
-        return written
-
-    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="pearl-eval")
-    pending = iter(items)
-    running: set[Future] = set()
-    try:
-        for item in pending:
-            running.add(submit_in_context(pool, evaluator, item))
-            if len(running) >= concurrency:
-                break
-        while running:
-            done, running = wait(running, return_when=FIRST_COMPLETED)
-            for future in done:
-                finish(future.result())
-                nxt = next(pending, None)
-                if nxt is not None:
-                    running.add(submit_in_context(pool, evaluator, nxt))
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
     return written

@@ -1,19 +1,26 @@
-"""Reading a conversation from the command line, a JSON file or stdin.
+"""Reading conversations: from the command line, a JSON file, stdin, or a JSONL file.
 
 Accepted JSON shapes: `{"messages": [...], "system": ..., "language": ..., "metadata": {...}}`,
-a bare list of `{"role", "content"}` messages, or `{"prompt": "..."}`. A message with
-role `system` becomes the conversation's system prompt.
+a bare list of `{"role", "content"}` messages, `{"prompt": "..."}`, or a plain string. A
+message with role `system` becomes the conversation's system prompt.
+
+JSONL files of conversations (batch inputs, datasets, labelled optimizer sets) are read
+by the one reader here, `read_conversation_lines`: one JSON value per line, where an
+object may also carry an `"id"` and `"labels"` (an object); its other top-level scalar
+keys are labels too (`{"prompt": ..., "label": "unsafe"}`). Errors name the file and line.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from pydantic import ValidationError
 
-from pearl.errors import InputError
+from pearl.errors import InputError, PearlError
+from pearl.io.jsonl import read_lines
 from pearl.types import Conversation
 
 
@@ -70,3 +77,63 @@ def parse_conversation_json(text: str, *, source: str) -> Conversation:
     except json.JSONDecodeError as exc:
         raise InputError(f"{source}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}): fix the file") from None
     return to_conversation(data, source=source)
+
+
+# --- JSONL files of conversations --------------------------------------------------------
+
+CONVERSATION_KEYS = ("messages", "prompt", "system", "language", "metadata")
+
+
+@dataclass(frozen=True)
+class ConversationLine:
+    """One conversation read from a JSONL line, with its optional id and labels."""
+
+    number: int
+    conversation: Conversation
+    id: str | None = None
+    labels: dict[str, Any] = field(default_factory=dict)
+
+
+def conversation_record(value: Any, *, source: str, number: int = 0) -> ConversationLine:
+    """A parsed JSONL value as a conversation, id and labels (see the module docstring)."""
+    if not isinstance(value, dict):
+        return ConversationLine(number, to_conversation(value, source=source))
+    if "messages" not in value and "prompt" not in value:
+        raise InputError(f"{source}: has neither 'prompt' (a string) nor 'messages': add one of them")
+    labels = {k: v for k, v in value.items()
+              if k not in CONVERSATION_KEYS and k not in ("id", "labels") and not isinstance(v, (dict, list))}
+    extra = value.get("labels") or {}
+    if not isinstance(extra, dict):
+        raise InputError(f"{source}: 'labels' must be an object of name -> value, such as {{\"level\": \"R0\"}}")
+    labels.update(extra)
+    conversation = to_conversation({k: value[k] for k in CONVERSATION_KEYS if k in value}, source=source)
+    item_id = value.get("id")
+    return ConversationLine(number, conversation, None if item_id is None else str(item_id), labels)
+
+
+def parse_conversation_line(text: str, *, source: str, number: int = 0) -> ConversationLine:
+    """One JSONL line (the JSON text) as a `ConversationLine`; raises `InputError` naming `source`."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{source}: not valid JSON ({exc.msg}): write one JSON conversation per line") from None
+    return conversation_record(value, source=source, number=number)
+
+
+def read_conversation_lines(path: str | Path, *,
+                            error: type[PearlError] = InputError) -> Iterator[ConversationLine]:
+    """Every conversation of a JSONL file, in order; blank lines are skipped.
+
+    A missing file or a bad line raises `error` (e.g. `DatasetError` for datasets) with
+    a message naming the file and line.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise error(f"{path}: is a folder: point at the .jsonl file itself")
+    if not path.is_file():
+        raise error(f"{path}: no such file: check the path")
+    for line in read_lines(path):
+        try:
+            yield parse_conversation_line(line.text, source=f"{path}:{line.number}", number=line.number)
+        except InputError as exc:
+            raise error(str(exc)) from None

@@ -1,16 +1,14 @@
 """The evaluation results file: JSON Lines, one `ResultRecord` per finished item.
 
-Contract: a record is appended (one `os.write` on an O_APPEND descriptor, then fsync)
-as soon as its item is done, so an interrupted run leaves a valid file holding every
-finished item. A line cut short by a hard kill is dropped when the file is next opened
-for appending. Readers take the *last* record of each item id (a retried error is
-superseded by its later success).
+Contract: records are appended with `pearl.io.jsonl.JsonlAppender` as soon as their
+item is done, so an interrupted run leaves a valid file holding every finished item; a
+line cut short by a hard kill is dropped when the file is next opened for appending.
+Readers take the *last* record of each item id (a retried error is superseded by its
+later success).
 """
 
 from __future__ import annotations
 
-import os
-import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -18,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from pearl.errors import InputError
+from pearl.io.jsonl import latest_by, read_lines
 from pearl.types import Conversation, Result
 
 
@@ -57,63 +56,21 @@ def read_records(path: Path, *, strict: bool = False) -> tuple[list[ResultRecord
         raise InputError(f"{path}: no such results file: run `pearl eval ... --out {path}` first")
     records: list[ResultRecord] = []
     bad = 0
-    lines = path.read_text(encoding="utf-8").splitlines()
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
+    lines = list(read_lines(path))
+    for line in lines:
         try:
-            records.append(ResultRecord.model_validate_json(line))
+            records.append(ResultRecord.model_validate_json(line.text))
         except (ValidationError, ValueError) as exc:
-            if strict and n != len(lines):
-                raise InputError(f"{path}: line {n} is not a result record ({str(exc).splitlines()[0]}): "
+            if strict and line is not lines[-1]:
+                raise InputError(f"{path}: line {line.number} is not a result record ({str(exc).splitlines()[0]}): "
                                  f"this is not a `pearl eval` results file, or it was edited") from None
             bad += 1
     return records, bad
 
 
 def latest_by_id(records: list[ResultRecord]) -> dict[str, ResultRecord]:
-    """The last record of each item id, in order of first appearance."""
-    out: dict[str, ResultRecord] = {}
-    for record in records:
-        out[record.id] = record
-    return out
-
-
-class ResultsWriter:
-    """Appends records to a results file, thread-safely, one complete line per write."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._drop_partial_tail()
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        self._lock = threading.Lock()
-
-    def _drop_partial_tail(self) -> None:
-        if not self.path.exists():
-            return
-        data = self.path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            cut = data.rfind(b"\n") + 1
-            with self.path.open("r+b") as fh:
-                fh.truncate(cut)
-
-    def append(self, record: ResultRecord) -> None:
-        line = (record.model_dump_json() + "\n").encode("utf-8")
-        with self._lock:
-            written = 0
-            while written < len(line):
-                written += os.write(self._fd, line[written:])
-            os.fsync(self._fd)
-
-    def close(self) -> None:
-        os.close(self._fd)
-
-    def __enter__(self) -> "ResultsWriter":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+    """The last record of each item id, in order of first appearance (the resume rule of `pearl.io.jsonl`)."""
+    return latest_by(records, lambda r: r.id)  # type: ignore[return-value]
 
 
 def done_ids(path: Path, *, dataset: str, pipeline: str, retry_errors: bool) -> set[str]:

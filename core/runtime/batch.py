@@ -14,28 +14,25 @@ finishes::
 `line` is the 1-based line number in the input file. A conversation that fails (bad
 input, a step error, a backend error) is recorded with its error; the others go on.
 
-Output integrity: every record is written with a single `write` of one complete line,
-flushed and synced before the next, under a lock. Re-running with the same output file
-skips the lines already answered (`ok: true`); records of failed lines and a torn last
-line left by a killed run are removed first (the file is rewritten atomically), so the
-failed lines are tried again and the file never holds a partial or duplicate record.
+Output integrity: the output is written by `pearl.io.jsonl.JsonlAppender`: one complete
+line per record, flushed and synced before the next. Re-running with the same output
+file skips the lines already answered (`ok: true`); records of failed lines and a torn
+last line left by a killed run are removed first (the appender's `keep` rule, one atomic
+rewrite), so the failed lines are tried again and the file never holds a partial or
+duplicate record.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from pearl.runtime.concurrency import submit_in_context
-from pearl.io.conversations import to_conversation
 from pearl.errors import InputError
+from pearl.io.conversations import parse_conversation_line
+from pearl.io.jsonl import JsonlAppender, Line, read_lines
+from pearl.runtime.concurrency import as_completed_in_context
 
 
 @dataclass
@@ -50,72 +47,34 @@ class BatchSummary:
     out_path: Path
 
 
-def read_inputs(path: str | Path) -> list[tuple[int, str]]:
-    """(line number, text) of every non-blank input line."""
+def read_inputs(path: str | Path) -> list[Line]:
+    """Every non-blank input line (`pearl.io.jsonl.Line`: number and text)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"batch input '{path}' does not exist: pass a JSONL file with one conversation per line")
-    with open(path, encoding="utf-8") as f:
-        return [(n, text) for n, text in enumerate(f, start=1) if text.strip()]
+    return list(read_lines(path))
 
 
-def load_done(out_path: Path) -> set[int]:
-    """Lines already answered in `out_path`; drops failed and torn records (atomic rewrite)."""
-    if not out_path.exists():
-        return set()
-    keep: list[str] = []
-    done: set[int] = set()
-    dropped = False
-    with open(out_path, encoding="utf-8") as f:
-        for raw in f:
-            try:
-                rec = json.loads(raw)
-                ok = raw.endswith("\n") and isinstance(rec, dict) and rec.get("ok") is True and isinstance(rec.get("line"), int)
-            except ValueError:
-                ok = False
-            if ok and rec["line"] not in done:
-                done.add(rec["line"])
-                keep.append(raw)
-            else:
-                dropped = True
-    if dropped:
-        fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=out_path.name, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.writelines(keep)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out_path)
-    return done
+def _answered(done: set[int]) -> Callable[[Any], bool]:
+    """The `keep` rule of the output file: one successful record per input line."""
+
+    def keep(record: Any) -> bool:
+        ok = isinstance(record, dict) and record.get("ok") is True and isinstance(record.get("line"), int)
+        if not ok or record["line"] in done:
+            return False
+        done.add(record["line"])
+        return True
+
+    return keep
 
 
-class JsonlWriter:
-    """Appends whole JSON lines, one `write` each, flushed and synced, thread-safe."""
-
-    def __init__(self, path: Path):
-        self._f = open(path, "a", encoding="utf-8")
-        self._lock = threading.Lock()
-
-    def write(self, record: dict[str, Any]) -> None:
-        line = json.dumps(record, ensure_ascii=False) + "\n"
-        with self._lock:
-            self._f.write(line)
-            self._f.flush()
-            os.fsync(self._f.fileno())
-
-    def close(self) -> None:
-        self._f.close()
-
-
-def _run_one(session, path: Path, line: int, text: str) -> dict[str, Any]:
+def _run_one(session, path: Path, line: Line) -> dict[str, Any]:
     try:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}:{line}: not valid JSON ({exc.msg}): write one JSON conversation per line") from None
-        result = session.run(to_conversation(data, source=f"{path}:{line}"))
-        return {"line": line, "ok": True, "result": result.model_dump(mode="json")}
+        conversation = parse_conversation_line(line.text, source=f"{path}:{line.number}").conversation
+        result = session.run(conversation)
+        return {"line": line.number, "ok": True, "result": result.model_dump(mode="json")}
     except Exception as exc:  # a crashed item is recorded, the batch goes on
-        return {"line": line, "ok": False, "error": str(exc) or exc.__class__.__name__,
+        return {"line": line.number, "ok": False, "error": str(exc) or exc.__class__.__name__,
                 "error_type": exc.__class__.__name__}
 
 
@@ -128,42 +87,25 @@ def run_batch(session, input_path: str | Path, out_path: str | Path, *, concurre
     if out_path.resolve() == input_path.resolve():
         raise InputError("--out must not be the input file: name a separate results file")
     items = read_inputs(input_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    done = load_done(out_path)
-    todo = [(n, text) for n, text in items if n not in done]
+    done: set[int] = set()
+    writer = JsonlAppender(out_path, keep=_answered(done))  # drops failed and torn records first
+    todo = [line for line in items if line.number not in done]
     skipped = len(items) - len(todo)
-    writer = JsonlWriter(out_path)
     succeeded = failed = 0
     t0 = time.perf_counter()
     bar = _progress(progress, len(items), skipped)
     try:
-        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="pearl-batch") as pool:
-            pending = set()
-            queue = iter(todo)
-
-            def top_up() -> None:
-                while len(pending) < concurrency:
-                    nxt = next(queue, None)
-                    if nxt is None:
-                        return
-                    pending.add(submit_in_context(pool, _run_one, session, input_path, *nxt))
-
-            top_up()
-            while pending:
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    pending.discard(future)
-                    record = future.result()
-                    writer.write(record)
-                    if record["ok"]:
-                        succeeded += 1
-                    else:
-                        failed += 1
-                    if on_record:
-                        on_record(record)
-                    if bar:
-                        bar[0].update(bar[1], advance=1, description=f"{succeeded} ok · {failed} failed")
-                top_up()
+        for record in as_completed_in_context(lambda line: _run_one(session, input_path, line), todo,
+                                              concurrency, name="pearl-batch"):
+            writer.append(record)
+            if record["ok"]:
+                succeeded += 1
+            else:
+                failed += 1
+            if on_record:
+                on_record(record)
+            if bar:
+                bar[0].update(bar[1], advance=1, description=f"{succeeded} ok · {failed} failed")
     finally:
         writer.close()
         if bar:

@@ -9,8 +9,8 @@ worker sees exactly what its caller saw.
 from __future__ import annotations
 
 import contextvars
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable, Iterable, TypeVar
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Callable, Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -22,14 +22,60 @@ def submit_in_context(pool: ThreadPoolExecutor, fn: Callable[..., R], *args, **k
     return pool.submit(ctx.run, fn, *args, **kwargs)
 
 
+def as_completed_in_context(fn: Callable[[T], R], items: Iterable[T], max_workers: int, *,
+                            name: str = "pearl") -> Iterator[R]:
+    """The one bounded concurrent map: `fn(item)` for every item, results yielded as they finish.
+
+    At most `max_workers` calls are in flight; items are drawn from `items` lazily, one as
+    each call finishes; each call runs in a copy of the caller's context. An exception
+    raised by `fn` is re-raised when its result is reached. When the consumer stops early
+    (an error, KeyboardInterrupt, `close()`), no new item starts and queued calls are
+    cancelled; calls already running finish in the background. With `max_workers == 1`
+    everything runs in the caller's thread, in order.
+    """
+    if max_workers < 1:
+        raise ValueError(f"max_workers must be at least 1 (got {max_workers})")
+    if max_workers == 1:
+        for item in items:
+            yield fn(item)
+        return
+    pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=name)
+    queue = iter(items)
+    running: set[Future] = set()
+
+    def top_up() -> None:
+        while len(running) < max_workers:
+            item = next(queue, _END)
+            if item is _END:
+                return
+            running.add(submit_in_context(pool, fn, item))
+
+    try:
+        top_up()
+        while running:
+            done, running = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield future.result()
+            top_up()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+_END = object()
+
+
 def map_in_context(fn: Callable[[T], R], items: Iterable[T], max_workers: int | None = None) -> list[R]:
-    """Apply `fn` to every item concurrently; results in input order; first error re-raised."""
+    """`fn` over every item concurrently (all at once unless `max_workers` bounds it); results in input order.
+
+    The first error to finish is re-raised. Built on `as_completed_in_context`.
+    """
     items = list(items)
-    if len(items) <= 1 or max_workers == 1:
+    if len(items) <= 1:
         return [fn(item) for item in items]
-    with ThreadPoolExecutor(max_workers=max_workers or len(items), thread_name_prefix="pearl") as pool:
-        futures = [submit_in_context(pool, fn, item) for item in items]
-        return [f.result() for f in futures]
+    indexed = as_completed_in_context(lambda pair: (pair[0], fn(pair[1])), enumerate(items),
+                                      max_workers or len(items))
+    results = dict(indexed)
+    return [results[i] for i in range(len(items))]
 
 
 def keep_context_in_dspy_parallel() -> None:
