@@ -7,11 +7,17 @@ output as JSON so it can be written to disk and read back.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Role = Literal["user", "assistant"]
+M = TypeVar("M", bound=BaseModel)
+
+
+def type_name(cls: type) -> str:
+    """The fully qualified name a `StepRecord` stores for an output type: `module.QualName`."""
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 class Message(BaseModel):
@@ -89,7 +95,8 @@ class StepRecord(BaseModel):
     step: str = Field(description="the step's id in the pipeline")
     use: str = Field(description="the registered step plugin it ran")
     slot: str = Field(description="the run-state slot it wrote")
-    type: str = Field(description="the pydantic type of its output")
+    type: str = Field(description="the pydantic type of its output, `module.QualName` (`type_name`); "
+                                  "files written before 0.2 hold the bare class name")
     output: dict[str, Any]
     started: float = Field(description="seconds since the run started")
     seconds: float
@@ -112,6 +119,22 @@ class Result(BaseModel):
     def output(self, step: str) -> dict[str, Any]:
         """The JSON output of step `step`."""
         return self.steps[step].output
+
+    def outputs_of(self, model: type[M]) -> list[M]:
+        """The outputs of every step whose output type is `model`, validated, in step order.
+
+        Steps are matched on the fully qualified type name the runner records
+        (`type_name(model)`); a record holding only the bare class name (older result
+        files) matches on that. Raises pydantic's `ValidationError` when a matched output
+        does not fit `model` (a file from another version).
+        """
+        full, bare = type_name(model), model.__name__
+        return [model.model_validate(r.output) for r in self.steps.values() if r.type in (full, bare)]
+
+    def output_of(self, model: type[M]) -> M | None:
+        """The first output of type `model` (see `outputs_of`), or None when no step wrote one."""
+        found = self.outputs_of(model)
+        return found[0] if found else None
 
 
 class Answer(BaseModel):

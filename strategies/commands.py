@@ -1,23 +1,41 @@
-"""Command-line pieces of Lingo-BP: `--refine N`, `--explain`, and `pearl export-pairs`.
+"""The CSA application's part of the command line, contributed through `register_commands`.
 
-`core/cli.py` calls `set_refine_iterations` for `pearl run --refine N`,
-`render_explain` for `--explain`, and registers `export_pairs_command` as
-`pearl export-pairs`; everything else about refinement on the command line lives here.
+A built-in plugin (entry point `pearl.strategies.commands`). It adds:
+
+- `pearl run --refine N`: `set_refine_iterations` on the opened session;
+- the `pearl run --explain` panels: the assessment, utility table, decision and chain
+  (`pearl.strategies.explain.render`, before the response) and the scores of every
+  refinement iteration (`render_explain`, after the per-step usage);
+- `pearl export-pairs`: preference pairs from refinement histories.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from pearl.errors import InputError
+from pearl.host.hookspecs import hookimpl
 from pearl.types import Result
 
 REFINE_STEP = "refine"
 REFINE_PIPELINE = "csa"
+
+
+@hookimpl
+def register_commands(cli):
+    from pearl.strategies.explain import render
+
+    cli.run_option("refine", Optional[int],
+                   typer.Option(None, "--refine", help="Lingo-BP iterations of the csa pipeline (0 disables refinement)."),
+                   apply=set_refine_iterations)
+    cli.explain(render, where="before")
+    cli.explain(render_explain, where="after")
+    cli.command(export_pairs_command, name="export-pairs")
 
 
 def set_refine_iterations(session, n: int) -> None:
@@ -38,7 +56,7 @@ def set_refine_iterations(session, n: int) -> None:
 
 
 def refinement_records(result: Result):
-    return [r for r in result.steps.values() if r.type == "Refinement"]
+    return [r for r in result.steps.values() if r.type.rsplit(".", 1)[-1] == "Refinement"]  # module.QualName or bare
 
 
 def render_explain(result: Result, console: Console) -> None:

@@ -1,18 +1,19 @@
-"""`pearl run --explain`: a rich rendering of how a CSA run reached its answer.
+"""The CSA panels of `pearl run --explain`: how a CSA run reached its answer.
 
-Works from a `Result` alone (each step's JSON output), so it also renders results read
-back from disk. Steps are found by their output type, not their id: the assessment
-(`RiskAssessment`), the utility table and choice (`Decision`), the chain (`Chain`);
-a pipeline without some of them simply shows less. Ends with per-step usage.
+Contributed by `pearl.strategies.commands` (`cli.explain(render, where="before")`): the
+kernel prints them above the response panel and the per-step usage. Works from a `Result`
+alone (each step's JSON output), so it also renders results read back from disk. Steps
+are found by their output type, not their id: the assessment (`RiskAssessment`), the
+utility table and choice (`Decision`), the chain (`Chain`); a pipeline without some of
+them simply shows less, and a non-CSA pipeline nothing.
 """
 
 from __future__ import annotations
 
-from rich.console import Console, Group
+from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
-from rich.text import Text
 
 from pearl.csa import CHAIN_NODES
 from pearl.types import Result
@@ -20,7 +21,7 @@ from pearl.types import Result
 
 def _output(result: Result, type_name: str) -> dict | None:
     for record in result.steps.values():
-        if record.type == type_name:
+        if record.type.rsplit(".", 1)[-1] == type_name:  # module.QualName, or bare in old files
             return record.output
     return None
 
@@ -77,19 +78,6 @@ def chain_panel(c: dict) -> Panel:
     return Panel("\n".join(parts), title="reasoning chain", title_align="left")
 
 
-def usage_table(result: Result) -> Table:
-    table = Table(title="per-step usage", title_justify="left")
-    for col in ("step", "calls", "prompt tok", "completion tok", "seconds"):
-        table.add_column(col, justify="left" if col == "step" else "right")
-    for sid, r in result.steps.items():
-        table.add_row(sid, str(r.usage.calls), str(r.usage.prompt_tokens), str(r.usage.completion_tokens),
-                      f"{r.seconds:.1f}")
-    u = result.usage
-    table.add_row("[bold]total[/]", str(u.calls), str(u.prompt_tokens), str(u.completion_tokens),
-                  f"{result.seconds:.1f}")
-    return table
-
-
 def render(result: Result, console: Console) -> None:
     """Print the explanation of `result` (see the module docstring)."""
     if (a := _output(result, "RiskAssessment")) is not None:
@@ -99,8 +87,3 @@ def render(result: Result, console: Console) -> None:
         console.print(decision_panel(d))
     if (c := _output(result, "Chain")) is not None:
         console.print(chain_panel(c))
-    body = [Text(result.response)]
-    if result.reasoning:
-        body = [Text(result.reasoning, style="dim"), Text(""), *body]
-    console.print(Panel(Group(*body), title=f"response · {result.pipeline}", title_align="left"))
-    console.print(usage_table(result))

@@ -52,7 +52,8 @@ def eval_command(
     from pearl.host.dataset import load_dataset, parse_filters, select
     from pearl.evaluation.evaluate import ItemEvaluator, build_judges, default_judges, evaluate
     from pearl.host.manager import get_host
-    from pearl.io.results import ResultsWriter, done_ids
+    from pearl.io.jsonl import JsonlAppender
+    from pearl.io.results import done_ids
 
     host = get_host()
     filters = parse_filters([*where, *(f"{k}={v}" for k, v in (("label", label), ("level", level), ("type", item_type)) if v)])
@@ -73,13 +74,14 @@ def eval_command(
     categoriser = None
     tax_name = taxonomy or ("oyster" if "oyster" in host.registries["taxonomies"] else None)
     if "safety" in judge_objs and tax_name and tax_name != "none":
-        from pearl.csa.categorise import Categoriser, load_taxonomy
+        from pearl.csa.categorise import Categoriser
+        from pearl.csa.taxonomy import get_taxonomy
 
-        categoriser = Categoriser(load_taxonomy(host, tax_name))
+        categoriser = Categoriser(get_taxonomy(host, tax_name))
     evaluator = ItemEvaluator(session, judge_objs, dataset=name, total=len(items), categoriser=categoriser)
     counts = {"ok": 0, "error": 0}
 
-    with ResultsWriter(out) as writer:
+    with JsonlAppender(out) as writer:
         if not progress or not todo:
             evaluate(todo, evaluator, writer, concurrency=concurrency,
                      on_done=lambda r: counts.__setitem__(r.status, counts[r.status] + 1))

@@ -1,7 +1,7 @@
 """Preference pairs from refinement histories, for DPO / ORPO training (TRL's shape).
 
-Every saved result whose pipeline ran a `refine` step holds a `Refinement` (its step
-record has type "Refinement"). Its Pearl Point is the *chosen* answer; every other
+Every saved result whose pipeline ran a `refine` step holds a `Refinement` (found with
+`Result.output_of(Refinement)`). Its Pearl Point is the *chosen* answer; every other
 judged iteration that came *before* it, or that was not judged safe, is a *rejected*
 one (the Oyster-I recipe: Pearl Point vs earlier or unsafe iterations). Pairs whose two
 responses are the same text carry no signal and are skipped, as are results whose Pearl
@@ -32,21 +32,23 @@ from typing import Any, Iterator
 
 from pydantic import ValidationError
 
-from pearl.errors import InputError
 from pearl.csa.judgements import SAFETY_MAX
 from pearl.csa.refinement import Iteration, Refinement
+from pearl.errors import InputError
+from pearl.io.jsonl import read_lines, write_jsonl
+from pearl.types import Result
 
 
 def refinement_of(record: dict[str, Any]) -> Refinement | None:
-    """The Refinement inside a Result (or an evaluation record holding one), if any."""
+    """The Refinement inside a Result (or an evaluation record holding one), if any.
+
+    Raises pydantic's `ValidationError` when the line holds a result that does not
+    validate or a Refinement written by another version.
+    """
     result = record.get("result") if isinstance(record.get("result"), dict) else record
-    steps = result.get("steps") if isinstance(result, dict) else None
-    if not isinstance(steps, dict):
+    if not isinstance(result, dict) or not isinstance(result.get("steps"), dict):
         return None
-    for step in steps.values():
-        if isinstance(step, dict) and step.get("type") == "Refinement":
-            return Refinement.model_validate(step["output"])
-    return None
+    return Result.model_validate(result).output_of(Refinement)
 
 
 def rejected_iterations(ref: Refinement) -> list[Iteration]:
@@ -90,20 +92,18 @@ def pairs(ref: Refinement, *, text: bool = False, include_flagged: bool = False,
 
 
 def read_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, JSON object) of every result line; a line that is not a JSON object is an error."""
     if not path.is_file():
         raise InputError(f"{path}: no such file: save results with `pearl run --json ... >> {path}` or `pearl eval`")
-    with path.open(encoding="utf-8") as handle:
-        for n, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{path}: line {n} is not JSON ({exc.msg}): write one JSON result per line "
-                                 f"(`pearl run --json` output compacted with `jq -c`)") from None
-            if not isinstance(data, dict):
-                raise InputError(f"{path}: line {n} is not a JSON object: write one result per line")
-            yield n, data
+    for line in read_lines(path):
+        try:
+            data = line.json()
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path}: line {line.number} is not JSON ({exc.msg}): write one JSON result per line "
+                             f"(`pearl run --json` output compacted with `jq -c`)") from None
+        if not isinstance(data, dict):
+            raise InputError(f"{path}: line {line.number} is not a JSON object: write one result per line")
+        yield line.number, data
 
 
 def export_pairs(results: Path, out: Path, *, text: bool = False, include_flagged: bool = False,
@@ -116,7 +116,7 @@ def export_pairs(results: Path, out: Path, *, text: bool = False, include_flagge
         try:
             ref = refinement_of(data)
         except ValidationError as exc:
-            raise InputError(f"{results}: line {n}: its Refinement does not validate "
+            raise InputError(f"{results}: line {n}: its result or Refinement does not validate "
                              f"({exc.errors()[0]['msg']}): it was written by another version, or edited") from None
         if ref is None:
             continue
@@ -129,8 +129,6 @@ def export_pairs(results: Path, out: Path, *, text: bool = False, include_flagge
     if counts["refined"] == 0:
         raise InputError(f"{results}: no result has a refinement: run a pipeline with a `refine` step "
                          f"(e.g. `pearl run -p csa --json ...`)")
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
-    tmp.replace(out)
+    write_jsonl(out, records)
     counts["pairs"] = len(records)
     return counts

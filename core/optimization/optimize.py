@@ -10,14 +10,13 @@ plus the fields of the scored output (the target's, or the answer's).
 
 `optimize(...)` evaluates the uncompiled program on the valset, compiles it with
 BootstrapFewShot, MIPROv2 or GEPA under a budget, evaluates the result, and writes the
-compiled folder (`pearl.runtime.compiled`). Evaluations are written as they go to
-`<out>/<name>.<before|after>.jsonl` and resumed from there (rows are tied to a hash of
-the program state, so a changed program is re-evaluated).
+compiled folder (`pearl.runtime.compiled`). Scores (`score_program`) are written as they go
+to `<out>/<name>.<before|after>.jsonl` and resumed from there (rows are tied to a hash of
+the program state, so a changed program is scored again).
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import time
@@ -40,10 +39,12 @@ from pearl.runtime.compiled import (
     write_manifest,
 )
 from pearl.io.conversations import to_conversation
+from pearl.io.jsonl import JsonlAppender, latest_by, parsed
 from pearl.errors import InputError, PearlError, PipelineError
 from pearl.optimization.metrics import Metric, as_gepa_metric
 from pearl.runtime.pipeline import Pipeline
 from pearl.host.step import RunState
+from pearl.runtime.runner import Runner
 
 OptimizerName = Literal["bootstrap", "mipro", "gepa"]
 OPTIMIZERS: tuple[str, ...] = ("bootstrap", "mipro", "gepa")
@@ -65,9 +66,15 @@ def _key(conversation) -> str:
 
 
 class PipelineProgram(dspy.Module):
-    """The target steps of `pipeline` as one optimizable module (see the module docstring)."""
+    """The target steps of `pipeline` as one optimizable module (see the module docstring).
 
-    def __init__(self, pipeline: Pipeline, targets: list[str], lms: dict[str, Any], *, score_answer: bool):
+    Steps run through `pearl.runtime.runner.Runner.run_steps`, the pipeline's one
+    executor: observer hooks, spans and `StepError` wrapping apply as in `pearl run`.
+    `host` is the plugin host the pipeline was loaded with (default: its steps' host).
+    """
+
+    def __init__(self, pipeline: Pipeline, targets: list[str], lms: dict[str, Any], *, score_answer: bool,
+                 host=None):
         super().__init__()
         order = pipeline.order()
         unknown = [t for t in targets if t not in pipeline.steps]
@@ -95,13 +102,14 @@ class PipelineProgram(dspy.Module):
             needed |= {answer_writer} | nx.ancestors(graph, answer_writer)
         self.programs = {t: pipeline.steps[t].program for t in targets}
         primary = pipeline.steps[answer_writer if score_answer else targets[-1]].output_slot
+        if host is None:
+            host = next(iter(pipeline.steps.values())).context.host
         self._shared = _Shared(
-            pipeline=pipeline,
+            runner=Runner(pipeline, lms, host),
             targets=list(targets),
             before=[s for s in order if s in needed and s not in downstream],
             live=[s for s in order if s in needed and s in downstream],
             primary=primary,
-            lms=dict(lms),
             cache={},
         )
 
@@ -118,8 +126,7 @@ class PipelineProgram(dspy.Module):
         if key not in shared.cache:
             state = RunState(conversation)
             with dspy.context(trace=None):
-                for step_id in shared.before:
-                    self._run_step(step_id, state, shared.pipeline.steps[step_id], bind_lm=True)
+                shared.runner.run_steps(state, shared.before)
             shared.cache[key] = state
         cached = shared.cache[key]
         state = RunState(conversation)
@@ -128,29 +135,12 @@ class PipelineProgram(dspy.Module):
                 state.set(slot, cached.get(slot))
         return state
 
-    def _run_step(self, step_id: str, state: RunState, step, *, bind_lm: bool) -> None:
-        shared = self._shared
-        role = shared.pipeline.spec.steps[step_id].lm
-        overrides: dict[str, Any] = {"adapter": dspy.JSONAdapter()}
-        if bind_lm:
-            overrides["lm"] = shared.lms.get(role) or shared.lms["task"]
-        with dspy.context(**overrides):
-            output = step.run(state)
-        state.set(step.output_slot, output)
-
     # -- forward ------------------------------------------------------------------------
     def forward(self, conversation, **_ignored) -> dspy.Prediction:
         shared = self._shared
         state = self._upstream(to_conversation(conversation))
-        for step_id in shared.live:
-            original = shared.pipeline.steps[step_id]
-            if step_id in self.programs:
-                step = copy.copy(original)
-                step.program = self.programs[step_id]
-                # the optimizer decides the LM of the program it optimizes (teacher, rollouts)
-                self._run_step(step_id, state, step, bind_lm=False)
-            else:
-                self._run_step(step_id, state, original, bind_lm=True)
+        # the optimizer decides the LM of the programs it optimizes (teacher, rollouts)
+        shared.runner.run_steps(state, shared.live, programs=self.programs)
         values: dict[str, Any] = {s: state.get(s) for s in state.slots() if s != "conversation"}
         primary = state.get(shared.primary)
         values.update({name: getattr(primary, name) for name in type(primary).model_fields})
@@ -281,26 +271,22 @@ class Evaluation:
     errors: int
 
 
-def evaluate(module: PipelineProgram, examples: list, metric: Metric, results: Path,
-             advance: Callable[[], None] = lambda: None) -> Evaluation:
-    """Mean metric over `examples`, one JSONL row per example written as it is scored.
+def score_program(module: PipelineProgram, examples: list, metric: Metric, results: Path,
+                  advance: Callable[[], None] = lambda: None) -> Evaluation:
+    """Mean metric over `examples`, one JSONL row per example appended as it is scored.
 
-    Rows already in `results` for the same program state are reused (resume). A failed
-    run or metric scores `metric.low` and records the error.
+    `results` is written by `pearl.io.jsonl.JsonlAppender`, and resumed by its rule (the
+    last row of an example wins), among the rows of the same program state: a changed
+    program is scored again. A failed run or metric scores `metric.low` and records the error.
     """
     digest = program_hash(module)
-    done: dict[str, dict[str, Any]] = {}
+    done: dict[Any, dict[str, Any]] = {}
     if results.is_file():
-        for line in results.read_text(encoding="utf-8").splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if row.get("program") == digest:
-                done[row["id"]] = row
+        rows_here = (row for _, row in parsed(results)
+                     if isinstance(row, dict) and row.get("program") == digest and "id" in row)
+        done = latest_by(rows_here, lambda row: row["id"])
     rows, errors = [], 0
-    results.parent.mkdir(parents=True, exist_ok=True)
-    with results.open("a", encoding="utf-8") as sink:
+    with JsonlAppender(results) as sink:
         for example in examples:
             row = done.get(example.id)
             if row is None:
@@ -312,8 +298,7 @@ def evaluate(module: PipelineProgram, examples: list, metric: Metric, results: P
                                output={k: _jsonable(v) for k, v in pred.items()})
                 except Exception as exc:  # noqa: BLE001 - any failure is a scored, recorded miss
                     row.update(score=metric.low, error=f"{exc.__class__.__name__}: {exc}")
-                sink.write(json.dumps(row, ensure_ascii=False) + "\n")
-                sink.flush()
+                sink.append(row)
             errors += "error" in row
             rows.append(row)
             advance()
@@ -381,13 +366,13 @@ def optimize(pipeline: Pipeline, targets: list[str], optimizer: str, metric: Met
         if student._shared.before:
             student.prepare([e.conversation for e in trainset + valset],
                             reporter.phase(f"upstream ({', '.join(student._shared.before)})", len(trainset) + len(valset)))
-        before = evaluate(student, valset, metric, out / f"{name}.before.jsonl", reporter.phase("score before", len(valset)))
+        before = score_program(student, valset, metric, out / f"{name}.before.jsonl", reporter.phase("score before", len(valset)))
         advance = reporter.phase(f"compile ({optimizer})", expected_metric_calls(optimizer, budget, len(trainset), len(valset)))
         t0 = time.perf_counter()
         compiled, settings = run_optimizer(optimizer, student, _counting(metric, advance), trainset, valset, budget,
                                            task_lm=task_lm, judge_lm=judge_lm)
         seconds = time.perf_counter() - t0
-        after = evaluate(compiled, valset, metric, out / f"{name}.after.jsonl", reporter.phase("score after", len(valset)))
+        after = score_program(compiled, valset, metric, out / f"{name}.after.jsonl", reporter.phase("score after", len(valset)))
 
     demos = {}
     for step_id in targets:

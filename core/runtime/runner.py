@@ -8,10 +8,11 @@ each step are OpenTelemetry spans (`pearl.traces.spans`); workers inherit the sp
 
 from __future__ import annotations
 
+import copy
 import time
 import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Any
+from typing import Any, Iterable, Mapping
 
 import dspy
 
@@ -22,7 +23,7 @@ from pearl.errors import PearlError, StepError
 from pearl.runtime.pipeline import Pipeline
 from pearl.host.step import RunState
 from pearl.traces import spans as tracing
-from pearl.types import Conversation, Result, StepRecord
+from pearl.types import Conversation, Result, StepRecord, type_name
 
 
 class Runner:
@@ -98,27 +99,57 @@ class Runner:
             metadata={"run_id": run_id},
         )
 
-    def _run_step(self, run_id: str, step_id: str, state: RunState, run_start: float):
-        step = self.pipeline.steps[step_id]
+    def run_steps(self, state: RunState, step_ids: Iterable[str], *, run_id: str | None = None,
+                  programs: Mapping[str, Any] | None = None) -> dict[str, StepRecord]:
+        """Run a sub-graph of the pipeline on `state`; the executor optimizers reuse.
+
+        `step_ids` run in pipeline order, one after another in the calling thread (so an
+        optimizer's DSPy trace sees every call), each exactly as in `run`: observer hooks,
+        step span, usage meter, `StepError` wrapping. `state` must already hold the inputs
+        they read from steps outside the sub-graph; their outputs are written into it.
+        `programs` swaps the DSPy program of the named steps for this call (an optimizer's
+        candidate); those steps run on the caller's LM (`dspy.settings.lm`, which the
+        optimizer chooses), the others on their role's LM. Returns the step records.
+        """
+        run_id = run_id or uuid.uuid4().hex
+        wanted, programs = set(step_ids), dict(programs or {})
+        start = time.perf_counter()
+        records: dict[str, StepRecord] = {}
+        for step_id in self.pipeline.order():
+            if step_id not in wanted:
+                continue
+            step, lm = self.pipeline.steps[step_id], None
+            if step_id in programs:
+                step = copy.copy(step)
+                step.program, lm = programs[step_id], dspy.settings.lm
+            record, output = self._run_step(run_id, step_id, state, start, step=step, lm=lm)
+            state.set(record.slot, output)
+            records[step_id] = record
+        return records
+
+    def _run_step(self, run_id: str, step_id: str, state: RunState, run_start: float, *,
+                  step: Any = None, lm: Any = None):
+        step = step or self.pipeline.steps[step_id]
         spec = self.pipeline.spec.steps[step_id]
         entry = self.host.registries["steps"].entries.get(spec.use)
         with tracing.step_span(step_id, spec.use, run_id=run_id, plugin=entry.plugin if entry else None,
                                params=step.params, output_type=step.output_type,
                                inputs={slot: state.get(slot) for slot in step.inputs if slot in state}) as span:
-            record, output = self._run_step_body(run_id, step_id, state, run_start)
+            record, output = self._run_step_body(run_id, step_id, state, run_start, step=step, lm=lm)
             tracing.record_step(span, output, record.usage)
             return record, output
 
-    def _run_step_body(self, run_id: str, step_id: str, state: RunState, run_start: float):
-        step = self.pipeline.steps[step_id]
+    def _run_step_body(self, run_id: str, step_id: str, state: RunState, run_start: float, *,
+                       step: Any = None, lm: Any = None):
+        step = step or self.pipeline.steps[step_id]
         spec = self.pipeline.spec.steps[step_id]
-        hook = self.host.hook
-        hook.step_started(run_id=run_id, step_id=step_id, use=spec.use)
+        notify = self.host.notify  # observers: each isolated, never masking the step's result or error
+        notify("step_started", run_id=run_id, step_id=step_id, use=spec.use)
         t0 = time.perf_counter()
         output = None
         error: BaseException | None = None
         try:
-            with usage.meter() as step_meter, dspy.context(lm=self.lms[spec.lm], adapter=self.adapter):
+            with usage.meter() as step_meter, dspy.context(lm=lm or self.lms[spec.lm], adapter=self.adapter):
                 output = step.run(state)
             if not isinstance(output, step.output_type):
                 raise StepError(step_id, f"returned {type(output).__name__}, expected {step.output_type.__name__}")
@@ -133,12 +164,13 @@ class Runner:
             raise error from exc
         finally:
             seconds = time.perf_counter() - t0
-            hook.step_finished(run_id=run_id, step_id=step_id, use=spec.use, output=output, seconds=seconds, error=error)
+            notify("step_finished", run_id=run_id, step_id=step_id, use=spec.use, output=output, seconds=seconds,
+                   error=error)
         record = StepRecord(
             step=step_id,
             use=spec.use,
             slot=step.output_slot,
-            type=step.output_type.__name__,
+            type=type_name(step.output_type),
             output=output.model_dump(mode="json"),
             started=t0 - run_start,
             seconds=seconds,
