@@ -7,9 +7,6 @@ The pipeline is the shipped `minimal` one; its LM is the `sglang` backend talkin
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
@@ -102,17 +99,16 @@ def test_bad_arguments(tmp_path, session):
         run_batch(session, inp, inp, progress=False)
 
 
-def test_cli_batch_against_the_double(tmp_path, double):
+def test_cli_batch_against_the_double(tmp_path, double, run_cli):
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     write_inputs(inp, ['"first"', '"second"'])
-    env = {**os.environ, "PEARL_PLUGINS": ""}
-    cmd = [sys.executable, "-m", "pearl.cli", "run", "--pipeline", "minimal", "--backend", "sglang", "--backend-url", double.url,
-           "--batch", str(inp), "--out", str(out), "--concurrency", "2"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert "2 answered, 0 failed, 0 already done" in proc.stderr
+    args = ["run", "--pipeline", "minimal", "--backend", "sglang", "--backend-url", double.url,
+            "--batch", str(inp), "--out", str(out), "--concurrency", "2"]
+    first = run_cli(args)
+    assert first.returncode == 0, first.stderr
+    assert "2 answered, 0 failed, 0 already done" in first.stderr
     assert sorted(r["line"] for r in records(out)) == [1, 2]
-    again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    again = run_cli(args)
     assert "0 answered, 0 failed, 2 already done" in again.stderr
-    missing_out = subprocess.run(cmd[:-6] + ["--batch", str(inp)], capture_output=True, text=True, env=env, timeout=120)
+    missing_out = run_cli(args[:-4])
     assert missing_out.returncode == 2 and "--batch needs --out" in missing_out.stderr

@@ -1,8 +1,6 @@
 """End-to-end on the real embedded model (Gemma 3 270M): structure, never wisdom."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -52,11 +50,8 @@ def test_lms_on_one_context_share_its_lock_and_long_replies_stay_parseable(embed
     assert all(isinstance(s, str) and len(s) <= 800 for s in stories)
 
 
-def test_cli_run_json_prints_a_result():
-    proc = subprocess.run(
-        [sys.executable, "-m", "pearl.cli", "run", "--pipeline", "minimal", "--json", "My landlord won't return my deposit, what can I do?"],
-        capture_output=True, text=True, timeout=900,
-    )
+def test_cli_run_json_prints_a_result(run_cli):
+    proc = run_cli(["run", "--pipeline", "minimal", "--json", "My landlord won't return my deposit, what can I do?"])
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["pipeline"] == "minimal" and result["response"].strip()

@@ -33,6 +33,13 @@ SCREEN = {"topic": "tenancy", "user_need": "get the deposit back", "risk": "low"
 RESPOND = {"response": "Write to your landlord citing the tenancy agreement."}
 
 
+def registered(host):
+    """The host with its registries built, so the registration hooks' own spans come
+    before the tracing under test is configured."""
+    load("minimal", host)
+    return host
+
+
 def run_minimal(host):
     lm = ScriptedLM([SCREEN, RESPOND])
     return Runner(load("minimal", host), {"task": lm}, host).run(Conversation.from_text("My landlord kept my deposit."))
@@ -45,6 +52,7 @@ def ids(span):
 
 def test_jsonl_round_trips_through_show_and_summary(host, spans, tmp_path):
     path = tmp_path / "run.jsonl"
+    registered(host)
     handle = configure_tracing(f"jsonl:{path}")
     try:
         first = run_minimal(host)
@@ -179,6 +187,7 @@ class OtlpReceiver:
 
 
 def test_otlp_exporter_delivers_to_a_collector(host, spans):
+    registered(host)
     with OtlpReceiver() as receiver:
         handle = configure_tracing(f"otlp:{receiver.url}")
         try:
@@ -226,34 +235,32 @@ def test_spans_are_flushed_on_ctrl_c(tmp_path):
     assert span.status.code == "ERROR" and "interrupted" in span.status.description
 
 
-def pearl_cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "pearl.cli", *args], capture_output=True, text=True, timeout=900,
-                          env={**os.environ, "PEARL_PLUGINS": "", **(env or {})})
-
-
-def test_cli_rejects_bad_trace_specs_cleanly():
-    proc = pearl_cli("run", "--trace", "bogus:x", "hi")
+def test_cli_rejects_bad_trace_specs_cleanly(run_cli):
+    proc = run_cli(["run", "--trace", "bogus:x", "hi"])
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "unknown trace destination 'bogus:x'" in proc.stderr
-    proc = pearl_cli("run", "hi", env={"PEARL_TRACE": "nonsense"})
+    proc = run_cli(["run", "hi"], env={"PEARL_TRACE": "nonsense"})
     assert proc.returncode == 2 and "unknown trace destination 'nonsense'" in proc.stderr
-    proc = pearl_cli("trace", "show", "/no/such/file.jsonl")
+    proc = run_cli(["trace", "show", "/no/such/file.jsonl"])
     assert proc.returncode == 2 and "does not exist" in proc.stderr
 
 
 @pytest.mark.model
-def test_cli_run_traces_to_jsonl_on_the_embedded_model(tmp_path):
+def test_cli_run_traces_to_jsonl_on_the_embedded_model(tmp_path, run_cli):
+    """The one traced run on the real model: `minimal` (two calls), exported and shown."""
     path = tmp_path / "run.jsonl"
-    started = time.perf_counter()
-    proc = pearl_cli("run", "--json", "--max-tokens", "48", "--trace", f"jsonl:{path}", "Say hello.")
+    proc = run_cli(["run", "--pipeline", "minimal", "--json", "--max-tokens", "48", "--trace", f"jsonl:{path}",
+                    "Say hello."])
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     runs = build_runs(read_spans(path))
     assert len(runs) == 1 and runs[0].run_id == result["metadata"]["run_id"]
     calls, tokens_in, tokens_out = runs[0].root.llm_totals()
-    assert calls == result["usage"]["calls"] and tokens_in == result["usage"]["prompt_tokens"]
-    shown = pearl_cli("trace", "show", str(path))
-    assert shown.returncode == 0 and "chat llamacpp/" in shown.stdout, (time.perf_counter() - started, shown.stderr)
+    assert calls == result["usage"]["calls"] == 2 and tokens_in == result["usage"]["prompt_tokens"]
+    assert tokens_out == result["usage"]["completion_tokens"] > 0
+    shown = run_cli(["trace", "show", str(path)], env={"COLUMNS": "200"})
+    assert shown.returncode == 0, shown.stderr
+    assert "chat llamacpp/" in shown.stdout and "step screen" in shown.stdout and "step respond" in shown.stdout
 
 
 def test_readme_documents_the_jsonl_fields(host, spans, tmp_path):
