@@ -85,7 +85,7 @@ if __name__ == "__main__":
     from pearl.cli import main
     from pearl.host.manager import Host, reset_host
 
-    host = Host(load_entry_points=False)
+    host = Host(third_party=False)
     host.register(EvalDoublesPlugin(), name="tests.eval_doubles")
     reset_host(host)
     sys.argv = ["pearl", *sys.argv[1:]]

@@ -8,7 +8,6 @@ from csa_doubles import ADAPT, CLASSIFY, DRAFT, PAIR, RECOMBINE
 from lingobp_doubles import safety_answer, sat_answer
 from pearl.cli import DEFAULT_PIPELINE
 from pearl.csa import CHAIN_NODES
-from pearl.strategies.explain import render
 from pearl.runtime.pipeline import load
 from pearl.runtime.runner import Runner
 from pearl.strategies.library import BUILTIN_NAMES
@@ -41,9 +40,13 @@ def test_csa_pipeline_wires_every_step(host):
 
 
 def test_explain_renders_every_part(host):
+    """`pearl run --explain`: the kernel's response and usage around the CSA plugin's panels."""
+    from pearl.cli.contributions import RunExtras, collect
+    from pearl.cli.explain import render
+
     result, _ = run_csa(host)
     console = Console(record=True, width=160)
-    render(result, console)
+    render(result, console, RunExtras(explainers=collect(host).explainers))
     text = console.export_text()
     for fragment in ("risk assessment", "mental_health", "E[U]", "worst risk", "decision", "reasoning chain",
                      "usefulness strategies", RECOMBINE["response"], "per-step usage", "anticipate"):

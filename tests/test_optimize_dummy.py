@@ -299,9 +299,9 @@ class FakeJudgesPlugin:
 @pytest.fixture
 def judged_host():
     """A host whose `satisfaction`/`safety` judges are the scripted doubles above."""
-    from pearl.host.manager import BUILTIN_PLUGINS, Host, reset_host
+    from pearl.host.manager import Host, reset_host
 
-    h = Host(load_entry_points=False, builtins=tuple(b for b in BUILTIN_PLUGINS if b != "pearl.strategies.judges"))
+    h = Host(third_party=False, exclude=("pearl.strategies.judges",))
     h.register(DummyBackendPlugin(), name="tests.dummy-backend")
     h.register(FakeJudgesPlugin(), name="tests.fake-judges")
     reset_host(h)

@@ -9,7 +9,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from pearl.cli import app
+from pearl.cli import application
 from pearl.errors import InputError
 from pearl.csa.pairs import export_pairs, refinement_of
 from pearl.runtime.pipeline import compile_spec, load
@@ -108,7 +108,7 @@ def test_export_pairs_cli_and_its_errors(doubles, tmp_path):
     src, out = tmp_path / "r.jsonl", tmp_path / "p.jsonl"
     write_results(src, [result])
     runner = CliRunner()
-    proc = runner.invoke(app, ["export-pairs", str(src), str(out)])
+    proc = runner.invoke(application(), ["export-pairs", str(src), str(out)])
     assert proc.exit_code == 0, proc.output
     assert len(out.read_text().splitlines()) == 1
     bad = tmp_path / "bad.jsonl"

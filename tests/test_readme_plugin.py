@@ -3,6 +3,8 @@
 import re
 from pathlib import Path
 
+from dspy.utils import DummyLM
+
 from pearl.runtime.pipeline import compile_spec
 from pearl.runtime.runner import Runner
 from pearl.types import Conversation
@@ -22,5 +24,5 @@ def test_readme_plugin_example_runs(host):
 
     host.register(Plugin(), name="readme-example")
     pipeline = compile_spec({"name": "readme", "steps": {"shout": {"use": "shout"}}}, host)
-    result = Runner(pipeline, {"task": object()}, host).run(Conversation.from_text("hi there"))
+    result = Runner(pipeline, {"task": DummyLM([])}, host).run(Conversation.from_text("hi there"))
     assert result.response == "HI THERE"

@@ -52,7 +52,7 @@ def test_real_file_every_category_has_a_group_and_rules(real_file):
 def test_real_file_agrees_with_the_shipped_oyster_taxonomy(real_file):
     """Names, Chinese names and group structure are the same facts; the rules differ (ours are our own)."""
     from_file = load_xlsx(real_file)
-    shipped = get_taxonomy(Host(load_entry_points=False), "oyster")
+    shipped = get_taxonomy(Host(third_party=False), "oyster")
     assert [(g.id, g.name) for g in from_file.groups] == [(g.id, g.name) for g in shipped.groups]
     assert {(c.id, c.name, c.group, c.names["zh"]) for c in from_file.categories} == \
         {(c.id, c.name, c.group, c.names["zh"]) for c in shipped.categories}
@@ -66,7 +66,7 @@ def _ngrams(text: str, n: int = 6) -> set[tuple[str, ...]]:
 def test_shipped_rules_are_not_copied_from_the_original(real_file):
     """No six-word run of any shipped rule appears in the original rules of the same category."""
     from_file = load_xlsx(real_file)
-    shipped = get_taxonomy(Host(load_entry_points=False), "oyster")
+    shipped = get_taxonomy(Host(third_party=False), "oyster")
     for c in shipped.categories:
         original = _ngrams(" ".join(from_file.category(c.id).guideline))
         ours = _ngrams(" ".join(c.guideline))

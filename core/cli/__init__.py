@@ -1,4 +1,11 @@
-"""The `pearl` command line (typer + rich)."""
+"""The `pearl` command line (typer + rich).
+
+`app` holds the kernel's commands; `application()` returns the command users run: `app`
+plus what plugins contribute through `register_commands` (commands such as `pearl
+taxonomy` and `pearl export-pairs`, options of `pearl run`, `--explain` panels; see
+`pearl.cli.contributions`). `main()` runs `application()`; in-process tests invoke it with
+`typer.testing.CliRunner().invoke(application(), [...])`.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +18,10 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
+from pearl.cli.contributions import RUN_EXTRAS, RunExtras
 from pearl.errors import InputError, PearlError
 from pearl.host.hookspecs import hookimpl
-
-DEFAULT_PIPELINE = "csa"
+from pearl.pipelines import DEFAULT_PIPELINE
 
 app = typer.Typer(
     name="pearl",
@@ -82,8 +89,7 @@ def run(
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the embedded model."),
     as_json: bool = typer.Option(False, "--json", help="Print the whole Result as JSON."),
     compiled: Optional[str] = typer.Option(None, "--compiled", help="A folder from `pearl optimize`: load its compiled steps."),
-    explain: bool = typer.Option(False, "--explain", help="Show the assessment, decision and chain, and the scores of every refinement iteration."),
-    refine: Optional[int] = typer.Option(None, "--refine", help="Lingo-BP iterations of the csa pipeline (0 disables refinement)."),
+    explain: bool = typer.Option(False, "--explain", help="Show how the answer was reached: the pipeline's own panels (plugins add them), the response and per-step usage."),
     trace: Optional[list[str]] = typer.Option(None, "--trace", help="Export spans: console | jsonl:PATH | otlp:URL (repeatable; env PEARL_TRACE)."),
     trace_content: bool = typer.Option(False, "--trace-content", help="Put prompts, responses and chains on spans (env OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true)."),
     batch: Optional[str] = typer.Option(None, "--batch", help="A JSONL file of conversations to run (one per line)."),
@@ -92,13 +98,13 @@ def run(
     ctx: typer.Context = None,
 ):
     """Answer one conversation with a pipeline and print the response (or a whole --batch file)."""
-    from pearl.strategies import commands as refine_cli
     from pearl.runtime.session import open_session
     from pearl.traces.configure import tracing_for_command
 
+    extras: RunExtras = ctx.meta.get(RUN_EXTRAS) or RunExtras()
     tracing_for_command(ctx, trace, trace_content)
     if batch is not None:
-        return _run_batch(batch, out, concurrency, text, file, dict(
+        return _run_batch(batch, out, concurrency, text, file, extras, dict(
             pipeline=pipeline, backend=backend, url=backend_url, model=model, seed=seed, temperature=temperature,
             max_tokens=max_tokens, n_ctx=n_ctx, threads=threads))
     if out is not None:
@@ -111,8 +117,7 @@ def run(
     session = open_session(pipeline, backend=backend, url=backend_url, model=model, seed=seed,
                            temperature=temperature, max_tokens=max_tokens, n_ctx=n_ctx, threads=threads,
                            compiled=compiled)
-    if refine is not None:
-        refine_cli.set_refine_iterations(session, refine)
+    extras.apply(session)
     if as_json or not console.is_terminal:
         result = session.run(conversation)
     else:
@@ -127,10 +132,9 @@ def run(
         typer.echo(result.model_dump_json(indent=2))
         return
     if explain:
-        from pearl.strategies.explain import render
+        from pearl.cli.explain import render
 
-        render(result, console)
-        refine_cli.render_explain(result, console)
+        render(result, console, extras)
         return
     console.print(Panel(result.response, title=f"pearl · {result.pipeline}", title_align="left"))
     u = result.usage
@@ -145,7 +149,8 @@ from pearl.traces.viewer import trace_app  # noqa: E402
 app.add_typer(trace_app, name="trace")
 
 
-def _run_batch(batch: str, out: Optional[str], concurrency: int, text, file, options: dict) -> None:
+def _run_batch(batch: str, out: Optional[str], concurrency: int, text, file, extras: RunExtras,
+               options: dict) -> None:
     from pearl.runtime.session import open_session
     from pearl.runtime.batch import read_inputs, run_batch
 
@@ -156,6 +161,7 @@ def _run_batch(batch: str, out: Optional[str], concurrency: int, text, file, opt
     read_inputs(batch)  # a missing input file is reported before the model loads
     pipeline = options.pop("pipeline")
     session = open_session(pipeline, **options)
+    extras.apply(session)
     summary = run_batch(session, batch, out, concurrency=concurrency, progress=err_console.is_terminal)
     err_console.print(
         f"{summary.succeeded} answered, {summary.failed} failed, {summary.skipped} already done · "
@@ -179,24 +185,82 @@ def pipelines():
 
 @app.command()
 def plugins():
-    """List loaded plugins and what each registers (PEARL_PLUGINS restricts third-party ones)."""
+    """List loaded plugins and what each registers or adds to the command line (PEARL_PLUGINS restricts third-party ones)."""
+    from pearl.cli.contributions import collect
     from pearl.host.manager import get_host
 
     host = get_host()
-    table = Table("plugin", "kind", "names")
-    for plugin, kinds in host.describe().items():
-        if not kinds:
-            table.add_row(plugin, "-", "(observer hooks only)")
-        for kind, names in sorted(kinds.items()):
-            table.add_row(plugin, kind, ", ".join(sorted(names)))
+    table = Table()
+    table.add_column("plugin", overflow="fold")
+    table.add_column("kind", no_wrap=True)
+    table.add_column("name", overflow="fold")
+    table.add_column("LM", no_wrap=True)
+    table.add_column("description", ratio=1)
+    shown = None
+    for row in plugin_rows(host, collect(host)):
+        table.add_row(row["plugin"] if row["plugin"] != shown else "", row["kind"], row["name"], row["lm"],
+                      row["description"])
+        shown = row["plugin"]
     console.print(table)
+
+
+def _first_line(text: str | None) -> str:
+    return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+
+
+def _description(value) -> str:
+    """A registered thing's one line: its `description` (or `summary`), else its docstring's first line."""
+    for attr in ("description", "summary"):
+        text = getattr(value, attr, None)
+        if isinstance(text, str) and text:
+            return _first_line(text)
+    return _first_line(value.__dict__.get("__doc__")) if isinstance(value, type) else ""
+
+
+def plugin_rows(host, contributions) -> list[dict[str, str]]:
+    """One row per thing a plugin registers or contributes, plugins in load order (for `pearl plugins`).
+
+    `lm` is "yes" / "no" for steps and judges (their `uses_lm`), empty for other kinds.
+    """
+    rows: list[dict[str, str]] = []
+    for plugin in host.plugin_names():
+        mine: list[dict[str, str]] = []
+        for kind, registry in host.registries.items():
+            for name in registry.names():
+                entry = registry.entries[name]
+                if entry.plugin != plugin:
+                    continue
+                uses_lm = getattr(entry.value, "uses_lm", None) if kind in ("steps", "judges") else None
+                mine.append({"kind": kind, "name": name, "lm": "" if uses_lm is None else ("yes" if uses_lm else "no"),
+                             "description": _description(entry.value)})
+        for cmd in contributions.commands:
+            if cmd.plugin == plugin:
+                where = f"{cmd.group} {cmd.name}" if cmd.group else cmd.name
+                mine.append({"kind": "command", "name": f"pearl {where}", "lm": "",
+                             "description": _first_line(cmd.kwargs.get("help") or cmd.fn.__doc__)})
+        for sub in contributions.sub_apps:
+            if sub.plugin == plugin:
+                mine.append({"kind": "command", "name": f"pearl {sub.name} ...", "lm": "",
+                             "description": _first_line(sub.kwargs.get("help") or sub.app.info.help
+                                                        if isinstance(sub.app.info.help, str) else "")})
+        for option in contributions.run_options:
+            if option.plugin == plugin:
+                flag = next(iter(option.option.param_decls or ()), option.name)
+                mine.append({"kind": "run option", "name": f"pearl run {flag}", "lm": "",
+                             "description": _first_line(option.option.help)})
+        explainers = sum(1 for e in contributions.explainers if e.plugin == plugin)
+        if explainers:
+            mine.append({"kind": "explain", "name": "pearl run --explain", "lm": "",
+                         "description": f"{explainers} panel renderer(s)"})
+        if not mine:
+            mine.append({"kind": "-", "name": "(observer hooks only)", "lm": "", "description": ""})
+        rows.extend({"plugin": plugin, **row} for row in mine)
+    return rows
 
 
 from pearl.cli.optimize import optimize_command  # noqa: E402
 
 app.command("optimize")(optimize_command)
-from pearl.cli.taxonomy import taxonomy_command  # noqa: E402
-app.command(name="taxonomy")(taxonomy_command)
 
 from pearl.cli.backend import backend_app  # noqa: E402
 
@@ -206,15 +270,23 @@ from pearl.cli import evaluate as _eval_cli  # noqa: E402  (evaluation commands)
 
 _eval_cli.register(app)
 
-from pearl.strategies.commands import export_pairs_command  # noqa: E402
 
-app.command("export-pairs")(export_pairs_command)
+def application(host=None) -> typer.Typer:
+    """The `pearl` command: the kernel's `app` plus every plugin's `register_commands` contributions.
+
+    Built anew on each call from `host` (default: the process-wide `get_host()`), so a test
+    that registers a plugin on its host sees that plugin's commands and options.
+    """
+    from pearl.cli.contributions import build, collect
+    from pearl.host.manager import get_host
+
+    return build(app, collect(host or get_host()))
 
 
 def main() -> None:
     """Entry point: run the app, turning `PearlError` into a one-line message and exit code 2."""
     try:
-        code = app(standalone_mode=False)  # typer returns Exit codes (130 on Ctrl-C) instead of raising
+        code = application()(standalone_mode=False)  # typer returns Exit codes (130 on Ctrl-C) instead of raising
         if isinstance(code, int) and code:
             if code == 130:
                 err_console.print("[yellow]interrupted[/]")

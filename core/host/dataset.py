@@ -1,24 +1,35 @@
 """The dataset contract: benchmark files turned into conversations with labels.
 
-A dataset is a subclass of `Dataset`, registered with `register_datasets`::
+A dataset is a subclass of the abstract base class `Dataset`, registered with
+`register_datasets` (`register(MyDataset)`).
+
+What a subclass must provide::
 
     name         the registry key (`pearl eval NAME:PATH`)
-    description  one line for `pearl plugins` / `pearl datasets`
     load(path, options) -> Iterator[Item]
-                 reads the file or folder at `path` and yields items in a stable order;
-                 `options` holds loader-specific keys (unknown keys are ignored).
-                 A missing, empty or malformed file raises `pearl.errors.DatasetError`
-                 naming the file and, where it applies, the column.
+                 read the file or folder at `path` and yield its items in a stable order
 
-An `Item` has a stable `id` (unique within the dataset; resumed runs key on it), the
+What it may provide: `description` (one line, shown by `pearl plugins` and `pearl datasets`).
+
+What it may assume:
+
+- The class is instantiated with no arguments and `load` is called once per evaluation,
+  in the main thread, by `load_dataset` — which has already checked that `path` exists.
+- `options` holds loader-specific keys; unknown keys are to be ignored.
+- Selection (`--limit`, `--sample N --seed S`, label filters) is generic and done here
+  (`select`) on what `load` yields: a loader yields everything.
+
+What it must guarantee: every `Item` has an `id` unique within the dataset and stable
+across runs (resumed evaluations key on it; duplicates are a `DatasetError`), the
 `Conversation` to answer, and flat `labels` (language, level, type, label, ...) that
-metrics group by and `select` filters on. Selection (`--limit`, `--sample N --seed S`,
-label filters) is generic and lives here, not in the loaders.
+metrics group by and `select` filters on. A missing, empty or malformed file raises
+`pearl.errors.DatasetError` naming the file and, where it applies, the column.
 """
 
 from __future__ import annotations
 
 import random
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar, Iterable, Iterator
 
@@ -36,14 +47,15 @@ class Item(BaseModel):
     labels: dict[str, Any] = Field(default_factory=dict)
 
 
-class Dataset:
+class Dataset(ABC):
     """Base class of dataset loaders (see the module docstring for the contract)."""
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
 
+    @abstractmethod
     def load(self, path: Path, options: dict[str, Any]) -> Iterator[Item]:
-        raise NotImplementedError
+        """Yield the items of the file or folder at `path`, in a stable order."""
 
 
 def parse_filters(pairs: Iterable[str]) -> dict[str, set[str]]:

@@ -1,16 +1,37 @@
 """The judge contract: scoring a response to a conversation.
 
-A judge is a subclass of `Judge`, registered with `register_judges`. Judges are the
-losses of Lingo-BP (satisfaction, safety) and the scorers of evaluation (refusal).
-They must be language-neutral: they judge conversations in any language.
+A judge is a subclass of the abstract base class `Judge`, registered with
+`register_judges` (`register(MyJudge)`). Judges are the losses of Lingo-BP (satisfaction,
+safety) and the scorers of evaluation (refusal). They must be language-neutral: they
+judge conversations in any language.
 
-Contract: `name` is the registry key; `uses_lm` says whether `judge` needs an active
-DSPy LM (`dspy.context(lm=...)`); `judge(...)` returns a `Judgement` (or a subclass with
-typed details) and raises `pearl.errors.PearlError` when no verdict can be had.
+What a subclass must provide::
+
+    name         the registry key (`pearl eval --judges NAME`, a refine step's
+                 `satisfaction_judge = "NAME"` / `safety_judge = "NAME"`)
+    judge(conversation, response, *, guideline=None, category=None) -> Judgement
+                 the verdict on `response` as the answer to `conversation`; a subclass
+                 may return a `Judgement` subclass with typed details
+
+What it may provide: `description` (one line, shown by `pearl plugins`) and `uses_lm`
+(False for a judge that never calls a language model; default True).
+
+What it may assume:
+
+- The class is instantiated with no arguments, once per evaluation or per refine step,
+  in the thread that builds it; `__init__` may build DSPy programs, not call an LM.
+- `judge` runs inside `dspy.context(lm=<the judge LM>)` when `uses_lm` is True (the
+  caller sets it: evaluation's judge LM, or the refine step's LM), and may be called from
+  several threads at once, so it keeps no per-call state on `self`.
+- `guideline` and `category` are the safety rules and risk category the pipeline's
+  assessment found (or a categoriser chose); None when there are none.
+- When no verdict can be had (the LM's answer cannot be parsed, say), raise
+  `pearl.errors.PearlError` naming why; callers record the error and go on.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
@@ -42,13 +63,14 @@ class Judgement(BaseModel):
         return [evaluation_event(self.judge, self.score, self.label, self.suggestion if content else None)]
 
 
-class Judge:
-    """Base class of judges (see the module docstring)."""
+class Judge(ABC):
+    """Base class of judges (see the module docstring for the contract)."""
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
     uses_lm: ClassVar[bool] = True
 
+    @abstractmethod
     def judge(self, conversation: Conversation, response: str, *, guideline: list[str] | None = None,
               category: str | None = None) -> Judgement:
-        raise NotImplementedError
+        """The verdict on `response` as the answer to `conversation`; raise `PearlError` when there is none."""

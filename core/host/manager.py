@@ -1,52 +1,56 @@
 """The plugin host: one pluggy `PluginManager("pearl")` and the registries it fills.
 
-Built-in plugins are modules listed in `BUILTIN_PLUGINS`; they register through the
-same hooks as third-party plugins, which are found through the `pearl` entry-point
-group. `PEARL_PLUGINS` (a comma list of entry-point names) restricts which
-third-party plugins load; set it empty to load built-ins only.
+Every plugin is an entry point of the `pearl` group, the built-in ones included: the
+`pearlpoint` distribution declares its own (`[project.entry-points.pearl]` in
+pyproject.toml), so the kernel names no plugin module. `PEARL_PLUGINS` (a comma list of
+entry-point names) restricts which *third-party* plugins load (entry points of other
+distributions); `PEARL_PLUGINS=` loads the built-ins only, as does `Host(third_party=False)`.
+Plugins load in a fixed order (built-ins by name, then third-party ones by name), and the
+host calls them in that order, so what a run sees never depends on installation order.
+
+Every hook is called through pluggy, so hook wrappers run and each call is a `hook <name>`
+span (`pearl.traces.hooks`). Registration hooks and `register_commands` are called once
+per implementing plugin (`Host.call_each`), which attributes each registration to the
+plugin that made it; a plugin that fails there is a `PluginError` naming the plugin and
+the hook. Observer hooks go through `Host.notify`, which reports a raising observer as a
+`PluginWarning` and never lets it change a step's result or error.
 """
 
 from __future__ import annotations
 
-import importlib
+import difflib
 import os
 import threading
+import warnings
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
-from typing import Any, Callable
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any, Callable, Iterable
 
 import pluggy
+from opentelemetry import trace
 
-from pearl.host import hookspecs
 from pearl.errors import PluginError
+from pearl.host import hookspecs
 from pearl.traces.hooks import trace_hook_calls
 
 ENTRY_POINT_GROUP = "pearl"
 ENV_PLUGINS = "PEARL_PLUGINS"
+DISTRIBUTION = "pearlpoint"  # the distribution whose entry points are the built-ins
 
-BUILTIN_PLUGINS: tuple[str, ...] = (
-    "pearl.plugins.llamacpp",
-    "pearl.plugins.openai_compat",
-    "pearl.plugins.sglang",
-    "pearl.strategies.minimal",
-    "pearl.strategies.recombine",
-    "pearl.plugins.taxonomy",
-    "pearl.strategies.library",
-    "pearl.strategies.risk",
-    "pearl.strategies.anticipate",
-    "pearl.strategies.decide",
-    "pearl.strategies.draft",
-    "pearl.strategies.refusal",
-    "pearl.plugins.strata_sword",
-    "pearl.plugins.xstest",
-    "pearl.plugins.jsonl_dataset",
-    "pearl.strategies.direct",
-    "pearl.strategies.guard",
-    "pearl.strategies.judges",
-    "pearl.strategies.refine",
-)
+# kind -> the registration hook that fills it
+REGISTRATION_HOOKS: dict[str, str] = {
+    "steps": "register_steps",
+    "backends": "register_backends",
+    "taxonomies": "register_taxonomies",
+    "strategies": "register_strategies",
+    "judges": "register_judges",
+    "datasets": "register_datasets",
+}
+KINDS = tuple(REGISTRATION_HOOKS)
 
-KINDS = ("steps", "backends", "taxonomies", "strategies", "judges", "datasets")
+
+class PluginWarning(UserWarning):
+    """A plugin did something the host survives: an observer raised, a hook name is unknown."""
 
 
 @dataclass
@@ -65,9 +69,14 @@ class Registry:
     kind: str
     entries: dict[str, Entry] = field(default_factory=dict)
 
+    @property
+    def hook(self) -> str:
+        return REGISTRATION_HOOKS.get(self.kind, f"register_{self.kind}")
+
     def add(self, name: str, value: Any, plugin: str) -> None:
         if not isinstance(name, str) or not name:
-            raise PluginError(f"plugin '{plugin}' registered a {self.kind[:-1]} without a name: give it a `name`")
+            raise PluginError(f"plugin '{plugin}' registered a {self.kind[:-1]} without a name in hook {self.hook}: "
+                              f"give it a `name` class attribute, or call register(name, obj)")
         if name in self.entries:
             first = self.entries[name].plugin
             raise PluginError(
@@ -90,59 +99,128 @@ class Registry:
         return name in self.entries
 
 
-def _default_key(kind: str, args: tuple) -> tuple[str, Any]:
-    """`register(obj)` keys by `obj.name`; `register(name, obj)` keys by `name`."""
-    if len(args) == 2:
-        return args[0], args[1]
-    if len(args) == 1:
-        return getattr(args[0], "name", None), args[0]
-    raise TypeError(f"register() for {kind} takes (obj) or (name, obj)")
+def _registration(registry: Registry, plugin: str) -> Callable[..., None]:
+    """The `register` callback one plugin's registration hook receives."""
+
+    def register(*args: Any) -> None:
+        if len(args) == 2:
+            key, value = args
+        elif len(args) == 1:
+            key, value = getattr(args[0], "name", None), args[0]
+        else:
+            raise PluginError(
+                f"plugin '{plugin}' called register() with {len(args)} arguments in hook {registry.hook}: "
+                f"call register(obj), keyed by obj.name, or register(name, obj)"
+            )
+        registry.add(key, value, plugin)
+
+    return register
+
+
+def _is_builtin(ep: EntryPoint) -> bool:
+    dist = getattr(ep, "dist", None)
+    name = getattr(dist, "name", None) or ""
+    return name.lower().replace("_", "-") == DISTRIBUTION
 
 
 class Host:
-    """Loads plugins and answers 'what is registered under this name?'."""
+    """Loads plugins and answers 'what is registered under this name?'.
 
-    def __init__(self, *, load_entry_points: bool = True, builtins: tuple[str, ...] = BUILTIN_PLUGINS):
+    `third_party=False` builds a host with the built-in plugins only (tests, benchmarks);
+    `exclude` names built-in or third-party plugins (entry-point names) to leave out.
+    """
+
+    def __init__(self, *, third_party: bool = True, exclude: Iterable[str] = ()):
         self.pm = pluggy.PluginManager("pearl")
         self.pm.add_hookspecs(hookspecs)
         trace_hook_calls(self.pm)  # a span per hook call (no-op without a tracer provider)
         self._lock = threading.RLock()
         self._registries: dict[str, Registry] | None = None
-        for module_name in builtins:
-            self.pm.register(importlib.import_module(module_name), name=module_name)
-        if load_entry_points:
-            self._load_entry_points()
+        self._warned: set[tuple[str, str]] = set()
+        builtins, others = self._entry_points()
+        if not builtins:
+            raise PluginError(
+                f"no built-in plugins found: the '{ENTRY_POINT_GROUP}' entry points of the {DISTRIBUTION} "
+                f"distribution are missing; reinstall it (pip install -e . in a checkout)"
+            )
+        skip = set(exclude)
+        chosen = builtins + (self._third_party(others) if third_party else [])
+        for ep in chosen:
+            if ep.name not in skip:
+                self._load(ep)
+        self._warn_unknown_hooks()
 
-    def _load_entry_points(self) -> None:
+    # Loading --------------------------------------------------------------
+    @staticmethod
+    def _entry_points() -> tuple[list[EntryPoint], list[EntryPoint]]:
+        """(built-in, third-party) entry points of the `pearl` group, each sorted by name."""
+        builtins: list[EntryPoint] = []
+        others: list[EntryPoint] = []
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            (builtins if _is_builtin(ep) else others).append(ep)
+        return sorted(builtins, key=lambda e: e.name), sorted(others, key=lambda e: e.name)
+
+    @staticmethod
+    def _third_party(found: list[EntryPoint]) -> list[EntryPoint]:
+        """The third-party entry points `PEARL_PLUGINS` allows (all when it is unset)."""
         allowed = os.environ.get(ENV_PLUGINS)
-        wanted = None if allowed is None else {n.strip() for n in allowed.split(",") if n.strip()}
-        found = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
-        if wanted:
-            missing = sorted(wanted - set(found))
-            if missing:
-                raise PluginError(
-                    f"{ENV_PLUGINS} names {', '.join(missing)}, which no installed package provides "
-                    f"(installed: {', '.join(sorted(found)) or 'none'}): fix the list or install the plugin"
-                )
-        for name, ep in sorted(found.items()):
-            if wanted is not None and name not in wanted:
+        if allowed is None:
+            return found
+        wanted = {n.strip() for n in allowed.split(",") if n.strip()}
+        missing = sorted(wanted - {ep.name for ep in found})
+        if missing:
+            raise PluginError(
+                f"{ENV_PLUGINS} names {', '.join(missing)}, which no installed package provides "
+                f"(installed: {', '.join(ep.name for ep in found) or 'none'}): fix the list or install the plugin"
+            )
+        return [ep for ep in found if ep.name in wanted]
+
+    def _load(self, ep: EntryPoint) -> None:
+        try:
+            plugin = ep.load()
+        except (Exception, SystemExit) as exc:  # a plugin that exits at import must not end the program quietly
+            fix = ("this is a bug in Pearlpoint or a broken install: reinstall it" if _is_builtin(ep)
+                   else f"fix or uninstall it, or leave it out with {ENV_PLUGINS}")
+            raise PluginError(f"plugin '{ep.name}' ({ep.value}) failed to load: "
+                              f"{exc.__class__.__name__}: {exc}; {fix}") from exc
+        self._register(plugin, ep.name)
+
+    def _register(self, plugin: object, name: str | None) -> str:
+        try:
+            registered = self.pm.register(plugin, name=name)
+        except pluggy.PluginValidationError as exc:
+            detail = " ".join(str(exc).split())
+            raise PluginError(f"plugin '{name or plugin}' has a bad hook implementation: {detail}: "
+                              f"match the hook's arguments in pearl.host.hookspecs") from exc
+        except ValueError as exc:  # name or object already registered
+            raise PluginError(f"plugin '{name or plugin}' cannot be registered: {exc}: "
+                              f"give it another name or register it once") from exc
+        if registered is None:  # blocked name
+            raise PluginError(f"plugin '{name or plugin}' is blocked and was not registered")
+        return registered
+
+    def _warn_unknown_hooks(self) -> None:
+        """Warn once per (plugin, hook) about a `@hookimpl` whose name is no Pearlpoint hook."""
+        known = sorted(n for n, c in vars(self.pm.hook).items() if not n.startswith("_") and c.has_spec())
+        for name, caller in list(vars(self.pm.hook).items()):
+            if name.startswith("_") or caller.has_spec():
                 continue
-            try:
-                plugin = ep.load()
-            except Exception as exc:  # a broken third-party plugin must not look like our bug
-                raise PluginError(
-                    f"plugin '{name}' ({ep.value}) failed to load: {exc.__class__.__name__}: {exc}; "
-                    f"fix or uninstall it, or exclude it with {ENV_PLUGINS}"
-                ) from exc
-            self.pm.register(plugin, name=name)
+            for impl in caller.get_hookimpls():
+                key = (impl.plugin_name, name)
+                if impl.optionalhook or key in self._warned:
+                    continue
+                self._warned.add(key)
+                close = difflib.get_close_matches(name, known, n=1)
+                hint = f"did you mean '{close[0]}'?" if close else f"the hooks are {', '.join(known)}"
+                warnings.warn(f"plugin '{impl.plugin_name}' implements '{name}', which is not a Pearlpoint hook, "
+                              f"so it is never called: {hint}", PluginWarning, stacklevel=3)
 
     def register(self, plugin: object, name: str | None = None) -> str:
         """Register one more plugin (a module or object with hook implementations)."""
         with self._lock:
-            registered = self.pm.register(plugin, name=name)
-            if registered is None:
-                raise PluginError(f"plugin '{name or plugin}' is already registered")
+            registered = self._register(plugin, name)
             self._registries = None
+            self._warn_unknown_hooks()
             return registered
 
     def unregister(self, name: str) -> None:
@@ -150,6 +228,59 @@ class Host:
             self.pm.unregister(name=name)
             self._registries = None
 
+    # Calling hooks --------------------------------------------------------
+    def _implementations(self, hook_name: str) -> list:
+        """The non-wrapper implementations of `hook_name`, in plugin registration order."""
+        order = {name: i for i, name in enumerate(self.plugin_names())}
+        impls = [impl for impl in getattr(self.pm.hook, hook_name).get_hookimpls()
+                 if not (impl.wrapper or impl.hookwrapper)]
+        return sorted(impls, key=lambda impl: order.get(impl.plugin_name, len(order)))
+
+    def _caller_for(self, hook_name: str, impl, impls: list):
+        """A pluggy caller of `hook_name` that runs `impl` and every wrapper, but no other implementation."""
+        others = [other.plugin for other in impls if other.plugin is not impl.plugin]
+        return self.pm.subset_hook_caller(hook_name, remove_plugins=others)
+
+    def call_each(self, hook_name: str, kwargs_for: Callable[[str], dict[str, Any]]) -> None:
+        """Call `hook_name` through pluggy once per implementing plugin, in plugin order.
+
+        `kwargs_for(plugin_name)` gives that plugin's call arguments (e.g. a `register`
+        callback that records who registered what). A plugin that raises is a
+        `PluginError` naming the plugin and the hook (a `PluginError` it raises passes as is).
+        """
+        impls = self._implementations(hook_name)
+        for impl in impls:
+            caller = self._caller_for(hook_name, impl, impls)
+            try:
+                caller(**kwargs_for(impl.plugin_name))
+            except PluginError:
+                raise
+            except Exception as exc:
+                raise PluginError(
+                    f"plugin '{impl.plugin_name}' failed in hook {hook_name}: {exc.__class__.__name__}: {exc}; "
+                    f"fix the plugin, or leave it out with {ENV_PLUGINS}"
+                ) from exc
+
+    def notify(self, hook_name: str, **kwargs: Any) -> None:
+        """Call an observer hook: each plugin through pluggy, isolated from the others and from the caller.
+
+        An observer that raises `Exception` is reported — a `PluginWarning` naming the plugin
+        and the hook, and an event `pearl.observer.error` on the current span — and the call
+        goes on with the next observer. Nothing an observer does reaches the caller.
+        """
+        impls = self._implementations(hook_name)
+        for impl in impls:
+            caller = self._caller_for(hook_name, impl, impls)
+            try:
+                caller(**kwargs)
+            except Exception as exc:
+                message = f"{exc.__class__.__name__}: {exc}"
+                trace.get_current_span().add_event("pearl.observer.error", {
+                    "pearl.plugin": impl.plugin_name, "pearl.hook.name": hook_name, "exception.message": message})
+                warnings.warn(f"observer plugin '{impl.plugin_name}' raised in hook {hook_name} ({message}); "
+                              f"ignored: observers must not raise", PluginWarning, stacklevel=2)
+
+    # Registries -----------------------------------------------------------
     @property
     def registries(self) -> dict[str, Registry]:
         with self._lock:
@@ -159,17 +290,9 @@ class Host:
 
     def _collect(self) -> dict[str, Registry]:
         registries = {kind: Registry(kind) for kind in KINDS}
-        for kind in KINDS:
-            caller = getattr(self.pm.hook, f"register_{kind}")
-            for impl in caller.get_hookimpls():
-                registry = registries[kind]
-                plugin_name = impl.plugin_name
-
-                def register(*args, _registry=registry, _plugin=plugin_name, _kind=kind) -> None:
-                    key, value = _default_key(_kind, args)
-                    _registry.add(key, value, _plugin)
-
-                impl.function(register=register)
+        for kind, hook_name in REGISTRATION_HOOKS.items():
+            registry = registries[kind]
+            self.call_each(hook_name, lambda plugin, _r=registry: {"register": _registration(_r, plugin)})
         return registries
 
     # Convenience lookups -------------------------------------------------
@@ -183,6 +306,7 @@ class Host:
         return self.get("backends", name)
 
     def plugin_names(self) -> list[str]:
+        """Registered plugin names, in load order."""
         return [name for name, _ in self.pm.list_name_plugin()]
 
     def describe(self) -> dict[str, dict[str, list[str]]]:

@@ -1,26 +1,50 @@
 """The step contract: what a pipeline step plugin is.
 
-A step is a subclass of `Step`, registered with `register_steps`. The pipeline
-compiler instantiates it once per loaded pipeline and calls `run` once per request,
-possibly from several threads at once (batched runs), so `run` must only read its
-inputs and its own configuration.
+A step is a subclass of the abstract base class `Step`, registered with `register_steps`
+(`register(MyStep)`). Pipelines name it by `name` (`use = "<name>"` in a step's table).
 
-Class attributes (the contract)::
+What a subclass must provide (class attributes, and `run`)::
 
-    name    the key pipelines use: `use = "<name>"`
-    Params  pydantic model of the step's TOML parameters (unknown keys are errors)
-    inputs  run-state slot -> type the step reads; the slot "conversation" always exists
-    output  (slot, type) the step writes; the type is a pydantic model
-    uses_lm whether the step calls a language model
+    name     the registry key pipelines use; unique among installed plugins
+    output   (slot, ModelClass): the run-state slot the step writes and the pydantic
+             model type of its value; `run` must return an instance of exactly that type
+    run(state) -> BaseModel
+             compute the output from `state`
 
-A step that calls a language model builds its DSPy module in `__init__` and exposes it
-as `self.program`, so optimizers can compile it and pipelines can load a compiled
-state into it (`program = "PATH"` in the step's table).
+What it may provide::
+
+    Params       pydantic model of the step's TOML parameters (default `NoParams`; give
+                 it `extra="forbid"` so misspelled keys are errors)
+    inputs       slot -> model type the step reads from `state`; the compiler checks that
+                 an earlier step (or the conversation, slot "conversation") provides each
+    description  one line, shown by `pearl plugins`
+    uses_lm      False for a step that never calls a language model (shown by `pearl
+                 plugins`; default True)
+    program      a DSPy module built in `__init__`, for steps that call an LM, so that
+                 optimizers can compile it and a pipeline can load a compiled state into
+                 it (`program = "PATH"` in the step's table)
+
+What it may assume:
+
+- `__init__(params, context)` is called once per compiled pipeline, in the thread that
+  loads it, with validated `params` and a `StepContext` (step id, pipeline name, the host).
+  It may build DSPy programs and look things up in the host (taxonomies, judges); it must
+  not call a language model.
+- `run(state)` is called once per request, after every step it depends on has finished,
+  inside `dspy.context(lm=<the step's LM role>)` — so DSPy modules find their LM — and
+  possibly from several threads at once (batched runs), so it must only read its inputs
+  and its own configuration. Every slot in `inputs` is present in `state`.
+- Failures: raise `pearl.errors.StepError` (or any `PearlError`) with a message naming
+  the problem; the runner wraps any other exception in a `StepError` naming the step.
+  Returning a value of the wrong type is a `StepError`.
+- The runner meters LM usage, times the step, records a span, and calls the observer hooks
+  around `run`; a step does none of that itself.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
 
 from pydantic import BaseModel, ConfigDict
@@ -36,12 +60,11 @@ class NoParams(BaseModel):
 
 @dataclass
 class StepContext:
-    """What a step may look at when it is built: its id and the plugin host."""
+    """What a step may look at when it is built: its id, its pipeline's name and the plugin host."""
 
     step_id: str
     host: Any
     pipeline: str = ""
-    options: dict[str, Any] = field(default_factory=dict)
 
 
 class RunState:
@@ -67,7 +90,7 @@ class RunState:
         return list(self._values)
 
 
-class Step:
+class Step(ABC):
     """Base class of every pipeline step (see the module docstring for the contract)."""
 
     name: ClassVar[str]
@@ -83,9 +106,9 @@ class Step:
         self.params = params
         self.context = context
 
+    @abstractmethod
     def run(self, state: RunState) -> BaseModel:
-        """Compute this step's output from `state`; raise `pearl.errors.StepError` on failure."""
-        raise NotImplementedError
+        """Compute this step's output (an `output[1]` instance) from `state`; raise `StepError` on failure."""
 
     @property
     def output_slot(self) -> str:

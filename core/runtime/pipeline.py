@@ -115,17 +115,17 @@ def _format_validation(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def load(ref: str, host, **options: Any) -> Pipeline:
+def load(ref: str, host) -> Pipeline:
     """Load, validate and compile a pipeline from a shipped name or a file path."""
     path = resolve(ref)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise PipelineError(f"{path}: not valid TOML ({exc}): fix the syntax") from None
-    return compile_spec(data, host, source=str(path), **options)
+    return compile_spec(data, host, source=str(path))
 
 
-def compile_spec(data: dict[str, Any], host, source: str = "<pipeline>", **options: Any) -> Pipeline:
+def compile_spec(data: dict[str, Any], host, source: str = "<pipeline>") -> Pipeline:
     """Validate a parsed pipeline document and compile it (see the module docstring)."""
     try:
         spec = PipelineSpec.model_validate(data)
@@ -165,7 +165,7 @@ def compile_spec(data: dict[str, Any], host, source: str = "<pipeline>", **optio
             params = step_cls.Params.model_validate(step_spec.params)
         except ValidationError as exc:
             raise PipelineError(f"{source}: step '{step_id}' ({step_spec.use}): bad parameter: {_format_validation(exc)}") from None
-        context = StepContext(step_id=step_id, host=host, pipeline=spec.name, options=options)
+        context = StepContext(step_id=step_id, host=host, pipeline=spec.name)
         try:
             step = step_cls(params, context)
         except PipelineError:

@@ -42,7 +42,7 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=256)
     args = ap.parse_args()
     schedule = [s for s in args.schedule.split(",") if s]
-    host = Host(load_entry_points=False)
+    host = Host(third_party=False)
     host.register(DoublesPlugin(), name="bench.doubles")
     lm = LlamaCppBackend().create(BackendSettings(max_tokens=args.max_tokens, n_ctx=4096))
     pipeline = compile_spec(pipeline_doc(schedule=schedule, max_calls=200), host)

@@ -42,7 +42,7 @@ def main(runs: int) -> None:
     path = Path(tempfile.mkdtemp()) / "spans.jsonl"
     processor = BatchSpanProcessor(JsonlSpanExporter(path))
     sdk.add_span_processor(processor)
-    host = Host(load_entry_points=False)
+    host = Host(third_party=False)
     pipeline = load("minimal", host)
     conversation = Conversation.from_text("My landlord kept my deposit.")
 

@@ -1,6 +1,7 @@
 """`pearl taxonomy`: show a registered risk taxonomy, list them, or load a risk_rules.xlsx.
 
-Registered on the main app in `pearl.cli` with `app.command(name="taxonomy")(taxonomy_command)`.
+A built-in plugin: it contributes the command through `register_commands`, beside the
+taxonomy plugins it reads (`pearl.plugins.taxonomy`, `pearl.plugins.taxonomy_xlsx`).
 """
 
 from __future__ import annotations
@@ -12,8 +13,14 @@ from rich.console import Console
 from rich.table import Table
 
 from pearl.errors import InputError
+from pearl.host.hookspecs import hookimpl
 
 DEFAULT_TAXONOMY = "oyster"
+
+
+@hookimpl
+def register_commands(cli):
+    cli.command(taxonomy_command, name="taxonomy")
 
 
 def taxonomy_command(
@@ -27,7 +34,7 @@ def taxonomy_command(
 ):
     """Show a risk taxonomy as a table: category id, name, group and number of rules."""
     from pearl.host.manager import get_host
-    from pearl.plugins.taxonomy import get_taxonomy, taxonomy_names
+    from pearl.csa.taxonomy import get_taxonomy, taxonomy_names
 
     console = Console()
     if list_ and (name or from_xlsx):
@@ -64,7 +71,7 @@ def taxonomy_command(
 def _print_list(console: Console, host, names: list[str], as_json: bool) -> None:
     import json
 
-    from pearl.plugins.taxonomy import get_taxonomy
+    from pearl.csa.taxonomy import get_taxonomy
 
     rows = []
     for n in names:
