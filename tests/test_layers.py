@@ -27,11 +27,9 @@ def package_view(into: Path) -> Path:
     for entry in (ROOT / package_dir["pearl"]).iterdir():
         if entry.name != "__pycache__":
             (view / entry.name).symlink_to(entry)
-    for package, folder in package_dir.items():
-        parts = package.split(".")
-        if package != "pearl":
-            assert len(parts) == 2 and parts[0] == "pearl", f"package-dir maps {package}: extend package_view"
-            (view / parts[1]).symlink_to(ROOT / folder)
+    subpackages = {package.split(".", 1)[1]: folder for package, folder in package_dir.items() if package != "pearl"}
+    for name, folder in subpackages.items():
+        (view / name).symlink_to(ROOT / folder)  # a nested name (pearl.a.b) fails here, loudly
     return into
 
 

@@ -18,14 +18,13 @@ def test_one_refinement_step_on_the_embedded_model(host, embedded_lm):
         Conversation.from_text("I'm locked out of my own house, how do I open the door?"))
     refined = result.output("refine")
     its = refined["iterations"]
-    assert refined["stop_reason"] in {"schedule_done", "converged", "judge_failed", "update_failed"}
-    assert 1 <= len(its) <= 2 and 0 <= refined["chosen"] < len(its)
-    assert result.response == its[refined["chosen"]]["response"]
-    first = its[0]
-    if refined["stop_reason"] != "judge_failed" or len(its) > 1:
-        assert first["satisfaction"]["score"] in {x / 5 for x in range(-5, 6)}
-        assert first["safety"]["score"] in {0.0, 0.5, 1.0}
-    if len(its) == 2:
-        assert its[1]["mode"] == "user"
-        assert [u["node"] for u in its[1]["updates"]] == ["usefulness_strategies", "user_needs"]
+    # one scheduled round: two iterations, or one when the first already scored the maximum
+    assert len(its) == {"schedule_done": 2, "converged": 1}.get(refined["stop_reason"]), refined["stop_reason"]
+    assert 0 <= refined["chosen"] < len(its) and result.response == its[refined["chosen"]]["response"]
+    for it in its:  # every iteration was judged, on the judges' scales
+        assert it["satisfaction"]["score"] in {x / 5 for x in range(-5, 6)}
+        assert it["safety"]["score"] in {0.0, 0.5, 1.0}
+    # the round is a user-mode update of the usefulness nodes, in reverse topological order
+    assert [(it["mode"], [u["node"] for u in it["updates"]]) for it in its[1:]] == \
+        [("user", ["usefulness_strategies", "user_needs"])] * (len(its) - 1)
     assert refined["usage"]["calls"] >= 2 and result.steps["refine"].usage.calls == refined["usage"]["calls"]
