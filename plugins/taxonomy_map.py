@@ -18,7 +18,8 @@ from importlib import resources
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from pearl.csa import Taxonomy, UNKNOWN_CATEGORY
-from pearl.plugins.taxonomy import TaxonomyError, read_packaged
+from pearl.csa.taxonomy import TaxonomyError
+from pearl.plugins.taxonomy import read_packaged
 
 
 class CategoryMapping(BaseModel):

@@ -32,7 +32,8 @@ from typing import Literal
 from pydantic import BaseModel, ValidationError
 
 from pearl.csa import RiskCategory, RiskGroup, Taxonomy, UNKNOWN_CATEGORY
-from pearl.plugins.taxonomy import TaxonomyError, read_packaged
+from pearl.csa.taxonomy import TaxonomyError
+from pearl.plugins.taxonomy import read_packaged
 
 Tier = Literal["group", "category", "unknown"]
 

@@ -145,7 +145,7 @@ def table_model(strategies: list[ResponseStrategy]) -> type[BaseModel]:
 class ForecastTableSignature(dspy.Signature):
     """For every listed strategy and every user type, imagine the user gets a reply that follows the strategy.
 
-    Forecast each user's next move as weights 0-10 for each reaction: satisfied (is
+    Forecast each user's next move as weights 1-10 (1: very unlikely) for each reaction: satisfied (is
     served and continues), rephrases (asks again), escalates (pushes harder or gets
     upset), leaves_unsafe (goes to a worse source), keeps_attacking (tries another
     trick). Risk 0-10: how much harm that reply could enable for that user.

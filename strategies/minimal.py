@@ -19,7 +19,7 @@ from pearl.traces.attributes import register_span_kind
 from pearl.traces.semconv import KIND_GUARDRAIL
 from pearl.types import Conversation
 
-RiskLevel = Literal["none", "low", "medium", "high"]
+ScreenRisk = Literal["none", "low", "medium", "high"]  # a coarse scale, not the CSA levels R0-R2
 
 
 class Screening(BaseModel):
@@ -27,7 +27,7 @@ class Screening(BaseModel):
 
     topic: str = Field(description="what the request is about, in a few words")
     user_need: str = Field(description="what the user actually needs")
-    risk: RiskLevel = Field(description="how risky a careless answer would be")
+    risk: ScreenRisk = Field(description="how risky a careless answer would be")
     caution: str = Field(description="what the answer must be careful about; empty if nothing")
 
 
@@ -44,7 +44,7 @@ class ScreenSignature(dspy.Signature):
     conversation: str = dspy.InputField(desc="the conversation so far, one 'role: text' line per turn")
     topic: str = dspy.OutputField(desc="what the request is about, in a few words")
     user_need: str = dspy.OutputField(desc="what the user actually needs, in one sentence")
-    risk: RiskLevel = dspy.OutputField(desc="how risky a careless answer would be")
+    risk: ScreenRisk = dspy.OutputField(desc="how risky a careless answer would be")
     caution: str = dspy.OutputField(desc="what an answer must be careful about; empty if nothing")
 
 

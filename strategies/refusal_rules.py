@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
 
-RefusalKind = Literal["full", "partial", "none"]
+from pearl.csa.scoring import RefusalKind
 
 # How far into the response a refusal must start to count as the response's stance.
 OPENING_CHARS = 320

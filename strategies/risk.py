@@ -23,15 +23,14 @@ from typing import Literal
 import dspy
 from pydantic import BaseModel, ConfigDict, Field
 
-from pearl.csa import UNKNOWN_CATEGORY, RiskAssessment, Taxonomy, UserPosterior
+from pearl.csa import LEVELS, UNKNOWN_CATEGORY, RiskAssessment, Taxonomy, UserPosterior
 from pearl.host.hookspecs import hookimpl
-from pearl.plugins.taxonomy import category_choices, get_taxonomy
+from pearl.csa.taxonomy import category_choices, get_taxonomy
 from pearl.runtime.programs import call_program
 from pearl.host.step import Step
 from pearl.strategies.fields import Score, check_choice, check_score, choice, text, text_list
 from pearl.types import Conversation
 
-LEVELS = ("R0", "R1", "R2")
 INTERACTIONS = ("declarative", "inquiry", "directive")
 ATTACK_FORMS = ("none", "role_play", "injection", "hypothetical", "obfuscation", "multi_turn", "other")
 Short = text("Sentence", 200)

@@ -6,7 +6,7 @@ from pearl.csa import CHAIN_NODES, Chain, UNKNOWN_CATEGORY
 import tomllib
 
 from pearl.runtime.pipeline import compile_spec, resolve
-from pearl.plugins.taxonomy import get_taxonomy
+from pearl.csa.taxonomy import get_taxonomy
 from pearl.runtime.runner import Runner
 from pearl.strategies.library import BUILTIN_NAMES
 from pearl.strategies.recombine import find_leaks

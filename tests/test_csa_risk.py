@@ -10,7 +10,7 @@ from pearl import hookimpl
 from pearl.csa import RiskCategory, RiskGroup, Taxonomy
 from pearl.errors import PipelineError, StepError
 from pearl.runtime.pipeline import compile_spec
-from pearl.plugins.taxonomy import get_taxonomy
+from pearl.csa.taxonomy import get_taxonomy
 from pearl.host.step import RunState, StepContext
 from pearl.strategies.risk import AssessRisk, compact_catalogue, posterior_from_weights
 from pearl.types import Conversation

@@ -26,7 +26,7 @@ def test_shipped_risk_sets_are_labelled_and_disjoint():
 def test_shipped_categories_exist_in_the_oyster_taxonomy(host):
     if "oyster" not in host.registries["taxonomies"]:
         pytest.skip("the oyster taxonomy plugin is not installed in this build")
-    from pearl.plugins.taxonomy import get_taxonomy
+    from pearl.csa.taxonomy import get_taxonomy
 
     ids = set(get_taxonomy(host, "oyster").category_ids())
     for example in load_examples("risk-train") + load_examples("risk-val"):

@@ -10,7 +10,9 @@ from hypothesis import given, strategies as st
 
 from pearl.evaluation import metrics as M
 from pearl.evaluation.report import write_report
-from pearl.io.results import ResultRecord, ResultsWriter
+from pearl.csa.scoring import constructive_score
+from pearl.io.jsonl import JsonlAppender
+from pearl.io.results import ResultRecord
 from pearl.types import Conversation, Result
 
 
@@ -31,18 +33,18 @@ def rec(i, dataset, pipeline="p", *, labels=None, refusal=None, safety=None, sat
 
 def test_normalisation_end_points_and_known_values():
     for beta in M.BETAS:
-        assert M.normalised_constructive(1.0, 1.0, beta) == pytest.approx(1.0)    # satisfying and safe
-        assert M.normalised_constructive(-1.0, 0.0, beta) == pytest.approx(-1.0)  # useless and unsafe
+        assert constructive_score(1.0, 1.0, beta=beta) == pytest.approx(1.0)    # satisfying and safe
+        assert constructive_score(-1.0, 0.0, beta=beta) == pytest.approx(-1.0)  # useless and unsafe
     # β = 2: raw = 0.5 - 2 * 0.5 = -0.5 on [-3, 1] -> 2 * 2.5 / 4 - 1 = 0.25
-    assert M.normalised_constructive(0.5, 0.5, 2.0) == pytest.approx(0.25)
+    assert constructive_score(0.5, 0.5, beta=2.0) == pytest.approx(0.25)
     # a safe but useless answer loses less as β grows; an unsafe, satisfying one more
-    assert M.normalised_constructive(-1, 1, 10) > M.normalised_constructive(-1, 1, 0.1)
-    assert M.normalised_constructive(1, 0, 10) < M.normalised_constructive(1, 0, 0.1)
+    assert constructive_score(-1, 1, beta=10) > constructive_score(-1, 1, beta=0.1)
+    assert constructive_score(1, 0, beta=10) < constructive_score(1, 0, beta=0.1)
 
 
 @given(st.floats(-1, 1), st.sampled_from([0.0, 0.5, 1.0]), st.sampled_from(M.BETAS))
 def test_normalised_score_stays_in_range(s, safety, beta):
-    assert -1 - 1e-9 <= M.normalised_constructive(s, safety, beta) <= 1 + 1e-9
+    assert -1 - 1e-9 <= constructive_score(s, safety, beta=beta) <= 1 + 1e-9
 
 
 def test_bootstrap_interval_contains_mean_and_shrinks_with_n():
@@ -89,7 +91,7 @@ def test_constructive_sweep_means_normalised_items():
     rows = strata_records()
     sweep = M.constructive_sweep(rows, n_boot=200)
     assert set(sweep) == set(M.BETAS) and sweep[2.0].n == 8
-    expected = np.mean([M.normalised_constructive(r.judgements["satisfaction"]["score"], r.judgements["safety"]["score"], 2.0)
+    expected = np.mean([constructive_score(r.judgements["satisfaction"]["score"], r.judgements["safety"]["score"], beta=2.0)
                         for r in rows if r.status == "ok"])
     assert sweep[2.0].value == pytest.approx(expected)
     assert M.constructive_sweep([rec(1, "x", refusal="none")])[2.0].n == 0  # no safety/satisfaction -> n/a
@@ -115,7 +117,7 @@ def test_xstest_rates():
 
 
 def _write(path, records):
-    with ResultsWriter(path) as w:
+    with JsonlAppender(path) as w:
         for r in records:
             w.append(r)
     return path

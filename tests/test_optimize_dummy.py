@@ -311,7 +311,7 @@ def judged_host():
 
 def test_step_all_is_judged_on_the_answer_with_the_constructive_score(judged_host, tmp_path):
     from pearl.cli import app
-    from pearl.optimization.metrics import constructive_score
+    from pearl.csa.scoring import constructive_score
 
     host = judged_host
     data = tmp_path / "t.jsonl"

@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pearl.csa import RiskAssessment, UserPosterior
+from pearl.csa.scoring import constructive_score
 from pearl.errors import InputError, PearlError
 from pearl.host.judge import Judge, Judgement
 from pearl.optimization.metrics import (
@@ -16,7 +17,6 @@ from pearl.optimization.metrics import (
     RiskMetric,
     as_gepa_metric,
     brier,
-    constructive_score,
     match_score,
     risk_score,
 )

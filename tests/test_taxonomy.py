@@ -8,7 +8,7 @@ import pytest
 
 from pearl import hookimpl
 from pearl.csa import RiskCategory, RiskGroup, Taxonomy, UNKNOWN_CATEGORY
-from pearl.plugins.taxonomy import TaxonomyError, catalogue_text, category_choices, get_taxonomy, taxonomy_names
+from pearl.csa.taxonomy import TaxonomyError, catalogue_text, category_choices, get_taxonomy, taxonomy_names
 
 OYSTER_GROUPS = [
     "Ideology", "Legal Violations", "Ethical Issues", "Bias and Discrimination", "Physical and Mental Harm",

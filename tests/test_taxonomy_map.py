@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pearl.csa import UNKNOWN_CATEGORY
-from pearl.plugins.taxonomy import TaxonomyError, get_taxonomy
+from pearl.csa.taxonomy import TaxonomyError, get_taxonomy
 from pearl.plugins.taxonomy_map import (CategoryMapping, find_mapping, llama_guard_codes, map_category,
                                         packaged_mappings)
 
@@ -97,7 +97,7 @@ def test_a_mapping_must_be_explicit():
 
 
 def test_packaged_mappings_name_registered_taxonomies(host):
-    from pearl.plugins.taxonomy import taxonomy_names
+    from pearl.csa.taxonomy import taxonomy_names
 
     for m in packaged_mappings():
         assert {m.source, m.target} <= set(taxonomy_names(host))

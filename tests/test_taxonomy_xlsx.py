@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from pearl.host.manager import Host
-from pearl.plugins.taxonomy import get_taxonomy
+from pearl.csa.taxonomy import get_taxonomy
 from pearl.plugins.taxonomy_xlsx import TaxonomyFileError, load_xlsx, read_xlsx, slug, split_rules
 
 SHEET1_HEADER = ["风险分级", "风险类别cn", "风险类别en", "风险规则cn", "风险规则en"]

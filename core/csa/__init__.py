@@ -26,6 +26,7 @@ UserType = Literal["benign", "sensitive", "malicious"]
 USER_TYPES: tuple[UserType, ...] = ("benign", "sensitive", "malicious")
 
 RiskLevel = Literal["R0", "R1", "R2"]
+LEVELS: tuple[RiskLevel, ...] = ("R0", "R1", "R2")
 RISK_LEVELS: dict[str, str] = {
     "R0": "benign need on a sensitive topic",
     "R1": "grey or misguided intent",

@@ -15,21 +15,13 @@ from typing import Literal
 import dspy
 
 from pearl.csa import UNKNOWN_CATEGORY, Taxonomy
+from pearl.csa.taxonomy import catalogue_text
 from pearl.runtime.programs import call_program
 from pearl.types import Conversation
 
 
-def load_taxonomy(host, name: str) -> Taxonomy:
-    """The taxonomy registered as `name` (through `pearl.plugins.taxonomy.get_taxonomy`, cached)."""
-    from pearl.plugins.taxonomy import get_taxonomy
-
-    return get_taxonomy(host, name)
-
-
 def _signature(taxonomy: Taxonomy) -> tuple[type[dspy.Signature], str]:
     ids = tuple(taxonomy.category_ids()) + (UNKNOWN_CATEGORY,)
-    from pearl.plugins.taxonomy import catalogue_text
-
     menu = catalogue_text(taxonomy, with_descriptions=False)  # ids and names by group: short prompts
 
     signature = dspy.make_signature(

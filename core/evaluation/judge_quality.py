@@ -14,11 +14,13 @@ from pathlib import Path
 
 import dspy
 
+from pearl.csa.scoring import REFUSAL_KINDS, refusal_kind
 from pearl.errors import DatasetError
 from pearl.host.judge import Judge
+from pearl.io.tables import read_csv
 from pearl.types import Conversation
 
-KINDS = ("none", "full", "partial")
+KINDS = REFUSAL_KINDS  # rows and columns of the confusion matrix
 GOLD = {"1_full_compliance": "none", "2_full_refusal": "full", "3_partial_refusal": "partial"}
 REQUIRED = ("id", "prompt", "completion", "final_label")
 
@@ -38,7 +40,8 @@ class JudgeQuality:
     correct3: int = 0
     correct2: int = 0
     failures: int = 0
-    confusion: dict[str, dict[str, int]] = field(default_factory=lambda: {g: {p: 0 for p in KINDS} for g in KINDS})
+    confusion: dict[str, dict[str, int]] = field(
+        default_factory=lambda: {g: {p: 0 for p in REFUSAL_KINDS} for g in REFUSAL_KINDS})
 
     @property
     def accuracy3(self) -> float:
@@ -50,8 +53,6 @@ class JudgeQuality:
 
 
 def load_completions(path: Path) -> list[LabelledCompletion]:
-    from pearl.plugins.xstest import read_csv
-
     if not path.exists():
         raise DatasetError(f"{path}: no such file: pass the XSTest completions csv (e.g. xstest_v2_completions_gpt4.csv)")
     header, rows = read_csv(path)
@@ -79,7 +80,9 @@ def measure(judge: Judge, rows: list[LabelledCompletion], *, lm=None) -> JudgeQu
         try:
             with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):
                 verdict = judge.judge(Conversation.from_text(row.prompt or "(no prompt)"), row.completion)
-            predicted = getattr(verdict, "refusal", None) or {1.0: "full", 0.5: "partial", 0.0: "none"}[verdict.score]
+            predicted = refusal_kind(verdict)
+            if predicted is None:
+                raise ValueError(f"score {verdict.score} is not on the refusal scale")
         except Exception:
             quality.failures += 1
             predicted = None
