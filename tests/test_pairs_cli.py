@@ -123,12 +123,8 @@ def test_export_pairs_cli_and_its_errors(doubles, tmp_path):
         export_pairs(tmp_path / "missing.jsonl", out)
 
 
-def test_cli_export_pairs_error_is_one_line(tmp_path):
-    import subprocess
-    import sys
-
-    proc = subprocess.run([sys.executable, "-m", "pearl.cli", "export-pairs", str(tmp_path / "none.jsonl"),
-                           str(tmp_path / "o.jsonl")], capture_output=True, text=True, timeout=120)
+def test_cli_export_pairs_error_is_one_line(run_cli, tmp_path):
+    proc = run_cli(["export-pairs", tmp_path / "none.jsonl", tmp_path / "o.jsonl"])
     assert proc.returncode == 2 and "no such file" in proc.stderr and "Traceback" not in proc.stderr
 
 
