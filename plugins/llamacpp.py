@@ -19,12 +19,9 @@ from pearl.host.backend import Backend, BackendSettings
 from pearl.errors import BackendError, InputError
 from pearl.host.hookspecs import hookimpl
 from pearl.lm.base import ChatRequest, Completion, PearlLM
+from pearl.lm.schema import LLAMA_CPP_MAX_STRING_CHARS
 
 DEFAULT_MODEL_LABEL = "gemma-3-270m-q4_k_m"
-
-#: The longest string bound sent to llama.cpp's grammar: its parser rejects a repetition
-#: of about 1000 characters or more, and llama-cpp-python then crashes the process.
-LLAMA_CPP_MAX_STRING_CHARS = 800
 
 
 _models: dict[tuple, Any] = {}

@@ -27,12 +27,13 @@ import threading
 from typing import Any
 from urllib.parse import urlsplit
 
-from pearl.host.backend import Backend, BackendSettings
 from pearl.errors import BackendError
+from pearl.host.backend import Backend, BackendSettings
 from pearl.host.hookspecs import hookimpl
-from pearl.lm.http import HttpClient, HttpStatusError
-from pearl.plugins.llamacpp import LLAMA_CPP_MAX_STRING_CHARS
 from pearl.lm.base import ChatRequest, Completion, PearlLM
+from pearl.lm.http import HttpClient, HttpStatusError
+from pearl.lm.openai_wire import chat_body, completion_of, host_of, http_options
+from pearl.lm.schema import LLAMA_CPP_MAX_STRING_CHARS
 
 API_KEY_VARS = ("PEARL_API_KEY", "OPENAI_API_KEY")
 SCHEMA_FORMATS = ("auto", "json_schema", "json_object")
@@ -45,53 +46,6 @@ def api_key_from_environment(var: str | None = None) -> str | None:
         if value:
             return value
     return None
-
-
-def http_options(settings: BackendSettings) -> dict[str, Any]:
-    """The transport options shared by the HTTP backends, validated."""
-    opts = settings.options
-    try:
-        return {
-            "timeout": float(opts.get("timeout", 120.0)),
-            "max_retries": int(opts.get("max_retries", 3)),
-            "backoff": float(opts.get("backoff", 0.5)),
-        }
-    except (TypeError, ValueError) as exc:
-        raise BackendError(f"bad backend option ({exc}): timeout and backoff are seconds, max_retries a count") from None
-
-
-def host_of(url: str) -> str | None:
-    return urlsplit(url).hostname
-
-
-def usage_of(body: dict[str, Any]) -> tuple[int, int, int]:
-    """(prompt, completion, cached) tokens from an OpenAI-shaped `usage` object."""
-    u = body.get("usage") or {}
-    details = u.get("prompt_tokens_details") or {}
-    cached = details.get("cached_tokens") if isinstance(details, dict) else 0
-    return int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0), int(cached or 0)
-
-
-def chat_body(request: ChatRequest, model: str, schema_format: str = "json_schema") -> dict[str, Any]:
-    """The `/chat/completions` body for `request` (`schema_format`: json_object, else json_schema)."""
-    body: dict[str, Any] = {"model": model, **request.openai_fields(schema_format)}
-    body.update(request.extra)
-    return body
-
-
-def completion_of(body: Any, label: str, url: str) -> Completion:
-    """A `Completion` from an OpenAI chat-completion response, or a clear error."""
-    try:
-        choice = body["choices"][0]
-        text = choice["message"].get("content") or ""
-    except (KeyError, IndexError, TypeError, AttributeError):
-        raise BackendError(
-            f"the {label} at {url} answered without choices[0].message (got {str(body)[:160]!r}): "
-            f"is it an OpenAI-compatible chat-completions server?"
-        ) from None
-    prompt, completion, cached = usage_of(body)
-    return Completion(text=text, prompt_tokens=prompt, completion_tokens=completion, cached_tokens=cached,
-                      finish_reason=choice.get("finish_reason"), model=body.get("model"))
 
 
 PROBE_ANSWER = {"probe": "pearl-schema-probe"}

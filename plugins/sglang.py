@@ -54,7 +54,7 @@ from pearl.lm.chat_template import ChatTemplate, find_template
 from pearl.lm.http import HttpClient, HttpStatusError, trace_headers
 from pearl.lm.base import ChatRequest, Completion, PearlLM
 from pearl.lm.microbatch import MicroBatcher
-from pearl.plugins.openai_compat import chat_body, completion_of, host_of, http_options
+from pearl.lm.openai_wire import chat_body, completion_of, host_of, http_options
 
 DEFAULT_URL = "http://127.0.0.1:30000"
 GRAMMAR_KEYS = ("regex", "ebnf")

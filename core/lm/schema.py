@@ -7,6 +7,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
+#: The longest string bound sent to llama.cpp's grammar (the embedded backend, and
+#: llama-cpp-python's server behind the `openai` backend): its parser rejects a repetition
+#: of about 1000 characters or more, and llama-cpp-python then crashes the process.
+LLAMA_CPP_MAX_STRING_CHARS = 800
+
 
 def json_schema_of(response_format: Any) -> dict[str, Any] | None:
     """The JSON schema DSPy asked for, or None for free text / plain JSON mode.
