@@ -66,9 +66,6 @@ class Conversation(BaseModel):
         """The conversation as plain text, one `role: content` line per turn."""
         return "\n".join(f"{m.role}: {m.content}" for m in self.messages)
 
-    def char_count(self) -> int:
-        return sum(len(m.content) for m in self.messages) + len(self.system or "")
-
 
 class Usage(BaseModel):
     """Language-model usage, summed over calls."""

@@ -94,10 +94,6 @@ def backward_levels(nodes, graph: nx.DiGraph | None = None) -> list[tuple[int, l
     return sorted(levels.items())
 
 
-def backward_order(nodes, graph: nx.DiGraph | None = None) -> list[ChainNode]:
-    return [n for _, batch in backward_levels(nodes, graph) for n in batch]
-
-
 def nodes_for(mode: Mode, chain: Chain) -> frozenset[ChainNode]:
     """The nodes `mode` updates; a simplified (no-risk) chain keeps its empty risk nodes empty."""
     nodes = NODE_SETS[mode]

@@ -7,7 +7,7 @@ fine-grained assessment, reaction anticipation and a Pearl-Point decision.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import dspy
 from pydantic import BaseModel, ConfigDict, Field
@@ -15,7 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from pearl.host.hookspecs import hookimpl
 from pearl.runtime.programs import call_program
 from pearl.host.step import Step
-from pearl.traces.attributes import register_span_kind
 from pearl.traces.semconv import KIND_GUARDRAIL
 from pearl.types import Conversation
 
@@ -25,6 +24,7 @@ ScreenRisk = Literal["none", "low", "medium", "high"]  # a coarse scale, not the
 class Screening(BaseModel):
     """A coarse first look at the user's request."""
 
+    span_kind: ClassVar[str] = KIND_GUARDRAIL  # traces show the screen as a guardrail step (pearl.traces.attributes)
     topic: str = Field(description="what the request is about, in a few words")
     user_need: str = Field(description="what the user actually needs")
     risk: ScreenRisk = Field(description="how risky a careless answer would be")
@@ -107,5 +107,3 @@ def register_steps(register):
     register(ScreenStep)
     register(RespondStep)
 
-
-register_span_kind(Screening, KIND_GUARDRAIL)  # traces show the screen as a guardrail step

@@ -9,7 +9,7 @@ from pearl.runtime.pipeline import compile_spec
 from pearl.csa.refinement import Iteration, choose_pearl_point
 from pearl.csa.judgements import SafetyJudgement, SatisfactionItems, SatisfactionJudgement
 from pearl.runtime.runner import Runner
-from pearl.strategies.lingobp import NODE_SETS, backward_levels, backward_order, nodes_for, planned_calls
+from pearl.strategies.lingobp import NODE_SETS, backward_levels, nodes_for, planned_calls
 from pearl.types import Conversation
 
 from lingobp_doubles import DoublesPlugin, RISKY_CHAIN, RoutedDummyLM, Script, pipeline_doc
@@ -31,6 +31,10 @@ def run(host, script, **params):
 
 
 # --- graph walking ----------------------------------------------------------------------------
+
+def backward_order(nodes) -> list:
+    return [n for _, batch in backward_levels(nodes) for n in batch]
+
 
 def test_reverse_topological_order_is_deterministic_and_valid():
     graph = chain_graph()

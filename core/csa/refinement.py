@@ -22,7 +22,6 @@ from pearl.csa.judgements import SAFETY_MAX, SafetyJudgement, SatisfactionJudgem
 from pearl.types import Conversation, Usage
 
 Mode = Literal["user", "developer", "both"]
-MODES: tuple[Mode, ...] = ("user", "developer", "both")
 
 StopReason = Literal[
     "disabled",          # schedule is empty (--refine 0): the draft is passed through unjudged

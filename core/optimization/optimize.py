@@ -22,7 +22,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable
 
 import dspy
 import networkx as nx
@@ -46,7 +46,6 @@ from pearl.runtime.pipeline import Pipeline
 from pearl.host.step import RunState
 from pearl.runtime.runner import Runner
 
-OptimizerName = Literal["bootstrap", "mipro", "gepa"]
 OPTIMIZERS: tuple[str, ...] = ("bootstrap", "mipro", "gepa")
 AUTO_LEVELS = ("light", "medium", "heavy")
 

@@ -156,7 +156,10 @@ def _read_state(path: Path, where: str) -> dict[str, Any]:
 
 def read_stamp(path: str | Path) -> ProgramStamp | None:
     """The stamp of a saved state file, or None for a plain DSPy state without one."""
-    state = _read_state(Path(path), str(path))
+    return _stamp(_read_state(Path(path), str(path)))
+
+
+def _stamp(state: dict[str, Any]) -> ProgramStamp | None:
     raw = (state.get("metadata") or {}).get("pearl")
     return ProgramStamp.model_validate(raw) if raw else None
 
@@ -170,8 +173,7 @@ def load_into_step(step, path: str | Path, *, where: str, step_id: str) -> Progr
     if getattr(step, "program", None) is None:
         raise PipelineError(f"{where}: step '{step_id}' ({step.name}) has no DSPy program, so no compiled program can be loaded into it")
     state = _read_state(path, f"{where}: step '{step_id}'")
-    raw = (state.get("metadata") or {}).get("pearl")
-    stamp = ProgramStamp.model_validate(raw) if raw else None
+    stamp = _stamp(state)
     expected = signature_fingerprint(step.program)
     if stamp is not None:
         if stamp.use != step.name:
