@@ -81,3 +81,21 @@ def test_pearl_plugins_selects_and_rejects_unknown(entry_point_plugin, monkeypat
     monkeypatch.setenv("PEARL_PLUGINS", "sample,missing-one")
     with pytest.raises(PluginError, match="missing-one"):
         Host()
+
+
+def test_every_builtin_plugin_module_is_an_entry_point_of_pearlpoint():
+    """The kernel names no plugin: a module of plugins/ or strategies/ with hook
+    implementations loads only if pyproject.toml declares it under [project.entry-points.pearl]."""
+    from importlib.metadata import entry_points
+    from pathlib import Path
+
+    from pearl.host.manager import DISTRIBUTION
+
+    root = Path(__file__).resolve().parent.parent
+    with_hooks = {f"pearl.{folder}.{path.stem}" for folder in ("plugins", "strategies")
+                  for path in (root / folder).glob("*.py") if "@hookimpl" in path.read_text(encoding="utf-8")}
+    declared = {ep.name: ep.value for ep in entry_points(group="pearl") if ep.dist.name == DISTRIBUTION}
+    assert set(declared) == with_hooks
+    assert all(name == value for name, value in declared.items())
+    source = (root / "core" / "host" / "manager.py").read_text(encoding="utf-8")
+    assert "pearl.plugins." not in source and "pearl.strategies." not in source

@@ -124,7 +124,7 @@ class CommandLine:
                    apply: Callable[[Any, Any], None]) -> None:
         """Add an option to `pearl run`.
 
-        `name` is the Python name of the value (e.g. "refine"), `annotation` its type (e.g.
+        `name` is the Python name of the value (e.g. "repeat"), `annotation` its type (e.g.
         `Optional[int]`), `option` a `typer.Option(default, "--flag", help=...)`. When the
         value given differs from the default, `apply(session, value)` is called on the opened
         `Session` (single and `--batch` runs) before anything runs; it may change the
@@ -132,7 +132,7 @@ class CommandLine:
         """
         if not (isinstance(name, str) and name.isidentifier()):
             raise PluginError(f"plugin '{self.plugin}': run option name {name!r} in hook register_commands "
-                              f"is not a Python identifier: use e.g. 'refine'")
+                              f"is not a Python identifier: use e.g. 'repeat'")
         if not isinstance(option, OptionInfo):
             raise PluginError(f"plugin '{self.plugin}': run option '{name}' in hook register_commands needs "
                               f"typer.Option(...), got {type(option).__name__}")

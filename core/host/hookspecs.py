@@ -83,7 +83,7 @@ def register_taxonomies(register):
 def register_strategies(register):
     """Register response strategies: call `register(strategy)` once per strategy.
 
-    :param register: `register(strategy)` where `strategy` is a `pearl.csa.Strategy` (the
+    :param register: `register(strategy)` where `strategy` is a `pearl.csa.ResponseStrategy` (the
         CSA domain model's response-strategy type, an instance); its `name` is the key.
 
     Strategies are data, read by the CSA steps (anticipate, decide, draft); they must be
@@ -96,9 +96,9 @@ def register_judges(register):
     """Register judges: call `register(JudgeClass)` once per judge.
 
     :param register: `register(cls)` where `cls` is a subclass of `pearl.host.judge.Judge`;
-        its `name` is the key (`--judges`, a refine step's `satisfaction_judge = "..."`).
+        its `name` is the key (`pearl eval --judges`, a step parameter such as `satisfaction_judge = "..."`).
 
-    Evaluation and refinement instantiate the class and call `judge(...)`, possibly from
+    Evaluation and the steps that judge instantiate the class and call `judge(...)`, possibly from
     several threads at once; see `pearl.host.judge`.
     """
 

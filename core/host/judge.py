@@ -7,8 +7,8 @@ judge conversations in any language.
 
 What a subclass must provide::
 
-    name         the registry key (`pearl eval --judges NAME`, a refine step's
-                 `satisfaction_judge = "NAME"` / `safety_judge = "NAME"`)
+    name         the registry key (`pearl eval --judges NAME`, or a step parameter such
+                 as `satisfaction_judge = "NAME"`)
     judge(conversation, response, *, guideline=None, category=None) -> Judgement
                  the verdict on `response` as the answer to `conversation`; a subclass
                  may return a `Judgement` subclass with typed details
@@ -18,10 +18,10 @@ What it may provide: `description` (one line, shown by `pearl plugins`) and `use
 
 What it may assume:
 
-- The class is instantiated with no arguments, once per evaluation or per refine step,
+- The class is instantiated with no arguments, once per evaluation or per step using it,
   in the thread that builds it; `__init__` may build DSPy programs, not call an LM.
 - `judge` runs inside `dspy.context(lm=<the judge LM>)` when `uses_lm` is True (the
-  caller sets it: evaluation's judge LM, or the refine step's LM), and may be called from
+  caller sets it: evaluation's judge LM, or the judging step's LM), and may be called from
   several threads at once, so it keeps no per-call state on `self`.
 - `guideline` and `category` are the safety rules and risk category the pipeline's
   assessment found (or a categoriser chose); None when there are none.
