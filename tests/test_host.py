@@ -99,3 +99,24 @@ def test_every_builtin_plugin_module_is_an_entry_point_of_pearlpoint():
     assert all(name == value for name, value in declared.items())
     source = (root / "core" / "host" / "manager.py").read_text(encoding="utf-8")
     assert "pearl.plugins." not in source and "pearl.strategies." not in source
+
+
+def test_adding_an_observer_keeps_the_registries_and_a_registering_plugin_renews_them(host):
+    from conftest import TestStepsPlugin
+
+    before = host.registries
+
+    class Observer:
+        @hookimpl
+        def step_started(self, run_id, step_id, use):
+            pass
+
+    host.register(Observer(), name="tests.observer")
+    host.unregister("tests.observer")
+    assert host.registries is before
+    host.unregister("tests.steps")
+    assert "test-echo" not in host.registries["steps"]
+    host.register(TestStepsPlugin(), name="tests.steps")
+    assert "test-echo" in host.registries["steps"]
+    with pytest.raises(PluginError, match="no plugin named 'nope'"):
+        host.unregister("nope")

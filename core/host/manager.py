@@ -216,17 +216,32 @@ class Host:
                               f"so it is never called: {hint}", PluginWarning, stacklevel=3)
 
     def register(self, plugin: object, name: str | None = None) -> str:
-        """Register one more plugin (a module or object with hook implementations)."""
+        """Register one more plugin (a module or object with hook implementations).
+
+        The registries are collected again on next use only if the plugin registers
+        something: adding an observer (the CLI's progress line) leaves them as they are.
+        """
         with self._lock:
             registered = self._register(plugin, name)
-            self._registries = None
+            if self._registers_things(plugin):
+                self._registries = None
             self._warn_unknown_hooks()
             return registered
 
     def unregister(self, name: str) -> None:
         with self._lock:
+            plugin = self.pm.get_plugin(name)
+            if plugin is None:
+                raise PluginError(f"no plugin named '{name}' is registered: registered are "
+                                  f"{', '.join(self.plugin_names()) or 'none'}")
+            registers = self._registers_things(plugin)
             self.pm.unregister(name=name)
-            self._registries = None
+            if registers:
+                self._registries = None
+
+    def _registers_things(self, plugin: object) -> bool:
+        return any(impl.plugin is plugin for hook_name in REGISTRATION_HOOKS.values()
+                   for impl in getattr(self.pm.hook, hook_name).get_hookimpls())
 
     # Calling hooks --------------------------------------------------------
     def _implementations(self, hook_name: str) -> list:
