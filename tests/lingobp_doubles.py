@@ -10,7 +10,6 @@ from typing import Callable
 import dspy
 from dspy.utils import DummyLM
 
-from pearl.lm import usage
 from pearl.csa import Chain, RiskAssessment, UserPosterior
 from pearl.host.hookspecs import hookimpl
 from pearl.host.step import Step
@@ -31,7 +30,7 @@ ASSESSMENT = RiskAssessment(taxonomy="test", category="property_crime", level="R
 
 class RoutedDummyLM(DummyLM):
     """DummyLM whose answer is computed per call by `route(last_message)` (thread-safe), and which
-    reports usage like a real backend (tokens = whitespace-separated words)."""
+    reports usage like a real server, in the response (tokens = whitespace-separated words)."""
 
     def __init__(self, route: Callable[[str], dict]):
         super().__init__([], adapter=dspy.JSONAdapter())
@@ -48,7 +47,9 @@ class RoutedDummyLM(DummyLM):
             raise answer
         one = DummyLM([answer], adapter=dspy.JSONAdapter())
         out = one.forward(prompt=prompt, messages=messages, **kwargs)
-        usage.record(sum(len(m["content"].split()) for m in messages), len(str(answer).split()))
+        # Reported in the response's `usage`, as a server does; the runtime's MeteredLM counts it.
+        out["usage"] = {"prompt_tokens": sum(len(m["content"].split()) for m in messages),
+                        "completion_tokens": len(str(answer).split())}
         return out
 
 

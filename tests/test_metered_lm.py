@@ -146,6 +146,7 @@ def test_copy_is_metered_and_keeps_the_original():
         with usage.meter() as m:
             retry(messages=[{"role": "user", "content": "again please"}])
     assert m.total.calls == 1 and m.total.prompt_tokens == 2
+    assert retry.history is retry.inner.history and len(retry.history) == 1 and lm.history == []  # recorded once
     assert double.requests[0]["temperature"] == 0.7 and double.requests[0]["seed"] == 1
 
 

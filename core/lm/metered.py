@@ -25,11 +25,12 @@ counted by exactly the meters open where it was made. A response served from DSP
 cache (`cache_hit`) made no model call: it gets a span but no usage. A call that raises
 is counted nowhere and its span is marked as an error.
 
-Everything else is the inner LM's: `model`, `kwargs` (the same dict), `callbacks`,
-`supports_response_schema` and the other capability flags, `dump_state`, and any public
-attribute (`n_ctx`, `count_tokens`, `seed`, ...). `copy(**kw)` copies the inner LM and
-wraps the copy, so `call_program`'s retry with another temperature stays metered.
-DSPy's own history and usage tracker (`dspy.track_usage`) are kept on the wrapper.
+Everything else is the inner LM's: `model`, `kwargs` (the same dict), `history` (DSPy
+records each call there, once), `callbacks`, `supports_response_schema` and the other
+capability flags, `dump_state`, and any public attribute (`n_ctx`, `count_tokens`,
+`seed`, ...). `copy(**kw)` copies the inner LM and wraps the copy, so `call_program`'s
+retry with another temperature stays metered. DSPy's usage tracker (`dspy.track_usage`)
+sees each call once, as it would without the wrapper.
 """
 
 from __future__ import annotations
@@ -63,7 +64,6 @@ class MeteredLM(dspy.BaseLM):
         self.__dict__["inner"] = inner
         self.cache = False  # the inner LM caches, if it does
         self.num_retries = 0  # the inner LM retries, if it does
-        self.history = []
         self._warned_zero_temp_rollout = False
 
     # --- the inner LM's identity and settings -------------------------------------------------
@@ -82,6 +82,15 @@ class MeteredLM(dspy.BaseLM):
     @kwargs.setter
     def kwargs(self, value: dict[str, Any]) -> None:
         self.inner.kwargs = value
+
+    @property
+    def history(self) -> list:
+        """The inner LM's history: DSPy records each call there (`lm.inspect_history()` works on either)."""
+        return self.inner.history
+
+    @history.setter
+    def history(self, value: list) -> None:
+        self.inner.history = value
 
     @property
     def callbacks(self) -> list:

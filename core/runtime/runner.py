@@ -29,8 +29,9 @@ from pearl.types import Conversation, Result, StepRecord, type_name
 class Runner:
     """Runs `pipeline` with the LMs given per role (`task`, and optionally `judge`).
 
-    Each LM is wrapped once in `pearl.lm.metered.MeteredLM` (`instrument`), so any
-    `dspy.BaseLM` is metered and traced; `lms` holds the wrapped ones.
+    Each `dspy.BaseLM` is wrapped once in `pearl.lm.metered.MeteredLM` (`instrument`), so
+    every LM call is metered and traced; `lms` holds the wrapped ones (anything else, such
+    as a placeholder for a pipeline whose steps call no LM, is kept as given).
     """
 
     def __init__(self, pipeline: Pipeline, lms: dict[str, Any], host, *, max_workers: int | None = None,
@@ -38,7 +39,7 @@ class Runner:
         if "task" not in lms:
             raise ValueError("Runner needs at least the 'task' LM")
         self.pipeline = pipeline
-        self.lms = {role: instrument(lm) for role, lm in lms.items()}
+        self.lms = {role: instrument(lm) if isinstance(lm, dspy.BaseLM) else lm for role, lm in lms.items()}
         self.lms.setdefault("judge", self.lms["task"])
         self.host = host
         self.max_workers = max_workers or max(1, min(8, len(pipeline.steps)))
