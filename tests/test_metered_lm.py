@@ -8,6 +8,7 @@ its `chat` span, and the refinement's `max_calls` budget must hold.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
 import dspy
@@ -148,6 +149,19 @@ def test_copy_is_metered_and_keeps_the_original():
     assert m.total.calls == 1 and m.total.prompt_tokens == 2
     assert retry.history is retry.inner.history and len(retry.history) == 1 and lm.history == []  # recorded once
     assert double.requests[0]["temperature"] == 0.7 and double.requests[0]["seed"] == 1
+
+
+def test_async_calls_are_metered_too():
+    with OpenAITestDouble(lambda body: {"answer": "ok"}) as double:
+        lm = instrument(plain_lm(double.url))
+
+        async def call():
+            with usage.meter() as m:
+                out = await lm.acall(messages=[{"role": "user", "content": "one two three"}])
+            return out, m.total
+
+        out, total = asyncio.run(call())
+    assert out == ['{"answer": "ok"}'] and (total.calls, total.prompt_tokens) == (1, 3)
 
 
 def test_wrapper_proxies_the_inner_lm():
