@@ -173,3 +173,11 @@ def test_plugins_lists_descriptions_lm_use_and_commands(host, plugin, run_cli):
     assert by_name[("command", "pearl tools ...")]["description"] == "Tools of the test plugin."
     proc = run_cli(["plugins"], env={"COLUMNS": "200"})
     assert proc.returncode == 0 and "pearl export-pairs" in proc.stdout and "coarse risk screen" in proc.stdout
+
+
+@pytest.mark.parametrize("args, shown", [([], "Usage: pearl"), (["run", "--no-such-flag"], "No such option"),
+                                         (["no-such-command"], "No such command")])
+def test_usage_errors_are_messages_not_tracebacks(host, run_cli, args, shown):
+    proc = run_cli(args)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 2 and shown in output and "Traceback" not in output

@@ -286,7 +286,7 @@ def application(host=None) -> typer.Typer:
 def main() -> None:
     """Entry point: run the app, turning `PearlError` into a one-line message and exit code 2."""
     try:
-        code = application()(standalone_mode=False)  # typer returns Exit codes (130 on Ctrl-C) instead of raising
+        code = application()(standalone_mode=False, prog_name="pearl")  # typer returns Exit codes (130 on Ctrl-C) instead of raising
         if isinstance(code, int) and code:
             if code == 130:
                 err_console.print("[yellow]interrupted[/]")
@@ -301,15 +301,15 @@ def main() -> None:
         raise SystemExit(130)
     except SystemExit:
         raise
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            raise SystemExit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            raise SystemExit(130)
-        raise
+    except typer.Abort:
+        raise SystemExit(130)
+    except typer.TyperException as exc:  # usage errors, no arguments (help), bad parameters
+        show = getattr(exc, "show", None)
+        if show is not None:
+            show()
+        else:
+            err_console.print(f"[bold red]error:[/] {exc.format_message()}", highlight=False)
+        raise SystemExit(exc.exit_code)
 
 
 if __name__ == "__main__":
