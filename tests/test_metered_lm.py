@@ -23,7 +23,8 @@ from pearl.host.hookspecs import hookimpl
 from pearl.lm import usage
 from pearl.lm.metered import CACHE_HIT_ATTRIBUTE, MeteredLM, completion_of, instrument
 from pearl.runtime.concurrency import map_in_context
-from pearl.runtime.pipeline import compile_spec
+from pearl.host.step import RunState
+from pearl.runtime.pipeline import compile_spec, load
 from pearl.runtime.runner import Runner
 from pearl.runtime.session import open_session
 from pearl.traces import semconv as sc
@@ -116,6 +117,17 @@ def test_refinement_budget_holds_with_a_plain_dspy_lm(host):
     # the recombine step's call plus the refinement's: every request the server saw was counted
     assert result.usage.calls == len(double.requests) == 11
     assert result.usage.prompt_tokens == double.total().prompt_tokens
+
+
+def test_an_optimizers_candidate_on_a_plain_lm_is_metered(host):
+    pipeline = load("minimal", host)
+    runner = Runner(pipeline, {"task": object()}, host)  # the candidate brings its own LM
+    with OpenAITestDouble(minimal_route) as double:
+        with dspy.context(lm=plain_lm(double.url)):
+            records = runner.run_steps(RunState(Conversation.from_text("My landlord kept my deposit.")), ["screen"],
+                                       programs={"screen": pipeline.steps["screen"].program})
+    assert records["screen"].usage.calls == 1
+    assert records["screen"].usage.prompt_tokens == double.total().prompt_tokens > 0
 
 
 def test_meters_are_exact_under_threads():

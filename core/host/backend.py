@@ -100,7 +100,7 @@ class Backend(ABC):
       other `dspy.BaseLM`, e.g. `dspy.LM("openai/gpt-4o-mini")`, works as well. Either
       way the runtime wraps it in `pearl.lm.metered.MeteredLM`, which meters usage
       (`usage` of the OpenAI-shaped response, `prompt_tokens_details.cached_tokens`
-      included) and traces each call, so refinement budgets and traces work unchanged.
+      included) and traces each call, so usage budgets and traces work unchanged.
       Report the model's real token counts in that `usage`: calls without them are
       counted with 0 tokens. An LM that can constrain decoding to a JSON schema says
       so with `supports_response_schema`.

@@ -3,8 +3,8 @@
 The runtime wraps every role's LM once (`instrument`: `pearl.runtime.session.make_lm`
 and `pearl.runtime.runner.Runner` do it), so a backend may return any `dspy.BaseLM`:
 a `pearl.lm.base.PearlLM`, a plain `dspy.LM` (LiteLLM and every hosted provider it
-reaches, or DSPy's native engines), or a third party's own class. Steps, judges, the
-refinement's budgets and the traces then see the same numbers whichever it is.
+reaches, or DSPy's native engines), or a third party's own class. Steps, judges,
+usage budgets and the traces then see the same numbers whichever it is.
 
 How it works. DSPy calls the wrapper like any LM (`lm(messages=..., **kwargs)`), and
 `dspy.BaseLM.__call__` hands the call to `MeteredLM.forward`, which, in the calling

@@ -123,6 +123,8 @@ class Runner:
             if step_id in programs:
                 step = copy.copy(step)
                 step.program, lm = programs[step_id], dspy.settings.lm
+                if isinstance(lm, dspy.BaseLM):
+                    lm = instrument(lm)  # metered like the roles' LMs, whoever made it
             record, output = self._run_step(run_id, step_id, state, start, step=step, lm=lm)
             state.set(record.slot, output)
             records[step_id] = record
