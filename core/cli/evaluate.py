@@ -50,7 +50,7 @@ def eval_command(
     from pearl.runtime.session import open_session
     from pearl.cli import DEFAULT_PIPELINE
     from pearl.host.dataset import load_dataset, parse_filters, select
-    from pearl.evaluation.evaluate import ItemEvaluator, build_judges, default_judges, evaluate
+    from pearl.evaluation.evaluate import ItemEvaluator, build_judges, default_judges, evaluate, judge_categoriser
     from pearl.host.manager import get_host
     from pearl.io.jsonl import JsonlAppender
     from pearl.io.results import done_ids
@@ -71,13 +71,7 @@ def eval_command(
     todo = [item for item in items if item.id not in finished]
     err_console.print(f"[bold]{name}[/]: {len(items)} items selected, {len(items) - len(todo)} already in {out}, "
                       f"{len(todo)} to run · pipeline [bold]{session.pipeline.name}[/] · judges {', '.join(judge_names)}")
-    categoriser = None
-    tax_name = taxonomy or ("oyster" if "oyster" in host.registries["taxonomies"] else None)
-    if "safety" in judge_objs and tax_name and tax_name != "none":
-        from pearl.csa.categorise import Categoriser
-        from pearl.csa.taxonomy import get_taxonomy
-
-        categoriser = Categoriser(get_taxonomy(host, tax_name))
+    categoriser = judge_categoriser(host, judge_objs, taxonomy)
     evaluator = ItemEvaluator(session, judge_objs, dataset=name, total=len(items), categoriser=categoriser)
     counts = {"ok": 0, "error": 0}
 

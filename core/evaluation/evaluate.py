@@ -45,6 +45,25 @@ def build_judges(host, names: Iterable[str]) -> dict[str, Judge]:
     return {name: host.get("judges", name)() for name in names}
 
 
+DEFAULT_TAXONOMY = "oyster"
+
+
+def judge_categoriser(host, judges: Iterable[str], taxonomy: str | None = None):
+    """The categoriser that gives the safety judge each prompt's category and guideline.
+
+    `taxonomy` names a registered taxonomy; None means the default one when it is
+    installed; "none" turns categorisation off (the judge then reads the pipeline's own
+    assessment). Returns None when there is no safety judge or no taxonomy.
+    """
+    from pearl.csa.categorise import Categoriser
+    from pearl.csa.taxonomy import get_taxonomy
+
+    name = taxonomy or (DEFAULT_TAXONOMY if DEFAULT_TAXONOMY in host.registries["taxonomies"] else None)
+    if "safety" not in judges or not name or name == "none":
+        return None
+    return Categoriser(get_taxonomy(host, name))
+
+
 def risk_context(result: Result) -> tuple[str | None, list[str] | None]:
     """Category and guideline from the result's risk assessment, if the pipeline made one."""
     assessment = result.output_of(RiskAssessment)
