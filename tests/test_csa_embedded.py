@@ -9,6 +9,7 @@ from pearl.runtime.pipeline import compile_spec, resolve
 from pearl.csa.taxonomy import get_taxonomy
 from pearl.runtime.runner import Runner
 from pearl.strategies.library import BUILTIN_NAMES
+from pearl.strategies.lingobp import backward_levels, nodes_for
 from pearl.strategies.recombine import find_leaks
 from pearl.types import Conversation
 
@@ -32,5 +33,15 @@ def test_csa_run_has_a_well_formed_assessment_decision_chain_and_response(host, 
     assert set(result.output("draft")) >= set(CHAIN_NODES) and chain.user_needs
     assert result.response.strip() and find_leaks(result.response) == []
     refined = result.output("refine")
-    assert 1 <= len(refined["iterations"]) <= 2 and result.response == refined["response"]
+    its = refined["iterations"]
+    # one scheduled round: two iterations, or one when the draft already scored the maximum
+    assert len(its) == {"schedule_done": 2, "converged": 1}.get(refined["stop_reason"]), refined["stop_reason"]
+    assert result.response == refined["response"] == its[refined["chosen"]]["response"]
+    for it in its:  # every iteration was judged, on the judges' scales
+        assert it["satisfaction"]["score"] in {x / 5 for x in range(-5, 6)}
+        assert it["safety"]["score"] in {0.0, 0.5, 1.0}
+    # the round walks the chain backward: every node after all of its descendants
+    order = [node for _, batch in backward_levels(nodes_for("both", chain)) for node in batch]
+    assert [(it["mode"], [u["node"] for u in it["updates"]]) for it in its[1:]] == [("both", order)] * (len(its) - 1)
+    assert result.steps["refine"].usage.calls == refined["usage"]["calls"] >= 2
     assert result.steps["anticipate"].usage.calls >= 24 and result.steps["decide"].usage.calls == 0

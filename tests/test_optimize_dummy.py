@@ -1,8 +1,6 @@
 """Compiling steps on DSPy's DummyLM (a scripted test double): save, manifest, load, use, refuse."""
 
 import json
-import subprocess
-import sys
 
 import dspy
 import pytest
@@ -245,14 +243,9 @@ def test_cli_optimize_then_run_compiled(host, tmp_path, optimizer, budget):
     assert json.loads(ran.output)["pipeline"] == "minimal"
 
 
-def test_cli_errors_are_one_line(tmp_path):
-    import os
-
-    env = {**os.environ, "PEARL_PLUGINS": ""}
-
+def test_cli_errors_are_one_line(tmp_path, run_cli):
     def pearl(*args):
-        return subprocess.run([sys.executable, "-m", "pearl.cli", *args], capture_output=True, text=True, env=env,
-                              timeout=300)
+        return run_cli(list(args))
 
     proc = pearl("optimize", "--pipeline", "minimal", "--step", "nonesuch", "--trainset", "risk-train")
     assert proc.returncode == 2 and "no step 'nonesuch'" in proc.stderr and "Traceback" not in proc.stderr

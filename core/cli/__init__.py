@@ -101,7 +101,10 @@ def run(
     from pearl.runtime.session import open_session
     from pearl.traces.configure import tracing_for_command
 
+    from pearl.host.manager import get_host
+
     extras: RunExtras = ctx.meta.get(RUN_EXTRAS) or RunExtras()
+    get_host().registries  # plugins register once, before exporters start: a trace file holds runs only
     tracing_for_command(ctx, trace, trace_content)
     if batch is not None:
         return _run_batch(batch, out, concurrency, text, file, extras, dict(
