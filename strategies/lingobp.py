@@ -6,10 +6,21 @@ One refinement of a recombined draft:
 2. for each step of the schedule (`user`, `developer` or `both`): walk the chain DAG
    (`pearl.csa.chain_graph`) in reverse topological order; every node of the mode's node
    set gets a *textual gradient* (what should change and why, from the judges' critiques
-   and the updates already made downstream) and an updated value. Nodes at the same depth
-   (distance from the chain's last nodes) are one batch of concurrent calls; strategy sets
-   move by the minimal-edit rule (`pearl.strategies.minimal_edit`);
+   and the updates already made downstream) and an updated value. Strategy sets move by
+   the minimal-edit rule (`pearl.strategies.minimal_edit`), node by node;
 3. recombine the updated chain (`pearl.strategies.recombine.recombine`) and judge again.
+
+How the backward pass is split into LM calls (`backward`):
+
+- `chain` (default): one structured call per step. Its output schema holds one object per
+  node, in reverse topological order, each a gradient then the updated value, so every
+  node is written after (and conditioned on) the updates of its descendants. A `both`
+  step is then 1 backward + 1 recombination + 2 judge calls, and three `both` steps make
+  2 + 3 x 4 = 14 calls: the Oyster reference schedule's count.
+- `level`: one such call per depth level (distance from the chain's last nodes; 4 levels
+  for the full chain), earlier levels' gradients passed as `later_changes`.
+- `node`: one call per node (`TextNodeUpdate` / `ListNodeUpdate`); nodes of one depth
+  are one batch of concurrent calls. 2 + 3 x 8 = 26 calls for three `both` steps.
 
 It stops when the schedule is done, when the scores the remaining steps optimise are at
 their maxima, when the next step would exceed the per-request budget of LLM calls or
@@ -18,17 +29,18 @@ always kept. The Pearl Point is chosen by `pearl.csa.refinement.choose_pearl_poi
 
 Extension points: `NODE_SETS` (which nodes each mode may change), `NODE_DESCRIPTIONS`
 (how a node is described to the model), `priority_note` (what a step aims at, from the
-current scores), and the DSPy signatures `TextNodeUpdate` / `ListNodeUpdate`, held by
-`RefineProgram` so optimizers can compile them.
+current scores), and the DSPy signatures `ChainUpdate`, `TextNodeUpdate` and
+`ListNodeUpdate`, held by `RefineProgram` so optimizers can compile them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Literal
 
 import dspy
 import networkx as nx
+from pydantic import BaseModel, Field, create_model
 
 from pearl.runtime.concurrency import map_in_context
 from pearl.csa import CHAIN_NODES, Chain, ChainNode, Draft, chain_graph
@@ -63,6 +75,9 @@ NODE_DESCRIPTIONS: dict[str, str] = {
 
 JUDGE_CALLS = 2  # satisfaction and safety, once per iteration
 RECOMBINE_CALLS = 1
+
+#: How a backward pass is split into LM calls (see the module docstring).
+Backward = Literal["chain", "level", "node"]
 
 
 # --- graph walking ----------------------------------------------------------------------------
@@ -188,12 +203,61 @@ class ListNodeUpdate(dspy.Signature):
     updated: text_list("Items", 6, text("Item", 140)) = dspy.OutputField(desc="the improved list, short items")
 
 
+Items = text_list("Items", 6, text("Item", 140))
+
+
+class TextPartUpdate(BaseModel):
+    """One text node's update inside a `ChainUpdate` answer."""
+
+    gradient: str = Field(description="what should change in this part, and why")
+    updated: str = Field(description="the improved text of this part")
+
+
+class ListPartUpdate(BaseModel):
+    """One list node's update inside a `ChainUpdate` answer."""
+
+    gradient: str = Field(description="what should change in this list, and why")
+    updated: Items = Field(description="the improved list, short items")
+
+
+def updates_model(nodes: list[ChainNode]) -> type[BaseModel]:
+    """The output schema of one `ChainUpdate` call: one object per node, in the given order
+    (reverse topological), so a node is decoded after the updates of its descendants."""
+    fields = {node: (ListPartUpdate if node in LIST_NODES else TextPartUpdate,
+                     Field(description=NODE_DESCRIPTIONS[node])) for node in nodes}
+    return create_model("NoteUpdates", **fields)
+
+
+class ChainUpdate(dspy.Signature):
+    """Improve several parts of the private notes that a reply was written from, in one answer.
+
+    Read the feedback on the reply. Go through the listed parts in the order given (later parts
+    of the notes first). For each, first say what should change in it and why (or that it is
+    fine as it is), then write the improved part, consistent with the parts you already
+    revised and with the changes already made. Change only what the feedback calls for; in a
+    list keep the items that still hold, replace or add only what the feedback calls for, short
+    items. Write in the language of the conversation.
+    """
+
+    conversation: str = dspy.InputField(desc="the conversation, one 'role: text' line per turn")
+    response: str = dspy.InputField(desc="the reply written from the notes")
+    notes: str = dspy.InputField(desc="all the notes, with the later parts already updated")
+    parts: str = dspy.InputField(desc="the parts to improve, in order, and what each holds")
+    feedback: str = dspy.InputField(desc="what reviewers said about the reply")
+    aim: str = dspy.InputField(desc="what this revision aims at")
+    later_changes: str = dspy.InputField(desc="changes already made to later parts, and why; may be empty")
+    rules: str = dspy.InputField(desc="the handling rules that bound any change; may be empty")
+    updates: BaseModel = dspy.OutputField(desc="per part, in the order listed: the gradient, then the updated part")
+
+
 class RefineProgram(dspy.Module):
-    """The LM programs of Lingo-BP, saved and loaded together: one per node kind, and the
-    recombination. `LingoBP` calls the parts one by one (there is no single forward pass)."""
+    """The LM programs of Lingo-BP, saved and loaded together: the several-node update, one per
+    node kind, and the recombination. `LingoBP` calls the parts one by one (there is no single
+    forward pass)."""
 
     def __init__(self):
         super().__init__()
+        self.chain_update = dspy.Predict(ChainUpdate)
         self.text_node = dspy.Predict(TextNodeUpdate)
         self.list_node = dspy.Predict(ListNodeUpdate)
         self.recombine = Recombine()
@@ -225,9 +289,33 @@ class Budget:
         return None
 
 
-def planned_calls(mode: Mode, chain: Chain) -> int:
+def backward_calls(mode: Mode, chain: Chain, backward: Backward = "chain") -> int:
+    """LLM calls of one backward pass when nothing is retried."""
+    nodes = nodes_for(mode, chain)
+    if not nodes:
+        return 0
+    return {"chain": 1, "level": len(backward_levels(nodes)), "node": len(nodes)}[backward]
+
+
+def apply_update(node: ChainNode, depth: int, before, gradient: str, proposed) -> NodeUpdate:
+    """A node's proposed value, applied: strategy sets by the minimal-edit rule, guideline
+    lists cleaned, an empty `user_needs` kept as it was."""
+    if node in STRATEGY_NODES:
+        proposed = [str(p) for p in proposed]
+        after = minimal_edit(before, proposed)
+    elif node in LIST_NODES:
+        proposed = [str(p) for p in proposed]
+        after = normalise(proposed)
+    else:
+        proposed = str(proposed).strip()
+        after = proposed if (proposed or node != "user_needs") else before
+    return NodeUpdate(node=node, depth=depth, gradient=str(gradient).strip(), before=before, proposed=proposed,
+                      after=after)
+
+
+def planned_calls(mode: Mode, chain: Chain, backward: Backward = "chain") -> int:
     """LLM calls one schedule step makes when nothing is retried."""
-    return len(nodes_for(mode, chain)) + RECOMBINE_CALLS + JUDGE_CALLS
+    return backward_calls(mode, chain, backward) + RECOMBINE_CALLS + JUDGE_CALLS
 
 
 class LingoBP:
@@ -235,7 +323,10 @@ class LingoBP:
 
     def __init__(self, program: RefineProgram, satisfaction: Judge, safety: Judge, *, schedule: list[Mode],
                  budget: Budget | None = None, step_id: str = "refine", response_max_tokens: int | None = None,
-                 on_iteration: Callable[[Iteration], None] | None = None):
+                 on_iteration: Callable[[Iteration], None] | None = None, backward: Backward = "chain"):
+        if backward not in ("chain", "level", "node"):
+            raise PearlError(f"unknown backward split '{backward}': use 'chain', 'level' or 'node'")
+        self.backward_split: Backward = backward
         self.program = program
         self.satisfaction = satisfaction
         self.safety = safety
@@ -273,7 +364,7 @@ class LingoBP:
                                         total.total)
                 if at_max(mode, latest):
                     continue
-                refused = self.budget.refuses(total.total, planned_calls(mode, latest.chain))
+                refused = self.budget.refuses(total.total, planned_calls(mode, latest.chain, self.backward_split))
                 if refused:
                     return self._finish(conversation, iterations, *refused, total.total)
                 with usage_meter.meter() as m:
@@ -298,22 +389,30 @@ class LingoBP:
 
     def backward(self, conversation: Conversation, it: Iteration, mode: Mode,
                  guideline: list[str]) -> tuple[Chain, list[NodeUpdate]]:
-        """One backward pass: per-depth batches of concurrent node updates."""
+        """One backward pass, split into calls by `backward` (see the module docstring)."""
         chain = it.chain.model_copy(deep=True)
         updates: list[NodeUpdate] = []
         transcript = conversation.transcript()
         feedback = critique(mode, it)
         aim = priority_note(mode, it)
         rules = "\n".join(f"- {r}" for r in guideline)
-        for depth, batch in backward_levels(nodes_for(mode, it.chain)):
+        levels = backward_levels(nodes_for(mode, it.chain))
+        if self.backward_split == "chain":
+            groups = [[(depth, node) for depth, batch in levels for node in batch]] if levels else []
+        else:
+            groups = [[(depth, node) for node in batch] for depth, batch in levels]
+        for group in groups:
             notes = render_chain(chain)
             later = "\n".join(f"{u.node.replace('_', ' ')}: {u.gradient}" for u in updates)
+            if self.backward_split == "node":
+                def update(item: tuple[int, ChainNode], _notes=notes, _later=later) -> NodeUpdate:
+                    return self._update_node(item[1], item[0], chain, transcript, it.response, _notes, feedback,
+                                             aim, _later, rules)
 
-            def update(node: ChainNode, _depth=depth, _notes=notes, _later=later) -> NodeUpdate:
-                return self._update_node(node, _depth, chain, transcript, it.response, _notes, feedback, aim,
-                                         _later, rules)
-
-            results = map_in_context(update, batch)
+                results = map_in_context(update, group)
+            else:
+                results = self._update_group(group, chain, transcript, it.response, notes, feedback, aim, later,
+                                             rules)
             for u in results:
                 setattr(chain, u.node, u.after)
                 updates.append(u)
@@ -322,23 +421,33 @@ class LingoBP:
     # internals -----------------------------------------------------------------------
     def _update_node(self, node: ChainNode, depth: int, chain: Chain, transcript: str, response: str, notes: str,
                      feedback: str, aim: str, later: str, rules: str) -> NodeUpdate:
+        """One node in its own call (`backward = "node"`)."""
         before = getattr(chain, node)
         program = self.program.list_node if node in LIST_NODES else self.program.text_node
         pred = call_program(f"{self.step_id}:{node}", program, conversation=transcript, response=response, notes=notes,
                             part=f"{node.replace('_', ' ')}: {NODE_DESCRIPTIONS[node]}", value=before,
                             feedback=feedback, aim=aim, later_changes=later, rules=rules)
-        proposed = pred.updated
-        if node in STRATEGY_NODES:
-            proposed = [str(p) for p in proposed]
-            after = minimal_edit(before, proposed)
-        elif node in LIST_NODES:
-            proposed = [str(p) for p in proposed]
-            after = normalise(proposed)
-        else:
-            proposed = str(proposed).strip()
-            after = proposed if (proposed or node != "user_needs") else before
-        return NodeUpdate(node=node, depth=depth, gradient=str(pred.gradient).strip(), before=before,
-                          proposed=proposed, after=after)
+        return apply_update(node, depth, before, str(pred.gradient), pred.updated)
+
+    def _update_group(self, group: list[tuple[int, ChainNode]], chain: Chain, transcript: str, response: str,
+                      notes: str, feedback: str, aim: str, later: str, rules: str) -> list[NodeUpdate]:
+        """Several nodes in one structured call (`backward = "chain"` or `"level"`); each node's
+        proposal is then applied on its own, strategy sets by the minimal-edit rule."""
+        nodes = [node for _, node in group]
+        model = updates_model(nodes)
+        base = self.program.chain_update
+        predictor = dspy.Predict(base.signature.with_updated_fields("updates", type_=model))
+        predictor.demos = list(base.demos)  # a compiled program's demos and instructions carry over
+        parts = "\n".join(f"{node.replace('_', ' ')}: {NODE_DESCRIPTIONS[node]}" for node in nodes)
+        pred = call_program(f"{self.step_id}:{'+'.join(nodes)}", predictor, conversation=transcript,
+                            response=response, notes=notes, parts=parts, feedback=feedback, aim=aim,
+                            later_changes=later, rules=rules)
+        answer = pred.updates if isinstance(pred.updates, model) else model.model_validate(pred.updates)
+        out = []
+        for depth, node in group:
+            part = getattr(answer, node)
+            out.append(apply_update(node, depth, getattr(chain, node), part.gradient, part.updated))
+        return out
 
     def _judge(self, conversation: Conversation, it: Iteration, guideline: list[str], category: str | None) -> str | None:
         """Run both judges concurrently into `it`; the failure message, or None."""

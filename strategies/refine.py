@@ -7,6 +7,9 @@ names as its answer (`answer = "refined"`).
 
 Parameters (TOML, `[steps.refine]`):
     schedule            modes per step, default ["both", "both", "both"]; [] disables
+    backward            how a backward pass is split into LM calls: "chain" (default, one
+                        structured call per step: three `both` steps in 14 calls), "level"
+                        (one per depth level) or "node" (one per node: 26 calls)
     max_calls           per-request budget of LLM calls for the refinement (None = none)
     max_tokens          per-request budget of prompt + completion tokens (None = none)
     response_max_tokens upper bound on each recombined response's tokens
@@ -16,8 +19,8 @@ Parameters (TOML, `[steps.refine]`):
 The judges are looked up on the plugin host, so a plugin can swap either loss; they run
 on the step's LM (the pipeline's `lm` role for this step). The budget counts the calls
 and tokens of this step only (judging, backward passes, recombination); before each
-schedule step it checks that the step's planned calls (nodes + 1 recombination + 2
-judges) fit, estimating tokens from the mean per call so far, and otherwise stops with
+schedule step it checks that the step's planned calls (backward calls + 1 recombination
++ 2 judges) fit, estimating tokens from the mean per call so far, and otherwise stops with
 `stop_reason` "budget_calls" / "budget_tokens" and a detail saying what to raise. A step
 in progress is finished, so retries can overrun the budget by a few calls.
 """
@@ -30,7 +33,7 @@ from pearl.csa import Chain, Draft, RiskAssessment
 from pearl.host.hookspecs import hookimpl
 from pearl.csa.refinement import Mode, Refinement
 from pearl.host.step import Step
-from pearl.strategies.lingobp import Budget, LingoBP, RefineProgram
+from pearl.strategies.lingobp import Backward, Budget, LingoBP, RefineProgram
 from pearl.types import Conversation
 
 DEFAULT_SCHEDULE: tuple[Mode, ...] = ("both", "both", "both")
@@ -40,6 +43,8 @@ class RefineParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     schedule: list[Mode] = Field(default_factory=lambda: list(DEFAULT_SCHEDULE))
+    backward: Backward = Field(default="chain", description="LM calls per backward pass: one ('chain'), one per "
+                                                            "depth level ('level') or one per node ('node')")
     max_calls: int | None = Field(default=60, gt=0)
     max_tokens: int | None = Field(default=None, gt=0)
     response_max_tokens: int | None = Field(default=None, gt=0)
@@ -65,7 +70,7 @@ class RefineStep(Step):
         p: RefineParams = self.params  # type: ignore[assignment]
         return LingoBP(self.program, self.satisfaction, self.safety, schedule=p.schedule,
                        budget=Budget(max_calls=p.max_calls, max_tokens=p.max_tokens), step_id=self.context.step_id,
-                       response_max_tokens=p.response_max_tokens)
+                       response_max_tokens=p.response_max_tokens, backward=p.backward)
 
     def run(self, state) -> Refinement:
         assessment: RiskAssessment = state.get("assessment")  # type: ignore[assignment]

@@ -59,6 +59,9 @@ def program_of(last: str) -> str:
         return "satisfaction"
     if "`verdict`" in last:
         return "safety"
+    if "`updates`" in last:  # several nodes in one call: "chain:node,node,..."
+        parts = re.search(r"\[\[ ## parts ## \]\]\n(.*?)\n\n", last, re.S).group(1)
+        return "chain:" + ",".join(line.split(":")[0].replace(" ", "_") for line in parts.splitlines())
     if "`gradient`" in last:
         return "node:" + re.search(r"\[\[ ## part ## \]\]\n([a-z ]+):", last).group(1).replace(" ", "_")
     if "`reasoning`" in last:
@@ -85,7 +88,14 @@ class Script:
         self.fail_judge_at = fail_judge_at
         self.rounds = {"satisfaction": 0, "safety": 0, "recombine": 0}
         self.node_calls: list[str] = []
+        self.group_calls: list[list[str]] = []
         self.lock = threading.Lock()
+
+    def node_answer(self, node: str) -> dict:
+        n = self.rounds["recombine"] + 1
+        if node in ("user_needs", "risk_intent"):
+            return {"gradient": f"g-{node}", "updated": f"{node} v{n}"}
+        return {"gradient": f"g-{node}", "updated": [f"new {node} idea {n}", f"another {node} idea {n}"]}
 
     def __call__(self, last: str) -> dict | Exception:
         program = program_of(last)
@@ -93,10 +103,12 @@ class Script:
             if program.startswith("node:"):
                 node = program[5:]
                 self.node_calls.append(node)
-                n = self.rounds["recombine"] + 1
-                if node in ("user_needs", "risk_intent"):
-                    return {"gradient": f"g-{node}", "updated": f"{node} v{n}"}
-                return {"gradient": f"g-{node}", "updated": [f"new {node} idea {n}", f"another {node} idea {n}"]}
+                return self.node_answer(node)
+            if program.startswith("chain:"):
+                nodes = program[6:].split(",")
+                self.node_calls.extend(nodes)
+                self.group_calls.append(nodes)
+                return {"updates": {node: self.node_answer(node) for node in nodes}}
             if program == "recombine":
                 self.rounds["recombine"] += 1
                 return {"reasoning": f"thinking {self.rounds['recombine']}", "response": f"reply v{self.rounds['recombine']}"}

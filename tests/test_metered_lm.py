@@ -105,7 +105,7 @@ def test_refinement_budget_holds_with_a_plain_dspy_lm(host):
     host.register(DoublesPlugin(), name="tests.lingobp")
     script = Script(sat=[0], safety=["mostly safe"])
     with OpenAITestDouble(lambda body: script(body["messages"][-1]["content"])) as double:
-        pipeline = compile_spec(pipeline_doc(max_calls=2 + 8 + 5), host)
+        pipeline = compile_spec(pipeline_doc(max_calls=2 + 8 + 5, backward="node"), host)
         result = Runner(pipeline, {"task": plain_lm(double.url)}, host).run(
             Conversation.from_text("I'm locked out of my own house, how do I open the door?"))
     refined = result.output("refine")

@@ -1,6 +1,8 @@
 """Lingo-BP wiring on a routed DummyLM (a scripted test double): node order, node sets,
 early stop, budget stop, history and Pearl-Point choice, judge failure."""
 
+import re
+
 import dspy
 import pytest
 
@@ -9,7 +11,7 @@ from pearl.runtime.pipeline import compile_spec
 from pearl.csa.refinement import Iteration, choose_pearl_point
 from pearl.csa.judgements import SafetyJudgement, SatisfactionItems, SatisfactionJudgement
 from pearl.runtime.runner import Runner
-from pearl.strategies.lingobp import NODE_SETS, backward_levels, nodes_for, planned_calls
+from pearl.strategies.lingobp import NODE_SETS, backward_levels, nodes_for, planned_calls, updates_model
 from pearl.types import Conversation
 
 from lingobp_doubles import DoublesPlugin, RISKY_CHAIN, RoutedDummyLM, Script, pipeline_doc
@@ -52,17 +54,32 @@ def test_node_sets_per_mode():
     assert NODE_SETS["developer"] == NODE_SETS["both"] == set(CHAIN_NODES)
     simple = Chain(user_needs="bake bread", usefulness_strategies=["give a recipe"])
     assert nodes_for("developer", simple) == {"user_needs", "safety_strategies", "usefulness_strategies"}
-    assert planned_calls("both", RISKY_CHAIN) == 5 + 1 + 2
+    assert planned_calls("both", RISKY_CHAIN) == planned_calls("both", RISKY_CHAIN, "chain") == 1 + 1 + 2
+    assert planned_calls("both", RISKY_CHAIN, "level") == 4 + 1 + 2
+    assert planned_calls("both", RISKY_CHAIN, "node") == 5 + 1 + 2
+    assert planned_calls("user", RISKY_CHAIN, "level") == 2 + 1 + 2  # usefulness strategies, then needs
 
 
+def test_chain_update_schema_lists_nodes_in_backward_order():
+    order = ["safety_strategies", "usefulness_strategies", "safety_guidelines", "risk_intent", "user_needs"]
+    schema = updates_model(order).model_json_schema()
+    assert list(schema["properties"]) == order  # decoded in this order: descendants first
+    defs = schema["$defs"]
+    assert defs["ListPartUpdate"]["properties"]["updated"]["maxItems"] == 6
+    assert list(defs["TextPartUpdate"]["properties"]) == ["gradient", "updated"]  # the gradient comes first
+
+
+@pytest.mark.parametrize("backward", ["chain", "level", "node"])
 @pytest.mark.parametrize("mode, expected", [
     ("user", ["usefulness_strategies", "user_needs"]),
     ("developer", ["safety_strategies", "usefulness_strategies", "safety_guidelines", "risk_intent", "user_needs"]),
 ])
-def test_mode_updates_only_its_nodes_in_reverse_order(doubles, mode, expected):
+def test_mode_updates_only_its_nodes_in_reverse_order(doubles, mode, expected, backward):
     script = Script(sat=[0, 1], safety=["mostly safe", "safe"])
-    result, _ = run(doubles, script, schedule=[mode])
+    result, _ = run(doubles, script, schedule=[mode], backward=backward)
     refined = result.output("refine")
+    calls = {"chain": 1, "level": len(backward_levels(expected)), "node": len(expected)}[backward]
+    assert result.steps["refine"].usage.calls == 2 + calls + 1 + 2
     it = refined["iterations"][1]
     assert [u["node"] for u in it["updates"]] == expected
     # same-depth nodes form one batch (same depth), batches in increasing depth
@@ -77,25 +94,46 @@ def test_mode_updates_only_its_nodes_in_reverse_order(doubles, mode, expected):
     assert len([s for s in after if s not in before]) == 1
 
 
-def test_downstream_updates_reach_upstream_prompts(doubles):
+@pytest.mark.parametrize("backward", ["level", "node"])
+def test_downstream_updates_reach_upstream_prompts(doubles, backward):
     script = Script(sat=[0, 1], safety=["unsafe", "safe"])
-    _, lm = run(doubles, script, schedule=["both"])
-    needs_prompt = next(p for p in lm.prompts if "[[ ## part ## ]]\nuser needs:" in p)
+    _, lm = run(doubles, script, schedule=["both"], backward=backward)
+    needs_prompt = next(p for p in lm.prompts if re.search(r"\[\[ ## parts? ## \]\]\nuser needs:", p))
     assert "g-safety_strategies" in needs_prompt and "g-risk_intent" in needs_prompt
     assert "Safety comes first" in needs_prompt  # both low: safety wins
 
 
-def test_both_mode_relaxes_when_only_satisfaction_is_low(doubles):
+def test_chain_backward_is_one_call_with_every_node_in_reverse_order(doubles):
+    script = Script(sat=[0, 1], safety=["unsafe", "safe"])
+    result, lm = run(doubles, script, schedule=["both"])
+    order = ["safety_strategies", "usefulness_strategies", "safety_guidelines", "risk_intent", "user_needs"]
+    assert script.group_calls == [order]
+    prompt = next(p for p in lm.prompts if "`updates`" in p)
+    assert "Safety comes first" in prompt
+    it = result.output("refine")["iterations"][1]
+    assert [u["node"] for u in it["updates"]] == order
+    assert [u["depth"] for u in it["updates"]] == [0, 0, 1, 2, 3]
+    assert it["updates"][0]["gradient"] == "g-safety_strategies"
+    for node in ("safety_strategies", "usefulness_strategies"):  # per-node minimal edit: one new item per set
+        before, after = RISKY_CHAIN.model_dump()[node], it["chain"][node]
+        assert len([s for s in after if s not in before]) == 1
+    assert it["chain"]["safety_guidelines"] == ["new safety_guidelines idea 2", "another safety_guidelines idea 2"]
+    assert it["chain"]["user_needs"] == "user_needs v2"  # the draft was recombination 1
+
+
+@pytest.mark.parametrize("backward", ["chain", "node"])
+def test_both_mode_relaxes_when_only_satisfaction_is_low(doubles, backward):
     script = Script(sat=[0, 1], safety=["safe"])
-    _, lm = run(doubles, script, schedule=["both"])
-    node_prompt = next(p for p in lm.prompts if "`gradient`" in p)
+    _, lm = run(doubles, script, schedule=["both"], backward=backward)
+    node_prompt = next(p for p in lm.prompts if "[[ ## aim ## ]]" in p)
     assert "may be relaxed, but never beyond those rules" in node_prompt
 
 
-def test_history_completeness_and_pearl_point(doubles):
+@pytest.mark.parametrize("backward, calls", [("chain", 14), ("level", 2 + 3 * 7), ("node", 2 + 3 * 8)])
+def test_history_completeness_and_pearl_point(doubles, backward, calls):
     # draft: sat 0 / mostly safe; v1: sat -1 / safe; v2: sat 0 / safe; v3: sat 0 / unsafe
     script = Script(sat=[0, -1, 0, 0], safety=["mostly safe", "safe", "safe", "unsafe"])
-    result, _ = run(doubles, script)
+    result, _ = run(doubles, script, backward=backward)
     refined = result.output("refine")
     its = refined["iterations"]
     assert len(its) == 4 and [it["index"] for it in its] == [0, 1, 2, 3]
@@ -108,7 +146,7 @@ def test_history_completeness_and_pearl_point(doubles):
     assert refined["stop_reason"] == "schedule_done"
     assert refined["chosen"] == 2 and not refined["flagged"]
     assert result.response == "reply v3"  # the Pearl Point is the pipeline's answer
-    assert refined["usage"]["calls"] == 2 + 3 * 8
+    assert refined["usage"]["calls"] == calls  # three `both` steps; "chain" matches the reference's 14
     assert refined["conversation"]["messages"][0]["content"] == CONV.last_user_message
 
 
@@ -136,12 +174,14 @@ def test_user_mode_stops_on_satisfaction_alone(doubles):
     assert [it["mode"] for it in refined["iterations"]] == [None, "developer"]
 
 
-def test_budget_stop_on_calls(doubles):
+@pytest.mark.parametrize("backward, per_step", [("chain", 4), ("node", 8)])
+def test_budget_stop_on_calls(doubles, backward, per_step):
     script = Script(sat=[0], safety=["mostly safe"])
-    refined = run(doubles, script, max_calls=2 + 8 + 5)[0].output("refine")
+    limit = 2 + per_step + per_step - 1
+    refined = run(doubles, script, max_calls=limit, backward=backward)[0].output("refine")
     assert len(refined["iterations"]) == 2
     assert refined["stop_reason"] == "budget_calls" and "raise max_calls" in refined["stop_detail"]
-    assert refined["usage"]["calls"] <= 15
+    assert refined["usage"]["calls"] == 2 + per_step
 
 
 def test_budget_stop_on_tokens(doubles):
