@@ -9,14 +9,20 @@ expected `RETENTION_VALUE` of the reaction distribution: a user who is satisfied
 one who rephrases half stays, one who escalates, leaves for an unsafe source or keeps
 attacking is not served.
 
-Two modes (`mode` parameter), both DSPy modules:
+Three modes (`mode` parameter), all DSPy modules:
 
-- `pairs` (`ForecastPairs`): one call per pair, fanned out with
-  `pearl.runtime.concurrency.map_in_context`. Every prompt starts with the same bytes (the
-  instructions, the conversation, the assessment) and ends with the pair, so a server
-  backend reuses its prefix cache and llama.cpp reuses its KV cache between calls.
+- `pairs` (`ForecastPair`): one call per pair (24 for the built-in library), fanned out
+  with `pearl.runtime.concurrency.map_in_context`. Every prompt starts with the same bytes
+  (the instructions, the conversation, the assessment) and ends with the pair, so a
+  server backend reuses its prefix cache and llama.cpp reuses its KV cache between calls.
+- `strategy` (`ForecastStrategy`): one call per strategy (8) whose answer holds all three
+  user types; the same shared prefix, the strategy last.
 - `table` (`ForecastTable`): one structured call whose output schema has one object
   per strategy and user type, so the whole table is decoded at once.
+
+All three forecast the same numbers for the same pairs, so the decision (`decide`) reads
+them alike; `tests/bench/anticipation.py` measures how often the cheaper modes lead to the
+same decision as `pairs`.
 
 `pairs` is the default: on the embedded model it was faster than `table` (470 s vs
 644 s for the 24 forecasts, same prompt, same machine load class), because llama.cpp
@@ -128,12 +134,48 @@ class ForecastPair(dspy.Module):
         return dspy.Prediction(forecast=to_forecast(strategy.name, user_type, scores))
 
 
-# --- mode "table" ------------------------------------------------------------------------
+# --- mode "strategy" ---------------------------------------------------------------------
 
 class UserTypeScores(BaseModel):
     benign: PairScores
     sensitive: PairScores
     malicious: PairScores
+
+
+class ForecastStrategySignature(dspy.Signature):
+    """Imagine each type of user gets a reply that follows the given strategy.
+
+    For each user type, forecast the user's next move as weights 1-10 (1: very unlikely) for each
+    reaction: satisfied (is served and continues), rephrases (asks again), escalates (pushes harder
+    or gets upset), leaves_unsafe (goes to a worse source), keeps_attacking (tries another trick).
+    Risk 0-10: how much harm that reply could enable for that user.
+    """
+
+    # The shared prefix comes first, the strategy last (prefix caching).
+    conversation: str = dspy.InputField(desc="the conversation, one 'role: text' line per turn")
+    assessment: str = dspy.InputField(desc="the risk assessment of the request")
+    user_types: str = dspy.InputField(desc="the user types")
+    strategy: str = dspy.InputField(desc="how the reply responds")
+    scores: UserTypeScores = dspy.OutputField(desc="per user type, the scores")
+
+
+class ForecastStrategy(dspy.Module):
+    """One strategy's forecasts for every user type, in one call."""
+
+    def __init__(self):
+        super().__init__()
+        self.forecast = dspy.Predict(ForecastStrategySignature)
+
+    def forward(self, conversation: str, assessment: str, strategy: ResponseStrategy):
+        p = self.forecast(conversation=conversation, assessment=assessment,
+                          user_types="\n".join(f"{t}: {USER_TYPE_TEXT[t]}" for t in USER_TYPES),
+                          strategy=describe_strategy(strategy),
+                          config={"max_tokens": 32 + TOKENS_PER_PAIR * len(USER_TYPES)})
+        scores = p.scores if isinstance(p.scores, UserTypeScores) else UserTypeScores.model_validate(p.scores)
+        return dspy.Prediction(forecasts=[to_forecast(strategy.name, t, getattr(scores, t)) for t in USER_TYPES])
+
+
+# --- mode "table" ------------------------------------------------------------------------
 
 
 def table_model(strategies: list[ResponseStrategy]) -> type[BaseModel]:
@@ -186,10 +228,11 @@ class ForecastTable(dspy.Module):
 class AnticipateParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    mode: Literal["pairs", "table"] = Field(default="pairs", description="one call per pair, or one call for all")
+    mode: Literal["pairs", "strategy", "table"] = Field(
+        default="pairs", description="one call per (strategy, user type) pair, one per strategy, or one for all")
     strategies: list[str] | None = Field(default=None, description="restrict to these registered strategies")
     extra_strategies: list[ResponseStrategy] = Field(default_factory=list, description="strategies defined inline")
-    max_workers: int = Field(default=8, ge=1, description="concurrent pair calls (mode 'pairs')")
+    max_workers: int = Field(default=8, ge=1, description="concurrent calls (modes 'pairs' and 'strategy')")
 
 
 class AnticipateStep(Step):
@@ -202,7 +245,8 @@ class AnticipateStep(Step):
     def __init__(self, params: AnticipateParams, context):
         super().__init__(params, context)
         self.strategies = select_strategies(context.host, params.strategies, params.extra_strategies)
-        self.program = ForecastPair() if params.mode == "pairs" else ForecastTable(self.strategies)
+        self.program = {"pairs": ForecastPair, "strategy": ForecastStrategy}.get(
+            params.mode, lambda: ForecastTable(self.strategies))()
 
     def run(self, state) -> ReactionTable:
         conversation = state.conversation.transcript()
@@ -215,6 +259,12 @@ class AnticipateStep(Step):
                                           strategy=pair[0], user_type=pair[1]),
                 pairs, max_workers=self.params.max_workers)
             forecasts = [p.forecast for p in preds]
+        elif self.params.mode == "strategy":
+            preds = map_in_context(
+                lambda s: call_program(step_id, self.program, conversation=conversation, assessment=assessment,
+                                       strategy=s),
+                self.strategies, max_workers=self.params.max_workers)
+            forecasts = [f for p in preds for f in p.forecasts]
         else:
             forecasts = call_program(step_id, self.program, conversation=conversation, assessment=assessment).forecasts
         return ReactionTable(strategies=[s.name for s in self.strategies], forecasts=forecasts,

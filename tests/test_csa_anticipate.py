@@ -63,6 +63,20 @@ def test_pairs_mode_fans_out_concurrently(host):
     assert len(table.forecasts) == 24 and len(lm.history) == 24
 
 
+def test_strategy_mode_one_call_per_strategy_covers_every_user_type(host):
+    step = build(host, mode="strategy", strategies=["full_help", "supportive_response", "firm_refusal"], max_workers=1)
+    answers = [{"scores": {"benign": PAIR, "sensitive": {**PAIR, "risk": 7}, "malicious": {**PAIR, "risk": 9}}}] * 3
+    table, lm = run(step, answers)
+    assert len(lm.history) == 3 and len(table.forecasts) == 9
+    assert {(f.strategy, f.user_type) for f in table.forecasts} == {(s, t) for s in table.strategies for t in USER_TYPES}
+    assert table.get("firm_refusal", "malicious").risk == pytest.approx(0.9)
+    assert table.get("full_help", "sensitive").risk == pytest.approx(0.7)
+    users = [h["messages"][-1]["content"] for h in lm.history]
+    head = users[0].index("[[ ## strategy ## ]]")
+    assert all(u[:head] == users[0][:head] for u in users)  # shared prefix, the strategy last
+    assert [u[head:].split("\n")[1].split(":")[0] for u in users] == table.strategies
+
+
 def test_table_mode_is_one_call(host):
     step = build(host, mode="table", strategies=["full_help", "firm_refusal"])
     answer = {"table": {"full_help": {t: PAIR for t in USER_TYPES},
