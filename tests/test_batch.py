@@ -11,7 +11,7 @@ import json
 import pytest
 
 from pearl.runtime.session import open_session
-from pearl.runtime.batch import run_batch
+from pearl.runtime.batch import conversation_key, run_batch
 from pearl.errors import InputError
 from sglang_double import SGLangTestDouble
 
@@ -66,8 +66,10 @@ def test_a_crashed_item_is_recorded_and_the_batch_goes_on(tmp_path, session):
 def test_rerun_skips_done_lines_retries_failed_ones_and_repairs_a_torn_line(tmp_path, session, double):
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     write_inputs(inp, ['"zebra-question"', '"two"', '"three"'])
-    done = {"line": 1, "ok": True, "result": {"response": "kept from the first run"}}
-    failed = {"line": 2, "ok": False, "error": "backend down", "error_type": "BackendError"}
+    done = {"line": 1, "key": conversation_key('"zebra-question"'), "ok": True,
+            "result": {"response": "kept from the first run"}}
+    failed = {"line": 2, "key": conversation_key('"two"'), "ok": False, "error": "backend down",
+              "error_type": "BackendError"}
     out.write_text(json.dumps(done) + "\n" + json.dumps(failed) + "\n" + '{"line": 3, "ok": tr', encoding="utf-8")
     summary = run_batch(session, inp, out, concurrency=2, progress=False)
     assert (summary.skipped, summary.succeeded, summary.failed) == (1, 2, 0)

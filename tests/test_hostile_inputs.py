@@ -8,6 +8,54 @@ code 2 on the command line), never in a traceback, lost work or a leaked secret.
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from pearl.errors import InputError, PearlError
+from pearl.types import Conversation, Result
+
+
+class GatedSession:
+    """A session double: answers at once, except prompts containing "slow", which wait for `gate`."""
+
+    def __init__(self):
+        self.gate = threading.Event()
+        self.asked: list[str] = []
+        self.pipeline = type("P", (), {"name": "gated"})()
+
+    def run(self, conversation: Conversation) -> Result:
+        text = conversation.last_user_message
+        self.asked.append(text)
+        if "slow" in text:
+            self.gate.wait(30)
+        if "fail" in text:
+            raise RuntimeError("this line fails on purpose")
+        return Result(pipeline="gated", response=f"answer to {text}")
+
+
+@pytest.fixture
+def gated():
+    session = GatedSession()
+    yield session
+    session.gate.set()  # let abandoned workers finish
+
+
+def write_lines(path: Path, prompts: list[str]) -> Path:
+    path.write_text("".join(json.dumps(p) + "\n" for p in prompts), encoding="utf-8")
+    return path
+
+
+def jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
 # ---------------------------------------------------------------------------
 # Case 1: no command writes over a file it is reading (export-pairs IN IN)
 # ---------------------------------------------------------------------------
@@ -16,13 +64,168 @@ from __future__ import annotations
 # Case 2: Ctrl-C keeps finished work (pearl run --batch, pearl eval)
 # ---------------------------------------------------------------------------
 
+
+def test_case2_first_ctrl_c_stops_scheduling_and_writes_what_is_running(tmp_path, gated):
+    from pearl.runtime.batch import run_batch
+
+    inp = write_lines(tmp_path / "in.jsonl", ["fast 1", "slow 2", "later 3", "later 4", "later 5"])
+    out = tmp_path / "out.jsonl"
+    told: list[int] = []
+
+    def on_record(record):
+        if record["line"] == 1:
+            signal.raise_signal(signal.SIGINT)  # the first Ctrl-C, while "slow 2" is running
+            threading.Timer(0.3, gated.gate.set).start()
+
+    summary = run_batch(gated, inp, out, concurrency=2, progress=False, on_record=on_record,
+                        on_interrupt=told.append)
+    assert told == [1]  # one conversation was still running, and it was waited for
+    assert summary.interrupted and summary.not_started == 3 and summary.succeeded == 2
+    assert sorted(r["line"] for r in jsonl(out)) == [1, 2]  # the in-flight one was written, not dropped
+    assert not any(text.startswith("later") for text in gated.asked)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_case2_second_ctrl_c_stops_at_once_and_the_file_stays_valid(tmp_path, gated):
+    from pearl.runtime.batch import run_batch
+    from pearl.runtime.drain import abandoned_work
+
+    inp = write_lines(tmp_path / "in.jsonl", ["fast 1", "slow 2", "slow 3", "later 4"])
+    out = tmp_path / "out.jsonl"
+    first = lambda record: signal.raise_signal(signal.SIGINT)
+    second = lambda running: signal.raise_signal(signal.SIGINT)
+    t0 = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(gated, inp, out, concurrency=3, progress=False, on_record=first, on_interrupt=second)
+    assert time.perf_counter() - t0 < 10  # the gated conversations (30 s) were not awaited
+    assert abandoned_work()
+    assert [r["line"] for r in jsonl(out)] == [1]
+    gated.gate.set()
+    deadline = time.time() + 10
+    while abandoned_work() and time.time() < deadline:
+        time.sleep(0.05)
+    assert not abandoned_work()
+
+
+def test_case2_eval_first_ctrl_c_writes_the_items_in_flight(tmp_path, gated):
+    from pearl.evaluation.evaluate import evaluate
+    from pearl.host.dataset import Item
+    from pearl.io.jsonl import JsonlAppender
+
+    items = [Item(id=f"q{i}", conversation=Conversation.from_text(text), labels={})
+             for i, text in enumerate(["fast", "slow", "later", "later"])]
+
+    def evaluator(item):
+        return {"id": item.id, "response": gated.run(item.conversation).response}
+
+    def on_done(record):
+        if record["id"] == "q0":
+            signal.raise_signal(signal.SIGINT)
+            threading.Timer(0.3, gated.gate.set).start()
+
+    out = tmp_path / "r.jsonl"
+    with JsonlAppender(out) as writer:
+        written = evaluate(items, evaluator, writer, concurrency=2, on_done=on_done)
+    assert written == 2 and [r["id"] for r in jsonl(out)] == ["q0", "q1"]
+    assert "later" not in gated.asked
+
+
+def test_case2_cli_first_ctrl_c_drains_second_exits_at_once(tmp_path):
+    from eval_doubles import write_pipeline
+
+    inp = write_lines(tmp_path / "in.jsonl", ["one", "two", "three"])
+    out = tmp_path / "out.jsonl"
+    doubles = Path(__file__).with_name("eval_doubles.py")
+    proc = subprocess.Popen(
+        [sys.executable, str(doubles), "run", "--pipeline", str(write_pipeline(tmp_path)), "--batch", str(inp),
+         "--out", str(out), "--concurrency", "1"],
+        env={**os.environ, "PEARL_PLUGINS": "", "PEARL_TEST_DELAY": "3", "COLUMNS": "400"}, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.DEVNULL, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.time() + 60
+        while not (out.exists() and out.read_text().count("\n") >= 1):  # the loop is running
+            assert proc.poll() is None and time.time() < deadline, "the batch ended early"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        seen = ""
+        while "press Ctrl-C again" not in seen:
+            line = proc.stderr.readline()
+            assert line, f"no word about draining: {seen}"
+            seen += line
+        t0 = time.perf_counter()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        assert time.perf_counter() - t0 < 2.5, "the second Ctrl-C waited for the running conversation"
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert [r["line"] for r in jsonl(out)] == [1]  # whole records only
+
+
 # ---------------------------------------------------------------------------
 # Case 3: batch resume keyed by a content hash; --out from another input refused
 # ---------------------------------------------------------------------------
 
+
+def test_case3_resume_is_keyed_by_content_not_line_number(tmp_path, gated):
+    from pearl.runtime.batch import run_batch
+
+    out = tmp_path / "out.jsonl"
+    run_batch(gated, write_lines(tmp_path / "in.jsonl", ["alpha", "beta"]), out, concurrency=1, progress=False)
+    gated.asked.clear()
+    # a line inserted on top and the old ones moved down: only the new conversation runs
+    grown = write_lines(tmp_path / "in.jsonl", ["gamma", "beta", "alpha", "alpha"])
+    summary = run_batch(gated, grown, out, concurrency=1, progress=False)
+    assert (summary.skipped, summary.succeeded) == (2, 2)
+    assert gated.asked == ["gamma", "alpha"]  # the second "alpha" is a conversation of its own
+    assert len(jsonl(out)) == 4 and len({r["key"] for r in jsonl(out)}) == 3
+
+
+def test_case3_an_out_written_from_another_input_is_refused_and_kept(tmp_path, gated):
+    from pearl.runtime.batch import run_batch
+
+    out = tmp_path / "out.jsonl"
+    run_batch(gated, write_lines(tmp_path / "a.jsonl", ["alpha", "beta"]), out, concurrency=1, progress=False)
+    before = out.read_bytes()
+    gated.asked.clear()
+    with pytest.raises(InputError, match=r"holds 2 result\(s\) of conversations that are not in .*b\.jsonl.*"
+                                         r"choose another --out"):
+        run_batch(gated, write_lines(tmp_path / "b.jsonl", ["gamma", "delta"]), out, concurrency=1, progress=False)
+    edited = write_lines(tmp_path / "a.jsonl", ["alpha", "beta, edited"])
+    with pytest.raises(InputError, match=r"holds 1 result\(s\).*line\(s\) 2"):
+        run_batch(gated, edited, out, concurrency=1, progress=False)
+    assert out.read_bytes() == before and gated.asked == []
+    # a file from before content keys (keyed by line number only) is refused too
+    old = tmp_path / "old.jsonl"
+    old.write_text(json.dumps({"line": 1, "ok": True, "result": {"response": "x"}}) + "\n", encoding="utf-8")
+    with pytest.raises(InputError, match="older version"):
+        run_batch(gated, tmp_path / "a.jsonl", old, concurrency=1, progress=False)
+
+
 # ---------------------------------------------------------------------------
 # Case 4: --batch exits non-zero when lines failed
 # ---------------------------------------------------------------------------
+
+@pytest.fixture
+def doubles_host(host):
+    from eval_doubles import EvalDoublesPlugin
+
+    host.register(EvalDoublesPlugin(), name="tests.eval_doubles")
+    return host
+
+
+def test_case4_batch_exits_non_zero_and_says_how_many_failed(tmp_path, doubles_host, run_cli):
+    from eval_doubles import write_pipeline
+
+    inp = write_lines(tmp_path / "in.jsonl", ["fine", "CRASH here", "fine too", "CRASH again"])
+    out = tmp_path / "out.jsonl"
+    args = ["run", "--pipeline", str(write_pipeline(tmp_path)), "--batch", str(inp), "--out", str(out)]
+    proc = run_cli(args, env={"COLUMNS": "400"})
+    assert proc.returncode == 1, proc.stderr
+    assert "2 of 4 conversation(s) failed" in proc.stderr and str(out) in proc.stderr
+    assert sorted(r["ok"] for r in jsonl(out)) == [False, False, True, True]
+    good = write_lines(tmp_path / "good.jsonl", ["fine", "fine too"])
+    assert run_cli([*args[:3], "--batch", str(good), "--out", str(tmp_path / "good-out.jsonl")]).returncode == 0
 
 # ---------------------------------------------------------------------------
 # Case 5: api_key_env may name only documented key variables

@@ -165,11 +165,30 @@ def _run_batch(batch: str, out: Optional[str], concurrency: int, text, file, ext
     pipeline = options.pop("pipeline")
     session = open_session(pipeline, **options)
     extras.apply(session)
-    summary = run_batch(session, batch, out, concurrency=concurrency, progress=err_console.is_terminal)
+    summary = run_batch(session, batch, out, concurrency=concurrency, progress=err_console.is_terminal,
+                        on_interrupt=tell_draining)
     err_console.print(
         f"{summary.succeeded} answered, {summary.failed} failed, {summary.skipped} already done · "
         f"{summary.seconds:.1f}s · results in {summary.out_path}"
     )
+    if summary.interrupted:  # the first Ctrl-C: what finished is written, the rest resumes
+        err_console.print(f"[yellow]interrupted: {summary.not_started} conversation(s) not started; "
+                          f"run the same command again to resume[/]")
+        raise typer.Exit(130)
+    if summary.failed:
+        err_console.print(f"[bold red]error:[/] {summary.failed} of {summary.total} conversation(s) failed; "
+                          f"their errors are in {summary.out_path} (run the same command again to retry them)",
+                          highlight=False)
+        raise typer.Exit(BATCH_FAILED_EXIT)
+
+
+BATCH_FAILED_EXIT = 1  # `pearl run --batch`: the run finished but some lines failed
+
+
+def tell_draining(running: int) -> None:
+    """The first Ctrl-C of a long run: say what is being waited for and how to stop at once."""
+    err_console.print(f"[yellow]interrupted: finishing the {running} item(s) already running and writing "
+                      f"them; press Ctrl-C again to stop at once[/]")
 
 
 @app.command()
@@ -286,13 +305,28 @@ def application(host=None) -> typer.Typer:
     return build(app, collect(host or get_host()))
 
 
+def _leave_interrupted() -> None:
+    """Exit code 130 after Ctrl-C, at once: work still running in threads is abandoned, not awaited.
+
+    Every result file is written line by line and synced, so what finished is on disk;
+    Python would otherwise join the worker threads (minutes of LM calls) before exiting.
+    """
+    from pearl.runtime.drain import abandoned_work
+
+    err_console.print("[yellow]interrupted[/]")
+    if abandoned_work():
+        sys.stdout.flush()  # the command's context is closed: `--trace` exporters have flushed already
+        sys.stderr.flush()
+        os._exit(130)
+
+
 def main() -> None:
     """Entry point: run the app, turning `PearlError` into a one-line message and exit code 2."""
     try:
         code = application()(standalone_mode=False, prog_name="pearl")  # typer returns Exit codes (130 on Ctrl-C) instead of raising
         if isinstance(code, int) and code:
             if code == 130:
-                err_console.print("[yellow]interrupted[/]")
+                _leave_interrupted()
             raise SystemExit(code)
     except PearlError as exc:
         from rich.markup import escape
@@ -300,7 +334,7 @@ def main() -> None:
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise SystemExit(exc.exit_code)
     except KeyboardInterrupt:
-        err_console.print("[yellow]interrupted[/]")
+        _leave_interrupted()
         raise SystemExit(130)
     except SystemExit:
         raise

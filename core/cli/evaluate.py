@@ -75,10 +75,12 @@ def eval_command(
     evaluator = ItemEvaluator(session, judge_objs, dataset=name, total=len(items), categoriser=categoriser)
     counts = {"ok": 0, "error": 0}
 
+    from pearl.cli import tell_draining
+
     with JsonlAppender(out) as writer:
         if not progress or not todo:
-            evaluate(todo, evaluator, writer, concurrency=concurrency,
-                     on_done=lambda r: counts.__setitem__(r.status, counts[r.status] + 1))
+            written = evaluate(todo, evaluator, writer, concurrency=concurrency, on_interrupt=tell_draining,
+                               on_done=lambda r: counts.__setitem__(r.status, counts[r.status] + 1))
         else:
             columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                        TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
@@ -89,8 +91,13 @@ def eval_command(
                     counts[record.status] += 1
                     bar.update(task, advance=1, status=f"{counts['ok']} ok · {counts['error']} errors")
 
-                evaluate(todo, evaluator, writer, concurrency=concurrency, on_done=on_done)
+                written = evaluate(todo, evaluator, writer, concurrency=concurrency, on_done=on_done,
+                                   on_interrupt=tell_draining)
     err_console.print(f"done: {counts['ok']} ok, {counts['error']} errors written to {out}")
+    if written < len(todo):  # a first Ctrl-C: the items already running were finished and written
+        err_console.print(f"[yellow]interrupted: {len(todo) - written} item(s) not started; "
+                          f"run the same command again to resume[/]")
+        raise typer.Exit(130)
 
 
 def eval_judge_command(

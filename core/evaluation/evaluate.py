@@ -2,7 +2,8 @@
 
 `evaluate(items, evaluator, writer, concurrency=K)` runs `evaluator` (an `ItemEvaluator`:
 the session's pipeline, then the judges) on every item, K at a time
-(`pearl.runtime.concurrency.as_completed_in_context`), and appends one `ResultRecord` per item
+(`pearl.runtime.drain.DrainingMap`: a first Ctrl-C finishes and writes the items
+already running), and appends one `ResultRecord` per item
 the moment it is done (see `pearl.io.results`). An item whose pipeline raises is
 recorded with `status = "error"` and its message; a judge that fails is recorded in
 `judge_errors`; neither stops the run. Resuming is the caller's choice of `items`
@@ -28,7 +29,7 @@ from pearl.host.dataset import Item
 from pearl.host.judge import Judge
 from pearl.io.jsonl import JsonlAppender
 from pearl.io.results import ResultRecord, Timings
-from pearl.runtime.concurrency import as_completed_in_context
+from pearl.runtime.drain import DrainingMap
 from pearl.types import Result
 
 ALWAYS_JUDGES = ("refusal",)
@@ -126,14 +127,18 @@ class ItemEvaluator:
 
 
 def evaluate(items: list[Item], evaluator: Callable[[Item], ResultRecord], writer: JsonlAppender, *,
-             concurrency: int = 1, on_done: Callable[[ResultRecord], None] | None = None) -> int:
-    """Evaluate `items` with up to `concurrency` in flight; append each record when done.
+             concurrency: int = 1, on_done: Callable[[ResultRecord], None] | None = None,
+             on_interrupt: Callable[[int], None] | None = None) -> int:
+    """Evaluate `items` with up to `concurrency` in flight; append each record when done; return how many.
 
-    Returns the number of records written. On KeyboardInterrupt, no new item starts,
-    the items already written stay in the file, and the interrupt propagates.
+    Ctrl-C (`pearl.runtime.drain.DrainingMap`): the first press starts no new item and
+    writes every item already running as it finishes, then returns (fewer than
+    `len(items)` records; `on_interrupt(running)` is told how many are being finished);
+    a second press raises `KeyboardInterrupt` at once. Every record written is whole.
     """
+    runs = DrainingMap(evaluator, items, max(1, concurrency), name="pearl-eval", on_interrupt=on_interrupt)
     written = 0
-    for record in as_completed_in_context(evaluator, items, max(1, concurrency), name="pearl-eval"):
+    for record in runs:
         writer.append(record)
         written += 1
         if on_done is not None:

@@ -8,31 +8,43 @@ concurrently on the session (a backend server sees K pipelines' calls at once; t
 SGLang backend batches them), and appends one JSON line per conversation as soon as it
 finishes::
 
-    {"line": 7, "ok": true, "result": {...the Result...}}
-    {"line": 9, "ok": false, "error": "step 'respond': ...", "error_type": "StepError"}
+    {"line": 7, "key": "sha256:…", "ok": true, "result": {...the Result...}}
+    {"line": 9, "key": "sha256:…", "ok": false, "error": "step 'respond': ...", "error_type": "StepError"}
 
-`line` is the 1-based line number in the input file. A conversation that fails (bad
-input, a step error, a backend error) is recorded with its error; the others go on.
+`line` is the 1-based line number in the input file when the record was written; `key`
+is the content hash of the line's conversation (`conversation_key`). A conversation that
+fails (bad input, a step error, a backend error) is recorded with its error; the others
+go on. `BatchSummary.failed` counts them (`pearl run --batch` then exits with code 1).
+
+Resume is keyed by content, not by line number. Re-running with the same output file
+skips the input lines whose conversation already has a successful record (`ok: true`
+with the same `key`; an input holding one conversation twice needs two records). Records
+of failed lines and a torn last line left by a killed run are removed first (the
+appender's `keep` rule, one atomic rewrite), so the failed lines are tried again. An
+output file holding a successful record of a conversation that is *not* in the input
+(written from another, or an edited, input; or without keys, by an older version) is
+refused with an `InputError` and left as it is: choose another `--out`.
 
 Output integrity: the output is written by `pearl.io.jsonl.JsonlAppender`: one complete
-line per record, flushed and synced before the next. Re-running with the same output
-file skips the lines already answered (`ok: true`); records of failed lines and a torn
-last line left by a killed run are removed first (the appender's `keep` rule, one atomic
-rewrite), so the failed lines are tried again and the file never holds a partial or
-duplicate record.
+line per record, flushed and synced before the next, so the file is valid whenever the
+run stops. Ctrl-C (`pearl.runtime.drain.DrainingMap`): the first press starts no new
+conversation and writes every one already running as it finishes (`BatchSummary.interrupted`,
+`not_started`); a second press stops at once, keeping what was written.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from pearl.errors import InputError
+from pearl.errors import InputError, PearlError
 from pearl.io.conversations import parse_conversation_line
-from pearl.io.jsonl import JsonlAppender, Line, read_lines
-from pearl.runtime.concurrency import as_completed_in_context
+from pearl.io.jsonl import JsonlAppender, Line, parsed, read_lines
+from pearl.runtime.drain import DrainingMap
 
 
 @dataclass
@@ -45,6 +57,8 @@ class BatchSummary:
     failed: int
     seconds: float
     out_path: Path
+    interrupted: bool = False  # a first Ctrl-C stopped it before every line had started
+    not_started: int = 0
 
 
 def read_inputs(path: str | Path) -> list[Line]:
@@ -55,48 +69,96 @@ def read_inputs(path: str | Path) -> list[Line]:
     return list(read_lines(path))
 
 
-def _answered(done: set[int]) -> Callable[[Any], bool]:
-    """The `keep` rule of the output file: one successful record per input line."""
+def conversation_key(text: str) -> str:
+    """The content hash of one input line: its conversation's canonical JSON, else the line's own text.
+
+    Two lines holding the same conversation in another layout (spacing, key order, a
+    string vs `{"prompt": ...}`) get the same key; a line that is not a valid
+    conversation is keyed by its stripped text.
+    """
+    try:
+        canonical = parse_conversation_line(text, source="key").conversation.model_dump_json()
+    except (PearlError, ValueError):
+        canonical = "raw:" + text.strip()
+    return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _succeeded(record: Any) -> bool:
+    return isinstance(record, dict) and record.get("ok") is True
+
+
+def check_output_matches(out_path: Path, input_path: Path, wanted: Counter) -> None:
+    """Refuse an output file holding successful records of conversations that are not in the input."""
+    if not out_path.is_file():
+        return
+    stale = [value.get("line", "?") for _, value in parsed(out_path)
+             if _succeeded(value) and value.get("key") not in wanted]
+    if stale:
+        shown = ", ".join(str(n) for n in stale[:5]) + (", …" if len(stale) > 5 else "")
+        raise InputError(
+            f"--out {out_path} holds {len(stale)} result(s) of conversations that are not in {input_path} "
+            f"(written for its line(s) {shown}): it was written from another input, an edited one, or by an "
+            f"older version; choose another --out file (the existing one is left as it is)")
+
+
+def _answered(wanted: Counter) -> Callable[[Any], bool]:
+    """The `keep` rule of the output file: successful records, as many per key as the input needs."""
+    left = Counter(wanted)
 
     def keep(record: Any) -> bool:
-        ok = isinstance(record, dict) and record.get("ok") is True and isinstance(record.get("line"), int)
-        if not ok or record["line"] in done:
+        if not _succeeded(record) or left[record.get("key")] <= 0:
             return False
-        done.add(record["line"])
+        left[record["key"]] -= 1
         return True
 
+    keep.left = left  # type: ignore[attr-defined]
     return keep
 
 
-def _run_one(session, path: Path, line: Line) -> dict[str, Any]:
+def _run_one(session, path: Path, line: Line, key: str) -> dict[str, Any]:
     try:
         conversation = parse_conversation_line(line.text, source=f"{path}:{line.number}").conversation
         result = session.run(conversation)
-        return {"line": line.number, "ok": True, "result": result.model_dump(mode="json")}
+        return {"line": line.number, "key": key, "ok": True, "result": result.model_dump(mode="json")}
     except Exception as exc:  # a crashed item is recorded, the batch goes on
-        return {"line": line.number, "ok": False, "error": str(exc) or exc.__class__.__name__,
+        return {"line": line.number, "key": key, "ok": False, "error": str(exc) or exc.__class__.__name__,
                 "error_type": exc.__class__.__name__}
 
 
 def run_batch(session, input_path: str | Path, out_path: str | Path, *, concurrency: int = 4,
-              progress: bool = True, on_record: Callable[[dict[str, Any]], None] | None = None) -> BatchSummary:
-    """Run every conversation of `input_path` on `session` (see the module docstring)."""
+              progress: bool = True, on_record: Callable[[dict[str, Any]], None] | None = None,
+              on_interrupt: Callable[[int], None] | None = None) -> BatchSummary:
+    """Run every conversation of `input_path` on `session` (see the module docstring).
+
+    `on_interrupt(running)` is called on the first Ctrl-C with the number of
+    conversations still running (they are finished and written).
+    """
     if concurrency < 1:
         raise InputError(f"--concurrency must be at least 1 (got {concurrency})")
     input_path, out_path = Path(input_path), Path(out_path)
     if out_path.resolve() == input_path.resolve():
         raise InputError("--out must not be the input file: name a separate results file")
     items = read_inputs(input_path)
-    done: set[int] = set()
-    writer = JsonlAppender(out_path, keep=_answered(done))  # drops failed and torn records first
-    todo = [line for line in items if line.number not in done]
+    keys = {line.number: conversation_key(line.text) for line in items}
+    wanted = Counter(keys.values())
+    check_output_matches(out_path, input_path, wanted)
+    keep = _answered(wanted)
+    writer = JsonlAppender(out_path, keep=keep)  # drops failed and torn records first
+    done = Counter(wanted) - keep.left  # type: ignore[attr-defined]
+    todo = []
+    for line in items:
+        if done[keys[line.number]] > 0:
+            done[keys[line.number]] -= 1
+        else:
+            todo.append(line)
     skipped = len(items) - len(todo)
     succeeded = failed = 0
     t0 = time.perf_counter()
     bar = _progress(progress, len(items), skipped)
+    runs = DrainingMap(lambda line: _run_one(session, input_path, line, keys[line.number]), todo, concurrency,
+                       name="pearl-batch", on_interrupt=on_interrupt)
     try:
-        for record in as_completed_in_context(lambda line: _run_one(session, input_path, line), todo,
-                                              concurrency, name="pearl-batch"):
+        for record in runs:
             writer.append(record)
             if record["ok"]:
                 succeeded += 1
@@ -111,7 +173,8 @@ def run_batch(session, input_path: str | Path, out_path: str | Path, *, concurre
         if bar:
             bar[0].stop()
     return BatchSummary(total=len(items), skipped=skipped, succeeded=succeeded, failed=failed,
-                        seconds=time.perf_counter() - t0, out_path=out_path)
+                        seconds=time.perf_counter() - t0, out_path=out_path, interrupted=runs.interrupted,
+                        not_started=runs.not_started)
 
 
 def _progress(enabled: bool, total: int, completed: int):
