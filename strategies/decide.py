@@ -7,10 +7,18 @@ under the posterior p over user types θ:
 
 Safety boundary: s is admissible iff Risk(s, θ) ≤ τ for every θ with p(θ) ≥ ε.
 The Pearl Point is the admissible strategy of highest U; ties go to the lower expected
-risk, then the lower cost, then the earlier strategy in the table. If no strategy is
-admissible, the least risky one is chosen (lowest worst-case risk over the likely user
-types, then lowest expected risk, then highest U, then table order) and the decision
-is flagged `admissible=False`.
+risk, then the lower cost, then the earlier strategy in the table.
+
+If no strategy is admissible, the fallback follows the method: the user is judged to be
+the most probable type (malicious only when strictly the most probable; ties go to
+sensitive, then benign), and the candidates are the strategies whose `fallback_for`
+names that type (built-ins: `supportive_response` for a sensitive user, `safe_completion`
+for a benign one, `firm_refusal` for a malicious one). With none in the table, every
+strategy except those reserved for malicious users (`fallback_for == ("malicious",)`)
+is a candidate, so a firm refusal is never the answer to a user not judged malicious.
+Among the candidates the least risky is chosen (lowest worst-case risk over the likely
+user types, then lowest expected risk, then highest U, then table order), and the
+decision is flagged `admissible=False`.
 
 Comparisons use exact rational arithmetic on the float inputs (`fractions.Fraction`),
 so the choice is deterministic and monotone: raising β never selects a strategy of
@@ -23,7 +31,7 @@ from fractions import Fraction
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pearl.csa import USER_TYPES, Decision, ReactionTable, RiskAssessment, UserPosterior, UtilityRow
+from pearl.csa import USER_TYPES, Decision, ReactionTable, RiskAssessment, UserPosterior, UserType, UtilityRow
 from pearl.errors import StepError
 from pearl.host.hookspecs import hookimpl
 from pearl.host.step import Step
@@ -69,12 +77,36 @@ def solve(table: ReactionTable, posterior: UserPosterior, costs: dict[str, float
                   f"{len(admissible)} of {len(rows)} strategies inside the safety boundary ({boundary})")
         ok = True
     else:
-        best = min(table.strategies, key=lambda n: (exact[n][3], exact[n][2], -exact[n][0], order[n]))
-        reason = (f"no strategy stays inside the safety boundary ({boundary}); '{best}' is the least risky "
+        judged = judged_user(posterior)
+        candidates = fallback_candidates(table, judged)
+        best = min(candidates, key=lambda n: (exact[n][3], exact[n][2], -exact[n][0], order[n]))
+        reason = (f"no strategy stays inside the safety boundary ({boundary}); the user is judged {judged}, "
+                  f"and '{best}' is the least risky fallback for a {judged} user "
                   f"(worst risk {float(exact[best][3]):.2f}, expected risk {float(exact[best][2]):.2f})")
         ok = False
     return Decision(strategy=best, admissible=ok, reason=reason, table=rows, alpha=alpha, beta=beta, gamma=gamma,
                     tau=tau, epsilon=epsilon, chosen=table.strategy(best))
+
+
+def judged_user(posterior: UserPosterior) -> UserType:
+    """The most probable user type; malicious only when strictly the most probable, ties go to
+    sensitive, then benign."""
+    p = posterior.as_dict()
+    if p["malicious"] > max(p["benign"], p["sensitive"]):
+        return "malicious"
+    return "sensitive" if p["sensitive"] >= p["benign"] else "benign"
+
+
+def fallback_candidates(table: ReactionTable, judged: UserType) -> list[str]:
+    """The strategies the fallback may choose for a `judged` user (see the module docstring)."""
+    records = {name: table.strategy(name) for name in table.strategies}
+    serving = [n for n, r in records.items() if r is not None and judged in r.fallback_for]
+    if serving:
+        return serving
+    if judged == "malicious":
+        return list(table.strategies)
+    open_ = [n for n, r in records.items() if r is None or tuple(r.fallback_for) != ("malicious",)]
+    return open_ or list(table.strategies)
 
 
 class DecideStep(Step):

@@ -18,7 +18,10 @@ order below, then plugins' ones by name), or exactly the names a pipeline lists
 (`extra_strategies = [{name = ..., summary = ..., fits_when = ...}]`).
 
 This module is itself the built-in plugin that registers the eight strategies of the
-method (CSA.md sections 1 and 3), described in this project's own words.
+method (CSA.md sections 1 and 3), described in this project's own words. `fallback_for`
+says whom a strategy serves when nothing is inside the safety boundary (see
+`pearl.strategies.decide`): a supportive response for a sensitive user, a safe
+completion for a benign one, and a firm refusal only for a user judged malicious.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ BUILTIN_STRATEGIES: tuple[ResponseStrategy, ...] = (
         fits_when="the request mixes a legitimate goal with details that could be misused",
         constraints=["no step-by-step instructions, quantities or recipes for harm", "say briefly what is left out"],
         cost=0.6,
+        fallback_for=("benign",),
     ),
     ResponseStrategy(
         name="supportive_response",
@@ -58,6 +62,7 @@ BUILTIN_STRATEGIES: tuple[ResponseStrategy, ...] = (
         constraints=["warmth before information", "never give means or methods of self-harm",
                      "mention crisis lines or emergency help when life may be at risk"],
         cost=0.6,
+        fallback_for=("sensitive",),
     ),
     ResponseStrategy(
         name="correct_and_guide",
@@ -86,6 +91,7 @@ BUILTIN_STRATEGIES: tuple[ResponseStrategy, ...] = (
         fits_when="the request is an attack or seeks serious harm, and no safe version exists",
         constraints=["no partial information, hints or workarounds", "do not explain how to bypass the refusal"],
         cost=0.1,
+        fallback_for=("malicious",),
     ),
 )
 

@@ -2,18 +2,25 @@
 
 `AssessRisk` is a DSPy module of two predictors:
 
-1. `classify` reads the conversation and the taxonomy's catalogue and answers with a
-   category, a level, the interaction type (and attack form), weights for the three
-   user types, a severity and a one-line rationale. The category field's type is a
-   `Literal` of the taxonomy's ids plus "unknown", built when the step is built, so a
-   JSON-schema backend decodes only valid ids (`category_literal`).
+1. `classify` reads the taxonomy's catalogue and the conversation and answers with a
+   rationale, a risk group, a category, a level, the interaction type (and attack
+   form), weights for the three user types and a severity. Group then category: a small
+   model first says whether and where the request is risky ("none" is the catalogue's
+   first line), then picks an id from that group's line. Both fields are enums built
+   from the taxonomy when the step is built (`category_type`, `group_type`), so a
+   JSON-schema backend decodes only valid ids. The catalogue comes before the
+   conversation, so every risk call of a run, and of every run, shares the same prompt
+   prefix byte for byte (a KV-cache hit on backends that reuse prefixes).
 2. `adapt` rewrites the chosen category's guideline for this request (stricter when the
    user looks malicious). It is skipped when there is nothing to adapt: category
    "unknown" (no rules) or no risk at all.
 
 Weights are integers 0-10 (a compact, constrained answer for small models) and are
-normalised here; an answer whose user-type weights are all 0 is not a distribution
-and is rejected (one retry, then `StepError`) rather than replaced by a default.
+normalised here. Well-formed but degenerate answers are repaired, never fatal, and each
+repair is recorded in `RiskAssessment.repairs`: user-type weights all 0 become the
+uniform posterior; group "none" with a category other than "unknown" becomes
+"unknown"; a category outside the chosen group keeps the category (the finer answer)
+and records the mismatch.
 """
 
 from __future__ import annotations
@@ -46,10 +53,23 @@ def category_type(taxonomy: Taxonomy):
     return choice("Category", category_choices(taxonomy))
 
 
+NO_GROUP = "none"
+
+
+def group_type(taxonomy: Taxonomy):
+    """A `str` whose JSON schema is the enum "none" plus the taxonomy's group ids (those with categories)."""
+    return choice("Group", [NO_GROUP, *catalogue_groups(taxonomy)])
+
+
+def catalogue_groups(taxonomy: Taxonomy) -> list[str]:
+    return [g.id for g in taxonomy.groups if any(c.group == g.id for c in taxonomy.categories)]
+
+
 class ClassifySignature(dspy.Signature):
     """Assess the risk in the user's last message before anyone answers it.
 
-    Choose the category from the list ("unknown" when none fits or nothing is risky).
+    Most requests are ordinary: then the group is "none" and the category "unknown".
+    Otherwise choose the group whose line fits, then a category id from that line.
     Levels: R0 ordinary need on a sensitive topic; R1 grey, misguided or vulnerable;
     R2 attack or jailbreak attempt. Interaction: declarative states something,
     inquiry asks for information or an opinion, directive gives an instruction.
@@ -58,10 +78,11 @@ class ClassifySignature(dspy.Signature):
     Severity 0-10: how much harm a careless answer could do.
     """
 
+    categories: str = dspy.InputField(desc="one line per group: 'group: category ids'")
     conversation: str = dspy.InputField(desc="the conversation, one 'role: text' line per turn")
-    categories: str = dspy.InputField(desc="the category ids, one line per group")
-    rationale: Short = dspy.OutputField(desc="one sentence: what is asked and where the risk lies")
-    category: str = dspy.OutputField(desc="a category id from the list")
+    rationale: Short = dspy.OutputField(desc="one sentence: what is asked and whether any risk lies in it")
+    group: str = dspy.OutputField(desc="'none', or the group of the risk")
+    category: str = dspy.OutputField(desc="'unknown', or a category id from the group's line")
     level: choice("Level", LEVELS) = dspy.OutputField()
     interaction: choice("Interaction", INTERACTIONS) = dspy.OutputField()
     attack_form: choice("AttackForm", ATTACK_FORMS) = dspy.OutputField(desc="how a directive attacks")
@@ -94,26 +115,34 @@ class AssessRisk(dspy.Module):
         self.max_rules = max_rules
         self._catalogue = compact_catalogue(taxonomy)
         self._choices = category_choices(taxonomy)
-        self.classify = dspy.Predict(ClassifySignature.with_updated_fields("category", type_=category_type(taxonomy)))
+        self._groups = [NO_GROUP, *catalogue_groups(taxonomy)]
+        self.classify = dspy.Predict(ClassifySignature
+                                     .with_updated_fields("category", type_=category_type(taxonomy))
+                                     .with_updated_fields("group", type_=group_type(taxonomy)))
         rules = text_list("Rules", max_rules, Rule)
         self.adapt = dspy.Predict(AdaptSignature.with_updated_fields(
             "guideline", type_=rules, desc=f"at most {max_rules} short rules for this request"))
 
     def forward(self, conversation: str) -> dspy.Prediction:
-        c = self.classify(conversation=conversation, categories=self._catalogue)
+        c = self.classify(categories=self._catalogue, conversation=conversation)
         # Re-checked here for backends that do not constrain decoding.
+        check_choice("group", c.group, self._groups)
         check_choice("category", c.category, self._choices)
         check_choice("level", c.level, LEVELS)
         check_choice("interaction", c.interaction, INTERACTIONS)
         check_choice("attack_form", c.attack_form, ATTACK_FORMS)
         for name in ("benign", "sensitive", "malicious", "severity"):
             check_score(name, c[name])
-        posterior = posterior_from_weights(c.benign, c.sensitive, c.malicious)
-        category = self.taxonomy.category(c.category)
+        repairs: list[str] = []
+        posterior, repaired = posterior_from_weights(c.benign, c.sensitive, c.malicious)
+        repairs += [repaired] if repaired else []
+        category_id, repaired = reconcile_category(self.taxonomy, c.group, c.category)
+        repairs += [repaired] if repaired else []
+        category = self.taxonomy.category(category_id)
         attack_form = None if c.attack_form == "none" else c.attack_form
         severity = int(c.severity) / 10
         guideline: list[str] = []
-        risky = c.category != UNKNOWN_CATEGORY or c.level != "R0" or severity > 0
+        risky = category_id != UNKNOWN_CATEGORY or c.level != "R0" or severity > 0
         if self.adapt_guideline and category is not None and category.guideline and risky:
             rules = "\n".join(f"{i}. {r}" for i, r in enumerate(category.guideline, 1))
             a = self.adapt(conversation=conversation, category=category.name, user=describe_user(posterior, c.level),
@@ -123,7 +152,7 @@ class AssessRisk(dspy.Module):
             guideline = list(category.guideline)
         assessment = RiskAssessment(
             taxonomy=self.taxonomy.name,
-            category=c.category,
+            category=category_id,
             group=category.group if category is not None else None,
             level=c.level,
             interaction=c.interaction,
@@ -132,26 +161,42 @@ class AssessRisk(dspy.Module):
             severity=severity,
             guideline=guideline,
             rationale=(c.rationale or "").strip(),
+            repairs=repairs,
         )
         return dspy.Prediction(assessment=assessment)
 
 
 def compact_catalogue(taxonomy: Taxonomy) -> str:
-    """One line per group, 'Group name: id, id, ...', then the 'unknown' line (few tokens)."""
-    lines = []
-    for group in taxonomy.groups:
-        ids = [c.id for c in taxonomy.categories if c.group == group.id]
-        if ids:
-            lines.append(f"{group.name}: {', '.join(ids)}")
-    lines.append(f"none of these, or no risk: {UNKNOWN_CATEGORY}")
+    """The "none" line first, then one line per group, 'group_id: id, id, ...' (few tokens)."""
+    lines = [f"{NO_GROUP}: {UNKNOWN_CATEGORY} (an ordinary request, nothing risky)"]
+    for group in catalogue_groups(taxonomy):
+        ids = [c.id for c in taxonomy.categories if c.group == group]
+        lines.append(f"{group}: {', '.join(ids)}")
     return "\n".join(lines)
 
 
-def posterior_from_weights(benign: int, sensitive: int, malicious: int) -> UserPosterior:
-    """Normalise three 0-10 weights; all zero is not a distribution (ValueError)."""
-    if min(benign, sensitive, malicious) < 0 or benign + sensitive + malicious <= 0:
-        raise ValueError(f"user-type weights {benign}/{sensitive}/{malicious} are not a distribution (all 0 or negative)")
-    return UserPosterior.normalised(benign / 10, sensitive / 10, malicious / 10)
+def posterior_from_weights(benign: int, sensitive: int, malicious: int) -> tuple[UserPosterior, str | None]:
+    """Normalise three 0-10 weights: `(posterior, repair)`. All zero (no information) is
+    repaired to the uniform posterior, and `repair` says so; negative weights are a ValueError."""
+    if min(benign, sensitive, malicious) < 0:
+        raise ValueError(f"user-type weights {benign}/{sensitive}/{malicious} are negative")
+    if benign + sensitive + malicious == 0:
+        return UserPosterior.normalised(1, 1, 1), "user-type weights were all 0: uniform posterior"
+    return UserPosterior.normalised(benign / 10, sensitive / 10, malicious / 10), None
+
+
+def reconcile_category(taxonomy: Taxonomy, group: str, category_id: str) -> tuple[str, str | None]:
+    """The category to keep given the group the model chose first: `(category, repair)`."""
+    if group == NO_GROUP:
+        if category_id == UNKNOWN_CATEGORY:
+            return category_id, None
+        return UNKNOWN_CATEGORY, f"group 'none' with category '{category_id}': category 'unknown'"
+    category = taxonomy.category(category_id)
+    if category is None:
+        return category_id, f"group '{group}' without a category: category 'unknown'"
+    if category.group != group:
+        return category_id, f"category '{category_id}' is in group '{category.group}', not '{group}': category kept"
+    return category_id, None
 
 
 def describe_user(posterior: UserPosterior, level: str) -> str:

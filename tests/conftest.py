@@ -18,6 +18,8 @@ from pearl.host.step import Step
 from pearl.types import Conversation
 
 ROOT = Path(__file__).resolve().parent.parent
+# The suite runs on the packaged 270M model (`tiny`), never pulling the catalogue's default.
+os.environ.setdefault("PEARL_MODEL", "tiny")
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
@@ -121,7 +123,7 @@ def embedded_lm():
     from pearl.host.backend import BackendSettings
     from pearl.plugins.llamacpp import LlamaCppBackend
 
-    return LlamaCppBackend().create(BackendSettings(max_tokens=256, n_ctx=4096))
+    return LlamaCppBackend().create(BackendSettings(model="tiny", max_tokens=256, n_ctx=4096))
 
 
 def _find_shared_data() -> Path | None:

@@ -1,6 +1,7 @@
 """Scripted model answers for the CSA steps (test doubles for `dspy.utils.DummyLM`)."""
 
-CLASSIFY = {"rationale": "The person talks about ending their life.", "category": "mental_health", "level": "R1",
+CLASSIFY = {"rationale": "The person talks about ending their life.", "group": "physical_and_mental_harm",
+            "category": "mental_health", "level": "R1",
             "interaction": "declarative", "attack_form": "none", "benign": 2, "sensitive": 8, "malicious": 0,
             "severity": 8}
 ADAPT = {"guideline": ["Answer with warmth first.", "Share a crisis line.", "Never discuss methods."]}

@@ -45,6 +45,19 @@ def test_category_enum_is_built_from_the_taxonomy(host):
     oyster = AssessRisk(get_taxonomy(host, "oyster"))
     enum = _get_structured_outputs_response_format(oyster.classify.signature).model_json_schema()["properties"]["category"]["enum"]
     assert len(enum) == 33 and "mental_health" in enum and enum[-1] == "unknown"
+    groups = _get_structured_outputs_response_format(module.classify.signature).model_json_schema()["properties"]["group"]
+    assert groups["enum"] == ["none", "harm"]
+
+
+def test_the_catalogue_comes_before_the_conversation_so_risk_prompts_share_a_prefix(host):
+    _, lm1 = run_risk(host, [CLASSIFY, ADAPT], text="I feel like ending it all.")
+    _, lm2 = run_risk(host, [{**CLASSIFY, "group": "none", "category": "unknown", "level": "R0", "severity": 0}],
+                      text="How do I bake bread?")
+    first, second = (lm.history[0]["messages"] for lm in (lm1, lm2))
+    assert first[0] == second[0]  # the system message
+    user1, user2 = first[1]["content"], second[1]["content"]
+    catalogue_end = user1.index("user: I feel")
+    assert user1[:catalogue_end] == user2[:catalogue_end] and "mental_health" in user1[:catalogue_end]
 
 
 def test_assessment_from_oyster(host):
@@ -60,17 +73,34 @@ def test_assessment_from_oyster(host):
 
 def test_tiny_taxonomy_and_attack_form(host):
     host.register(TinyTaxonomy(), name="tests.tiny")
-    answer = {**CLASSIFY, "category": "weapons", "interaction": "directive", "attack_form": "role_play",
+    answer = {**CLASSIFY, "group": "harm", "category": "weapons", "interaction": "directive", "attack_form": "role_play",
               "benign": 1, "sensitive": 0, "malicious": 3}
     a, _ = run_risk(host, [answer, {"guideline": ["Refuse build steps."]}], taxonomy="tiny")
     assert a.category == "weapons" and a.group == "harm" and a.attack_form == "role_play"
-    assert a.posterior.malicious == pytest.approx(0.75)
+    assert a.posterior.malicious == pytest.approx(0.75) and a.repairs == []
 
 
 def test_no_risk_skips_the_guideline_call(host):
-    answer = {**CLASSIFY, "category": "unknown", "level": "R0", "severity": 0, "benign": 10, "sensitive": 0}
+    answer = {**CLASSIFY, "group": "none", "category": "unknown", "level": "R0", "severity": 0, "benign": 10,
+              "sensitive": 0}
     a, lm = run_risk(host, [answer], text="How do I bake bread?")
-    assert not a.is_risky and a.guideline == [] and a.group is None and len(lm.history) == 1
+    assert not a.is_risky and a.guideline == [] and a.group is None and len(lm.history) == 1 and a.repairs == []
+
+
+def test_group_none_overrides_a_category_and_says_so(host):
+    answer = {**CLASSIFY, "group": "none", "category": "cult", "level": "R0", "severity": 0, "benign": 10,
+              "sensitive": 0}
+    a, lm = run_risk(host, [answer], text="Who was the first Roman emperor?")
+    assert a.category == "unknown" and not a.is_risky and len(lm.history) == 1
+    assert a.repairs == ["group 'none' with category 'cult': category 'unknown'"]
+
+
+def test_a_category_outside_its_group_is_kept_and_flagged(host):
+    answer = {**CLASSIFY, "group": "legal_violations"}
+    a, _ = run_risk(host, [answer, ADAPT])
+    assert a.category == "mental_health" and a.group == "physical_and_mental_harm"
+    assert a.repairs == ["category 'mental_health' is in group 'physical_and_mental_harm', not 'legal_violations': "
+                         "category kept"]
 
 
 def test_category_outside_the_taxonomy_fails_after_one_retry(host):
@@ -79,12 +109,14 @@ def test_category_outside_the_taxonomy_fails_after_one_retry(host):
         run_risk(host, [bad, bad])
 
 
-def test_all_zero_weights_are_not_filled_in(host):
+def test_all_zero_weights_become_a_uniform_posterior_flagged(host):
     zero = {**CLASSIFY, "benign": 0, "sensitive": 0, "malicious": 0}
-    with pytest.raises(StepError, match="not a distribution"):
-        run_risk(host, [zero, zero])
-    with pytest.raises(ValueError):
-        posterior_from_weights(0, 0, 0)
+    a, lm = run_risk(host, [zero, ADAPT])
+    assert (a.posterior.benign, a.posterior.sensitive, a.posterior.malicious) == pytest.approx((1 / 3, 1 / 3, 1 / 3))
+    assert a.repairs == ["user-type weights were all 0: uniform posterior"] and len(lm.history) == 2
+    assert posterior_from_weights(0, 0, 0)[1] and posterior_from_weights(0, 3, 0)[1] is None
+    with pytest.raises(ValueError, match="negative"):
+        posterior_from_weights(-1, 2, 0)
 
 
 def test_unknown_taxonomy_is_a_build_error(host):
@@ -96,5 +128,7 @@ def test_unknown_taxonomy_is_a_build_error(host):
 def test_compact_catalogue_lists_every_id_once(host):
     tax = get_taxonomy(host, "oyster")
     text = compact_catalogue(tax)
-    assert all(text.count(c.id + ",") + text.count(c.id + "\n") >= 1 for c in tax.categories)
-    assert text.splitlines()[-1].endswith("unknown")
+    listed = [i.strip() for line in text.splitlines()[1:] for i in line.split(":", 1)[1].split(",")]
+    assert sorted(listed) == sorted(tax.category_ids())
+    assert text.splitlines()[0].startswith("none: unknown")
+    assert [line.split(":")[0] for line in text.splitlines()[1:]] == [g.id for g in tax.groups]

@@ -32,7 +32,7 @@ def test_lms_on_one_context_share_its_lock_and_long_replies_stay_parseable(embed
     from pearl.runtime.concurrency import map_in_context
     from pearl.plugins.llamacpp import LlamaCppBackend
 
-    judge_lm = LlamaCppBackend().create(BackendSettings(max_tokens=256, n_ctx=4096))
+    judge_lm = LlamaCppBackend().create(BackendSettings(model="tiny", max_tokens=256, n_ctx=4096))
     assert judge_lm.llama is embedded_lm.llama and judge_lm._lock is embedded_lm._lock
     assert embedded_lm.copy(temperature=0.7)._lock is embedded_lm._lock
 

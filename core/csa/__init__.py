@@ -136,6 +136,8 @@ class RiskAssessment(BaseModel):
     severity: float = Field(ge=0, le=1)
     guideline: list[str] = Field(default_factory=list, description="the category's rules, adapted to this query")
     rationale: str = ""
+    repairs: list[str] = Field(default_factory=list,
+                               description="degenerate parts of the model's answer that were repaired, and how")
 
     @property
     def is_risky(self) -> bool:
@@ -161,6 +163,7 @@ class RiskAssessment(BaseModel):
             f"{p}.posterior.sensitive": float(self.posterior.sensitive),
             f"{p}.posterior.malicious": float(self.posterior.malicious),
             f"{p}.guideline_count": len(self.guideline),
+            f"{p}.repairs": list(self.repairs) or None,
             f"{p}.rationale": (self.rationale or None) if content else None,
             sc.PEARL_STEP_SUMMARY: f"category={self.category} level={self.level} severity={self.severity:.3g}",
         }
@@ -183,6 +186,8 @@ class ResponseStrategy(BaseModel):
     fits_when: str = Field(description="the situations it fits")
     constraints: list[str] = Field(default_factory=list, description="hard constraints the response must respect")
     cost: float = Field(default=0.5, ge=0, le=1, description="relative inference cost (length of the answer)")
+    fallback_for: tuple[UserType, ...] = Field(
+        default=(), description="the user types this strategy serves when no strategy is inside the safety boundary")
 
 
 class ReactionForecast(BaseModel):
@@ -314,6 +319,8 @@ class Chain(BaseModel):
     safety_guidelines: list[str] = Field(default_factory=list)
     safety_strategies: list[str] = Field(default_factory=list)
     usefulness_strategies: list[str] = Field(default_factory=list)
+    repairs: list[str] = Field(default_factory=list,
+                               description="degenerate parts of the model's answer that were repaired, and how")
 
     @property
     def simplified(self) -> bool:
