@@ -60,6 +60,58 @@ def jsonl(path: Path) -> list[dict]:
 # Case 1: no command writes over a file it is reading (export-pairs IN IN)
 # ---------------------------------------------------------------------------
 
+
+def _refined_results(tmp_path: Path, host) -> Path:
+    """A results file of one `pearl run --json` result with a refinement (routed DummyLM doubles)."""
+    from lingobp_doubles import DoublesPlugin, RoutedDummyLM, Script, pipeline_doc
+    from pearl.runtime.pipeline import compile_spec
+    from pearl.runtime.runner import Runner
+
+    host.register(DoublesPlugin(), name="tests.lingobp")
+    pipeline = compile_spec(pipeline_doc(schedule=["both"]), host)
+    script = Script(sat=[0, 1], safety=["unsafe", "safe"])
+    result = Runner(pipeline, {"task": RoutedDummyLM(script)}, host).run(
+        Conversation.from_text("How do I open my own front door without the key?"))
+    path = tmp_path / "r.jsonl"
+    path.write_text(result.model_dump_json() + "\n", encoding="utf-8")
+    return path
+
+
+def test_case1_export_pairs_never_writes_over_its_input(tmp_path, host, run_cli):
+    results = _refined_results(tmp_path, host)
+    before = results.read_bytes()
+    proc = run_cli(["export-pairs", str(results), str(results)], env={"COLUMNS": "400"})
+    assert proc.returncode == 2 and "is the input file" in proc.stderr, proc.stderr
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(results)
+    assert run_cli(["export-pairs", str(results), str(link)]).returncode == 2  # a link to the input is the input
+    hard = tmp_path / "hard.jsonl"
+    os.link(results, hard)
+    assert run_cli(["export-pairs", str(hard), str(results)]).returncode == 2
+    assert results.read_bytes() == before
+    folder = tmp_path / "pairs"
+    folder.mkdir()
+    proc = run_cli(["export-pairs", str(results), str(folder)], env={"COLUMNS": "400"})
+    assert proc.returncode == 2 and "is a folder" in proc.stderr and "Traceback" not in proc.stderr
+    assert list(folder.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == [
+        "hard.jsonl", "link.jsonl", "pairs", "r.jsonl"]  # no stray temporary file
+    assert run_cli(["export-pairs", str(results), str(tmp_path / "pairs.jsonl")]).returncode == 0
+
+
+def test_case1_eval_and_report_never_write_over_their_inputs(tmp_path, run_cli):
+    data = write_lines(tmp_path / "items.jsonl", ["one", "two"])
+    before = data.read_bytes()
+    proc = run_cli(["eval", f"jsonl:{data}", "--out", str(data)], env={"COLUMNS": "400"})
+    assert proc.returncode == 2 and "is the input file" in proc.stderr, proc.stderr
+    assert data.read_bytes() == before
+    report = tmp_path / "rep"
+    report.mkdir()
+    (report / "report.md").write_text("{}\n", encoding="utf-8")
+    proc = run_cli(["report", str(report / "report.md"), "--out", str(report)], env={"COLUMNS": "400"})
+    assert proc.returncode == 2 and "is the input file" in proc.stderr, proc.stderr
+    assert (report / "report.md").read_text(encoding="utf-8") == "{}\n"
+
+
 # ---------------------------------------------------------------------------
 # Case 2: Ctrl-C keeps finished work (pearl run --batch, pearl eval)
 # ---------------------------------------------------------------------------

@@ -55,7 +55,12 @@ def eval_command(
     from pearl.io.jsonl import JsonlAppender
     from pearl.io.results import done_ids
 
+    from pearl.host.dataset import parse_ref
+    from pearl.io.paths import refuse_overwrite
+
     host = get_host()
+    dataset_path = parse_ref(dataset)[1]
+    refuse_overwrite(out, [Path(dataset_path).expanduser()] if dataset_path else [], flag="--out")
     filters = parse_filters([*where, *(f"{k}={v}" for k, v in (("label", label), ("level", level), ("type", item_type)) if v)])
     name, items = load_dataset(dataset, host)
     items = select(items, filters=filters, sample=sample, seed=seed, limit=limit)
@@ -150,7 +155,10 @@ def report_command(
 ):
     """Metrics, bootstrap CIs, a markdown report and PNG plots from one or more results files."""
     from pearl.evaluation.report import write_report
+    from pearl.io.paths import refuse_overwrite
 
+    refuse_overwrite(out, [results, *baseline], flag="--out", folder_ok=True)  # the report's folder
+    refuse_overwrite(out / "report.md", [results, *baseline], flag="the report file")
     path = write_report([results, *baseline], out, n_boot=bootstrap, seed=seed)
     console.print(path.read_text(encoding="utf-8"), markup=False, highlight=False)
     err_console.print(f"report written to {path} (plots beside it)")

@@ -36,6 +36,7 @@ from pearl.csa.judgements import SAFETY_MAX
 from pearl.csa.refinement import Iteration, Refinement
 from pearl.errors import InputError
 from pearl.io.jsonl import read_lines, write_jsonl
+from pearl.io.paths import refuse_overwrite
 from pearl.types import Result
 
 
@@ -108,7 +109,12 @@ def read_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 def export_pairs(results: Path, out: Path, *, text: bool = False, include_flagged: bool = False,
                  metadata: bool = False) -> dict[str, int]:
-    """Write the pairs of every result in `results` (JSON Lines) to `out`; returns counts."""
+    """Write the pairs of every result in `results` (JSON Lines) to `out`; returns counts.
+
+    `out` must be neither `results` itself nor a folder (`InputError`, nothing written);
+    it is replaced atomically, so a failure leaves no partial or temporary file.
+    """
+    refuse_overwrite(out, [results], flag="the pairs file")
     counts = {"results": 0, "refined": 0, "flagged_skipped": 0, "pairs": 0}
     records: list[dict[str, Any]] = []
     for n, data in read_records(results):
