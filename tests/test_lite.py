@@ -1,0 +1,62 @@
+"""The `csa-lite` pipeline on DummyLM: two calls, the decision solved in Python as `decide` does."""
+
+import dspy
+import pytest
+from dspy.utils import DummyLM
+
+from csa_doubles import CLASSIFY, PAIR
+from pearl.csa import USER_TYPES
+from pearl.runtime.pipeline import load
+from pearl.runtime.runner import Runner
+from pearl.strategies.decide import solve
+from pearl.strategies.lite import DEFAULT_LITE_STRATEGIES
+from pearl.types import Conversation
+
+SAFE = {**PAIR, "risk": 1}
+RISKY = {**PAIR, "satisfied": 10, "risk": 9}
+
+
+def plan_answer(table: dict) -> dict:
+    return {**CLASSIFY, "table": table}
+
+
+def run_lite(host, table: dict, reply: str = "I'm here with you."):
+    pipeline = load("csa-lite", host)
+    assert pipeline.order() == ["plan", "respond"]
+    lm = DummyLM([plan_answer(table), {"response": reply}], adapter=dspy.JSONAdapter())
+    return Runner(pipeline, {"task": lm}, host).run(Conversation.from_text("I feel like ending it all.")), lm
+
+
+def test_two_calls_and_the_decide_steps_choice(host):
+    table = {s: {t: RISKY for t in USER_TYPES} for s in DEFAULT_LITE_STRATEGIES}
+    table["supportive_response"] = {t: SAFE for t in USER_TYPES}
+    result, lm = run_lite(host, table)
+    assert len(lm.history) == 2 and result.usage.calls == 2
+    plan = result.output("plan")
+    assert plan["assessment"]["category"] == "mental_health" and plan["assessment"]["level"] == "R1"
+    assert plan["assessment"]["posterior"]["sensitive"] == pytest.approx(0.8)
+    assert plan["assessment"]["guideline"]  # the category's own rules
+    assert plan["reactions"]["strategies"] == list(DEFAULT_LITE_STRATEGIES)
+    decision = plan["decision"]
+    assert decision["strategy"] == "supportive_response" and decision["admissible"]  # the only one inside tau
+    # exactly the solver of the `decide` step, with its defaults
+    from pearl.csa import ReactionTable, RiskAssessment
+
+    reactions = ReactionTable.model_validate(plan["reactions"])
+    again = solve(reactions, RiskAssessment.model_validate(plan["assessment"]).posterior,
+                  {s.name: s.cost for s in reactions.library}, alpha=1.0, beta=2.0, gamma=0.1, tau=0.3, epsilon=0.1)
+    assert again.model_dump(mode="json") == decision
+    # the plan prompt listed every strategy; the reply prompt carries the chosen one and the rules
+    plan_prompt = lm.history[0]["messages"][-1]["content"]
+    assert all(s in plan_prompt for s in DEFAULT_LITE_STRATEGIES)
+    reply_prompt = lm.history[1]["messages"][-1]["content"]
+    assert "empathy" in reply_prompt and plan["assessment"]["guideline"][0] in reply_prompt
+    assert "refuse" not in reply_prompt.lower().split("[[ ## approach ## ]]")[1].split("[[ ## constraints")[0]
+    assert result.response == "I'm here with you."
+
+
+def test_no_admissible_strategy_is_flagged(host):
+    table = {s: {t: RISKY for t in USER_TYPES} for s in DEFAULT_LITE_STRATEGIES}
+    result, _ = run_lite(host, table)
+    decision = result.output("plan")["decision"]
+    assert not decision["admissible"] and "no strategy stays inside the safety boundary" in decision["reason"]
