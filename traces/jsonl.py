@@ -148,10 +148,19 @@ def iter_spans(path: str | Path) -> Iterator[SpanRecord]:
     p = Path(path).expanduser()
     if not p.is_file():
         raise InputError(f"trace file '{path}' does not exist: write one with `pearl run --trace jsonl:{path} ...`")
-    with p.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
+    with p.open("rb") as f:  # decoded line by line: a line that is not UTF-8 is named, not a traceback
+        for number, raw in enumerate(f, 1):
+            if not raw.strip():
                 continue
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                if not raw.endswith(b"\n"):  # a torn last line may end inside a character: it fails below as JSON
+                    line = raw.decode("utf-8", "replace")
+                else:
+                    raise InputError(
+                        f"{path}, line {number} is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at byte "
+                        f"{exc.start + 1}): pass a file written by --trace jsonl:PATH") from None
             try:
                 yield SpanRecord.model_validate_json(line)
             except ValidationError as exc:

@@ -59,6 +59,9 @@ def load_runs(paths: list[Path]) -> tuple[dict[str, list[ResultRecord]], list[Ru
     summaries: list[RunSummary] = []
     for path in paths:
         records, bad = read_records(path)
+        if not records and bad:
+            raise InputError(f"{path}: none of its {bad} line(s) is a result record: pass a results file "
+                             f"written by `pearl eval --out`")
         if not records:
             raise InputError(f"{path}: holds no result records yet: let `pearl eval` finish at least one item")
         latest = latest_by_id(records)
@@ -239,9 +242,16 @@ def _plots(results: list[PipelineMetrics], folder: Path) -> list[str]:
 
 def write_report(paths: list[Path], folder: Path, *, n_boot: int = 1000, seed: int = 0) -> Path:
     """Compute every metric for the files in `paths`; write `folder/report.md` and the plots."""
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"--out {folder} is a file: the report needs a folder (for report.md and the plots); "
+                         f"name a new or existing folder")
     grouped, summaries = load_runs(paths)
     results = [compute(p, recs, n_boot=n_boot, seed=seed) for p, recs in grouped.items()]
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"--out {folder}: cannot create the folder ({exc.strerror or exc}): "
+                         f"choose another --out folder") from None
     plots = _plots(results, folder)
     path = folder / "report.md"
     path.write_text(render_markdown(results, summaries, plots, n_boot), encoding="utf-8")

@@ -20,7 +20,7 @@ from typing import Any, Iterator
 from pydantic import ValidationError
 
 from pearl.errors import InputError, PearlError
-from pearl.io.jsonl import read_lines
+from pearl.io.jsonl import read_lines, read_text, undecodable
 from pearl.types import Conversation
 
 
@@ -38,6 +38,7 @@ def to_conversation(value: Any, *, source: str = "input") -> Conversation:
     if isinstance(value, Conversation):
         return value
     if isinstance(value, str):
+        _check_unicode(value, source)
         if not value.strip():
             raise InputError(f"{source}: the message is empty: write what the user says")
         return Conversation.from_text(value)
@@ -58,17 +59,55 @@ def to_conversation(value: Any, *, source: str = "input") -> Conversation:
             data["messages"] = [m for m in messages if not (isinstance(m, dict) and m.get("role") == "system")]
             data["system"] = "\n\n".join(filter(None, [data.get("system"), *system_parts]))
     try:
-        return Conversation.model_validate(data)
+        conversation = Conversation.model_validate(data)
     except ValidationError as exc:
         raise InputError(f"{source}: {_explain(exc)}") from None
+    for i, message in enumerate(conversation.messages):
+        _check_unicode(message.content, f"{source}: messages.{i}.content")
+    _check_unicode(conversation.system or "", f"{source}: system")
+    return conversation
 
 
 def read_conversation_file(path: str | Path) -> Conversation:
-    """A conversation from a JSON file (see the module docstring for the shapes)."""
+    """A conversation from a UTF-8 JSON file (see the module docstring for the shapes)."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise InputError(f"conversation file '{path}' does not exist: check the path")
-    return parse_conversation_json(path.read_text(encoding="utf-8"), source=str(path))
+    return parse_conversation_json(read_text(path, what="conversation file"), source=str(path))
+
+
+def decode_input(data: bytes | str, *, source: str) -> str:
+    """Text read from stdin or a pipe as bytes, decoded as UTF-8 (a BOM is dropped); `InputError`
+    naming `source` when it is not UTF-8, before anything reaches a model.
+
+    Text that a reader already decoded with `surrogateescape` (Python's stdin under a
+    C locale) carries lone surrogates for the undecodable bytes: it is refused the same way.
+    """
+    if isinstance(data, str):
+        try:
+            data.encode("utf-8")
+            return data.removeprefix("\ufeff")
+        except UnicodeEncodeError:
+            pass
+        try:
+            data = data.encode("utf-8", "surrogateescape")  # the undecodable bytes back
+        except UnicodeEncodeError:
+            return _check_unicode(data, source)  # other lone surrogates: raises
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise undecodable(source, exc, "send UTF-8 text (e.g. convert it with iconv -t UTF-8)") from None
+
+
+def _check_unicode(text: str, source: str) -> str:
+    """`text` itself; `InputError` when it holds a lone surrogate (from a `\\udXXX` JSON escape or
+    undecodable bytes), which no model provider can receive."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InputError(f"{source}: the text holds a lone surrogate (U+{ord(text[exc.start]):04X} at character "
+                         f"{exc.start + 1}), which is not valid Unicode: repair the text or its \\u escapes") from None
+    return text
 
 
 def parse_conversation_json(text: str, *, source: str) -> Conversation:
@@ -134,6 +173,12 @@ def read_conversation_lines(path: str | Path, *,
         raise error(f"{path}: no such file: check the path")
     for line in read_lines(path):
         try:
-            yield parse_conversation_line(line.text, source=f"{path}:{line.number}", number=line.number)
+            yield parse_line(line)
         except InputError as exc:
             raise error(str(exc)) from None
+
+
+def parse_line(line) -> ConversationLine:
+    """A `pearl.io.jsonl.Line` as a `ConversationLine`; `InputError` (`NotUtf8` for bytes that
+    are not UTF-8) naming the file and line."""
+    return parse_conversation_line(line.text, source=f"{line.source}:{line.number}", number=line.number)

@@ -15,6 +15,11 @@ scores) is a JSON Lines file written by `JsonlAppender`, with one rule for resum
 
 `read_lines` is the reader under every JSONL input (conversations, results, datasets):
 non-blank lines with their 1-based numbers; each caller decides what a bad line means.
+Lines are decoded one by one: a line that is not valid UTF-8 raises `NotUtf8` (an
+`InputError` and a `ValueError`, naming the file and line) when its text is read, so one
+such line fails alone — a reader that skips unparsable lines skips it, a batch records
+it as that line's error — and never decodes into a silently altered text. A folder or
+an unreadable file is an `InputError`.
 `write_jsonl` replaces a whole file atomically (exports such as preference pairs).
 """
 
@@ -30,28 +35,80 @@ from typing import Any, Callable, Hashable, Iterable, Iterator, Mapping, TypeVar
 
 from pydantic import BaseModel
 
+from pearl.errors import InputError
+
 T = TypeVar("T")
+
+
+class NotUtf8(InputError, ValueError):
+    """A line (or file) that is not valid UTF-8; a `ValueError` too, so line readers skip or record it like any unparsable line."""
+
+
+def undecodable(source: str, exc: UnicodeDecodeError, fix: str = "save the file as UTF-8") -> NotUtf8:
+    """The error for bytes of `source` that are not UTF-8, naming the first bad byte and `fix`."""
+    return NotUtf8(f"{source}: not valid UTF-8 (byte 0x{exc.object[exc.start]:02x} at byte {exc.start + 1}): {fix}")
+
+
+def read_text(path: Path, *, what: str = "file") -> str:
+    """The whole of a UTF-8 text file (a leading BOM is dropped); `InputError` for a missing
+    file, a folder, an unreadable file or bytes that are not UTF-8, naming the file."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder: point at the {what} itself")
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such {what}: check the path") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the {what} ({exc.strerror or exc}): check its permissions") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise undecodable(str(path), exc) from None
 
 
 @dataclass(frozen=True)
 class Line:
-    """One non-blank line of a JSONL file."""
+    """One non-blank line of a JSONL file: its bytes, decoded when `text` is read."""
 
     number: int
-    text: str
+    data: bytes  # without the line ending
     complete: bool  # ended with a newline; a torn last line does not
+    source: str = ""  # the file, for messages
+
+    @property
+    def text(self) -> str:
+        """The line as text; raises `NotUtf8` naming the file and line when it is not UTF-8."""
+        try:
+            return self.data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise undecodable(f"{self.source}:{self.number}", exc) from None
 
     def json(self) -> Any:
-        """The parsed value; raises `json.JSONDecodeError` (a `ValueError`)."""
+        """The parsed value; raises `json.JSONDecodeError` or `NotUtf8` (both `ValueError`s)."""
         return json.loads(self.text)
 
 
 def read_lines(path: Path) -> Iterator[Line]:
-    """The non-blank lines of `path` with their 1-based numbers (the file must exist)."""
-    with open(path, encoding="utf-8") as handle:
+    """The non-blank lines of `path` with their 1-based numbers (a BOM before the first is dropped).
+
+    A missing file, a folder or an unreadable file is an `InputError` naming it.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder: point at the .jsonl file itself")
+    try:
+        handle = open(path, "rb")
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file: check the path") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the file ({exc.strerror or exc}): check its permissions") from None
+    with handle:
         for number, raw in enumerate(handle, start=1):
+            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
             if raw.strip():
-                yield Line(number=number, text=raw.rstrip("\r\n"), complete=raw.endswith("\n"))
+                yield Line(number=number, data=raw.rstrip(b"\r\n"), complete=raw.endswith(b"\n"), source=str(path))
 
 
 def parsed(path: Path) -> Iterator[tuple[int, Any]]:
@@ -80,11 +137,33 @@ def _encode(record: BaseModel | Mapping[str, Any]) -> bytes:
     return (text + "\n").encode("utf-8")
 
 
+def _writable(path: Path) -> None:
+    """Refuse an output path that is a folder, or whose folder is a file (`InputError`)."""
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder: name a file to write, such as {path / 'results.jsonl'}")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"{path}: '{parent}' is a file, not a folder: choose another output path")
+            break
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot create its folder ({exc.strerror or exc}): choose another output path") from None
+
+
 def write_jsonl(path: Path, records: Iterable[BaseModel | Mapping[str, Any] | bytes]) -> None:
-    """Replace `path` with `records` (bytes are written as they are), one per line, atomically (a temporary file, fsynced, then renamed)."""
+    """Replace `path` with `records` (bytes are written as they are), one per line, atomically (a temporary file, fsynced, then renamed).
+
+    A folder, or a path under a file, is an `InputError`, raised before anything is written.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    _writable(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write in its folder ({exc.strerror or exc}): "
+                         f"check its permissions or choose another output path") from None
     try:
         with os.fdopen(fd, "wb") as handle:
             for record in records:
@@ -107,12 +186,16 @@ class JsonlAppender:
 
     def __init__(self, path: Path, *, keep: Callable[[Any], bool] | None = None):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _writable(self.path)
         if keep is None:
             self._drop_torn_tail()
         else:
             self._compact(keep)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise InputError(f"{self.path}: cannot write the file ({exc.strerror or exc}): "
+                             f"check its permissions or choose another output path") from None
         self._lock = threading.Lock()
 
     def _drop_torn_tail(self) -> None:
@@ -131,10 +214,10 @@ class JsonlAppender:
         for line in read_lines(self.path):
             try:
                 good = line.complete and keep(line.json())
-            except ValueError:
+            except ValueError:  # not JSON, or not UTF-8 (`NotUtf8`)
                 good = False
             if good:
-                kept.append((line.text + "\n").encode("utf-8"))
+                kept.append(line.data + b"\n")
             else:
                 dropped = True
         if dropped:

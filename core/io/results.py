@@ -50,8 +50,10 @@ class ResultRecord(BaseModel):
 def read_records(path: Path, *, strict: bool = False) -> tuple[list[ResultRecord], int]:
     """All well-formed records in file order, and the number of unreadable lines skipped.
 
-    With `strict`, an unreadable line other than a cut-off last line is an error.
+    With `strict`, an unreadable line other than a cut-off last line is an error. A line
+    that is not UTF-8 is unreadable like any other (`pearl.io.jsonl.NotUtf8`).
     """
+    path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such results file: run `pearl eval ... --out {path}` first")
     records: list[ResultRecord] = []
@@ -75,6 +77,9 @@ def latest_by_id(records: list[ResultRecord]) -> dict[str, ResultRecord]:
 
 def done_ids(path: Path, *, dataset: str, pipeline: str, retry_errors: bool) -> set[str]:
     """Ids already finished in `path` (errors too, unless `retry_errors`); checks the file fits the run."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder: name the results file, such as {path / 'results.jsonl'}")
     if not path.exists() or path.stat().st_size == 0:
         return set()
     records, _ = read_records(path, strict=True)

@@ -69,13 +69,18 @@ def read_inputs(path: str | Path) -> list[Line]:
     return list(read_lines(path))
 
 
-def conversation_key(text: str) -> str:
+def conversation_key(text: str | bytes) -> str:
     """The content hash of one input line: its conversation's canonical JSON, else the line's own text.
 
     Two lines holding the same conversation in another layout (spacing, key order, a
     string vs `{"prompt": ...}`) get the same key; a line that is not a valid
-    conversation is keyed by its stripped text.
+    conversation is keyed by its stripped text (its stripped bytes when they are not UTF-8).
     """
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            return "sha256:" + hashlib.sha256(b"raw:" + text.strip()).hexdigest()
     try:
         canonical = parse_conversation_line(text, source="key").conversation.model_dump_json()
     except (PearlError, ValueError):
@@ -139,7 +144,7 @@ def run_batch(session, input_path: str | Path, out_path: str | Path, *, concurre
     if out_path.resolve() == input_path.resolve():
         raise InputError("--out must not be the input file: name a separate results file")
     items = read_inputs(input_path)
-    keys = {line.number: conversation_key(line.text) for line in items}
+    keys = {line.number: conversation_key(line.data) for line in items}
     wanted = Counter(keys.values())
     check_output_matches(out_path, input_path, wanted)
     keep = _answered(wanted)

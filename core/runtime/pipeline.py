@@ -99,6 +99,8 @@ def resolve(ref: str) -> Path:
         return shipped[ref]
     path = Path(ref)
     if path.suffix == ".toml" or path.exists():
+        if path.is_dir():
+            raise PipelineError(f"pipeline '{ref}' is a folder: pass the .toml file inside it")
         if not path.is_file():
             raise PipelineError(f"pipeline file '{ref}' does not exist: check the path")
         return path
@@ -119,7 +121,16 @@ def load(ref: str, host) -> Pipeline:
     """Load, validate and compile a pipeline from a shipped name or a file path."""
     path = resolve(ref)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise PipelineError(f"pipeline file '{path}' cannot be read ({exc.strerror or exc}): check its permissions") from None
+    try:
+        text = raw.decode("utf-8-sig")  # an editor's byte-order mark is dropped
+    except UnicodeDecodeError as exc:  # TOML files are UTF-8 by definition
+        raise PipelineError(f"{path}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at byte {exc.start + 1}): "
+                            f"save the pipeline file as UTF-8") from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise PipelineError(f"{path}: not valid TOML ({exc}): fix the syntax") from None
     return compile_spec(data, host, source=str(path))
