@@ -2,9 +2,10 @@
 
 Files are one xlsx per language and level, named `strata_sword_{en,cn}_level_{1,2,3}.xlsx`;
 PATH may be one file or a folder holding several. Columns are, in the benchmark's order,
-instruction, attack method, risk type, but the header names differ between files (English
-in the level-1 files, Chinese in the others), so columns are found by keyword
-(`COLUMN_KEYWORDS`); the option `columns="instruction,attack,risk"` names them explicitly.
+instruction, attack method, risk type, but the header rows differ between files: level 1
+reads `jailbreak instruction | attack method | risk type`, levels 2 and 3 (en and cn)
+`攻击指令 | attack method | 风险分类`. Columns are found by keyword (`COLUMN_KEYWORDS`);
+the option `columns="instruction,attack,risk"` names them explicitly.
 
 Every prompt is harmful by construction: labels are `language` (en / cn), `level` (1-3),
 `attack_method` (None for plain instructions), `risk_type` (None when the file has none)
@@ -25,11 +26,15 @@ from pearl.types import Conversation, Message
 FILE_PATTERN = re.compile(r"(en|cn|zh)[_\-\s]*(?:level|lvl|l)[_\-\s]*([123])", re.IGNORECASE)
 LANGUAGE_TAGS = {"en": "en", "cn": "zh", "zh": "zh"}
 
-# Keywords that identify each column, checked in this order (the first column to match wins).
+# Keywords that identify each column. The instruction column is found first, by its own
+# words: the public release's level-2 and level-3 files (en and cn alike) head it
+# `攻击指令` ("attack instruction"), which also holds the attack-method word `攻击`;
+# level 1 uses `jailbreak instruction | attack method | risk type`. Each later column is
+# the first one not taken whose header holds one of its words.
 COLUMN_KEYWORDS: dict[str, tuple[str, ...]] = {
+    "instruction": ("instruction", "指令", "prompt", "query", "question", "问题", "提示", "text", "content", "内容"),
     "attack_method": ("attack", "method", "technique", "攻击", "方法", "手法", "方式", "越狱类型", "越狱方法"),
     "risk_type": ("risk", "category", "风险", "类别", "类型", "分类"),
-    "instruction": ("instruction", "prompt", "query", "question", "text", "content", "指令", "问题", "提示", "内容", "query", "越狱"),
 }
 EMPTY = {"", "none", "nan", "null", "无", "-"}
 
@@ -90,7 +95,9 @@ def read_file(path: Path, options: dict[str, Any]) -> Iterator[Item]:
     except Exception as exc:
         raise DatasetError(f"{path}: not a readable xlsx file ({exc.__class__.__name__}): check the file") from None
     try:
-        rows = list(book.worksheets[0].iter_rows(values_only=True))
+        rows = list(book.worksheets[0].iter_rows(values_only=True))  # read-only sheets parse lazily, here
+    except Exception as exc:
+        raise DatasetError(f"{path}: its first sheet cannot be read ({exc.__class__.__name__}): check the file") from None
     finally:
         book.close()
     rows = [r for r in rows if any(_clean(c) for c in r)]

@@ -13,7 +13,9 @@ span (`pearl.traces.hooks`). Registration hooks and `register_commands` are call
 per implementing plugin (`Host.call_each`), which attributes each registration to the
 plugin that made it; a plugin that fails there is a `PluginError` naming the plugin and
 the hook. Observer hooks go through `Host.notify`, which reports a raising observer as a
-`PluginWarning` and never lets it change a step's result or error.
+`PluginWarning` and never lets it change a step's result or error. A plugin raising
+`SystemExit` (at import, in a registration hook or an observer) is treated as raising:
+it never ends a command quietly.
 """
 
 from __future__ import annotations
@@ -77,6 +79,12 @@ class Registry:
         if not isinstance(name, str) or not name:
             raise PluginError(f"plugin '{plugin}' registered a {self.kind[:-1]} without a name in hook {self.hook}: "
                               f"give it a `name` class attribute, or call register(name, obj)")
+        contract = _contracts().get(self.kind)
+        if contract is not None and not (isinstance(value, type) and issubclass(value, contract)):
+            shown = f"the class {value.__name__}" if isinstance(value, type) else f"an object of type {type(value).__name__}"
+            raise PluginError(f"plugin '{plugin}' registered {self.kind[:-1]} '{name}' in hook {self.hook} as "
+                              f"{shown}, not a subclass of {contract.__module__}.{contract.__qualname__}: "
+                              f"register the subclass itself (register(MyClass))")
         if name in self.entries:
             first = self.entries[name].plugin
             raise PluginError(
@@ -97,6 +105,17 @@ class Registry:
 
     def __contains__(self, name: str) -> bool:
         return name in self.entries
+
+
+def _contracts() -> dict[str, type]:
+    """kind -> the base class what is registered under it must subclass (kinds whose contract
+    lives above the host, taxonomies and strategies, are not checked here)."""
+    from pearl.host.backend import Backend
+    from pearl.host.dataset import Dataset
+    from pearl.host.judge import Judge
+    from pearl.host.step import Step
+
+    return {"steps": Step, "backends": Backend, "judges": Judge, "datasets": Dataset}
 
 
 def _registration(registry: Registry, plugin: str) -> Callable[..., None]:
@@ -270,7 +289,7 @@ class Host:
                 caller(**kwargs_for(impl.plugin_name))
             except PluginError:
                 raise
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:  # a plugin's sys.exit() must not end the command quietly
                 raise PluginError(
                     f"plugin '{impl.plugin_name}' failed in hook {hook_name}: {exc.__class__.__name__}: {exc}; "
                     f"fix the plugin, or leave it out with {ENV_PLUGINS}"
@@ -288,7 +307,7 @@ class Host:
             caller = self._caller_for(hook_name, impl, impls)
             try:
                 caller(**kwargs)
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:  # an observer's sys.exit() is a raise like any other
                 message = f"{exc.__class__.__name__}: {exc}"
                 trace.get_current_span().add_event("pearl.observer.error", {
                     "pearl.plugin": impl.plugin_name, "pearl.hook.name": hook_name, "exception.message": message})
