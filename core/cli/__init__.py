@@ -52,6 +52,29 @@ def _read_conversation(text: Optional[str], file: Optional[str]):
     return to_conversation(text, source="TEXT")
 
 
+TIMEOUT_HELP = ("Seconds an HTTP backend waits for each answer before it gives up (default: the backend "
+                "option timeout, else 120).")
+API_KEY_ENV_HELP = ("The environment variable holding the API key (default PEARL_API_KEY, then OPENAI_API_KEY); "
+                    "a pipeline file may name only those two.")
+
+
+def connection_options(timeout: Optional[float], api_key_env: Optional[str]) -> dict:
+    """`--timeout` and `--api-key-env` as `open_session` backend options (only those given).
+
+    The variable named by `--api-key-env` is allowed for this process
+    (`pearl.host.backend.allow_api_key_variable`): the user chose it, not a pipeline file.
+    """
+    from pearl.host.backend import allow_api_key_variable
+
+    if timeout is not None and not 0 < timeout < float("inf"):
+        raise InputError(f"--timeout {timeout}: give a positive number of seconds")
+    if api_key_env is not None:
+        if not api_key_env.strip():
+            raise InputError("--api-key-env: name the environment variable that holds the API key")
+        allow_api_key_variable(api_key_env)
+    return {k: v for k, v in (("timeout", timeout), ("api_key_env", api_key_env)) if v is not None}
+
+
 class _StepProgress:
     """An observer plugin that shows the running steps in a rich status line."""
 
@@ -95,6 +118,8 @@ def run(
     batch: Optional[str] = typer.Option(None, "--batch", help="A JSONL file of conversations to run (one per line)."),
     out: Optional[str] = typer.Option(None, "--out", "-o", help="With --batch: the JSONL results file (resumable)."),
     concurrency: int = typer.Option(4, "--concurrency", "-k", help="With --batch: conversations run at once."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help=TIMEOUT_HELP),
+    api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help=API_KEY_ENV_HELP),
     ctx: typer.Context = None,
 ):
     """Answer one conversation with a pipeline and print the response (or a whole --batch file)."""
@@ -106,10 +131,11 @@ def run(
     extras: RunExtras = ctx.meta.get(RUN_EXTRAS) or RunExtras()
     get_host().registries  # plugins register once, before exporters start: a trace file holds runs only
     tracing_for_command(ctx, trace, trace_content)
+    connection = connection_options(timeout, api_key_env)
     if batch is not None:
         return _run_batch(batch, out, concurrency, text, file, extras, dict(
             pipeline=pipeline, backend=backend, url=backend_url, model=model, seed=seed, temperature=temperature,
-            max_tokens=max_tokens, n_ctx=n_ctx, threads=threads))
+            max_tokens=max_tokens, n_ctx=n_ctx, threads=threads, **connection))
     if out is not None:
         raise InputError("--out is for batched runs: add --batch INPUT.jsonl")
     conversation = _read_conversation(text, file)
@@ -119,7 +145,7 @@ def run(
         pipeline = manifest_pipeline(compiled)
     session = open_session(pipeline, backend=backend, url=backend_url, model=model, seed=seed,
                            temperature=temperature, max_tokens=max_tokens, n_ctx=n_ctx, threads=threads,
-                           compiled=compiled)
+                           compiled=compiled, **connection)
     extras.apply(session)
     if as_json or not console.is_terminal:
         result = session.run(conversation)
@@ -322,6 +348,9 @@ def _leave_interrupted() -> None:
 
 def main() -> None:
     """Entry point: run the app, turning `PearlError` into a one-line message and exit code 2."""
+    from pearl.redact import install_log_redaction
+
+    install_log_redaction()  # no log line shows a known secret or a URL's credentials
     try:
         code = application()(standalone_mode=False, prog_name="pearl")  # typer returns Exit codes (130 on Ctrl-C) instead of raising
         if isinstance(code, int) and code:

@@ -15,7 +15,9 @@ What it does for every request, so that backends do not repeat it:
   message for a 4xx, "not JSON" for a malformed body.
 
 Secrets: an API key is held in the client's headers only; it is never part of an error
-message, a log line or a span attribute.
+message, a log line or a span attribute. A server that echoes the key back (in an error
+body) or a URL with credentials (`http://user:KEY@host`) is masked by `pearl.redact`,
+which every `PearlError` message and `HttpStatusError.detail` pass through.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import httpx
 from opentelemetry import propagate
 
 from pearl.errors import BackendError
+from pearl.redact import clean
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 
@@ -40,7 +43,7 @@ class HttpStatusError(BackendError):
     def __init__(self, message: str, status: int, detail: str):
         super().__init__(message)
         self.status = status
-        self.detail = detail
+        self.detail = clean(detail)  # a server may echo the request's Authorization header
 
 
 def trace_headers() -> dict[str, str]:
@@ -94,6 +97,11 @@ class HttpClient:
         self._lock = threading.Lock()
         self.requests_sent = 0
 
+    def pause(self, seconds: float) -> None:
+        """Wait `seconds` with the client's sleep (a backoff pause between a caller's own retries)."""
+        if seconds > 0:
+            self._sleep(seconds)
+
     def url(self, path: str) -> str:
         return f"{self.base_url}/{path.lstrip('/')}"
 
@@ -105,8 +113,15 @@ class HttpClient:
 
     # ------------------------------------------------------------------
     def request(self, method: str, path: str, body: Any = None, *, timeout: float | None = None,
-                retries: int | None = None, headers: dict[str, str] | None = None) -> Any:
-        """Send one request and return the decoded JSON body (see the module docstring)."""
+                retries: int | None = None, headers: dict[str, str] | None = None,
+                retry_statuses: frozenset[int] | None = None) -> Any:
+        """Send one request and return the decoded JSON body (see the module docstring).
+
+        `retry_statuses` replaces `RETRY_STATUS` for this request: a caller that sends
+        several prompts in one request passes `frozenset()`, so an error status comes back
+        at once (as `HttpStatusError`) instead of resending work the server may have done.
+        """
+        retry_on = RETRY_STATUS if retry_statuses is None else retry_statuses
         url = self.url(path)
         attempts = 1 + (self.max_retries if retries is None else max(0, retries))
         last: str = ""
@@ -128,12 +143,12 @@ class HttpClient:
                 raise BackendError(
                     f"the {self.label} at {self.base_url} did not answer {method} {path} within {wait:g} s: "
                     f"check that the server is not stuck or overloaded, or raise the timeout "
-                    f"(backend option timeout=SECONDS)"
+                    f"(--timeout SECONDS, or the backend option timeout)"
                 ) from None
             except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
                 last = f"{exc.__class__.__name__}: {exc}"
                 continue
-            if response.status_code in RETRY_STATUS:
+            if response.status_code in retry_on:
                 last_status, last_detail = response.status_code, server_message(response)
                 last = f"HTTP {last_status}: {last_detail}"
                 continue

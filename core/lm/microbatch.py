@@ -13,6 +13,12 @@ left over beyond `max_batch` get a fresh leader thread at once.
 Contract of `send_batch`: given a non-empty list of items, return a list of the same
 length holding, per item, its result or the exception to raise in that item's caller.
 If `send_batch` itself raises, every caller of that batch gets the exception.
+
+`bisect_failures(send, items, ...)` is the per-item failure isolation a `send_batch`
+can use when its server refuses a whole batch for one bad item (one prompt too long,
+one grammar that does not compile): it splits the failed batch in halves and sends each
+(concurrently), recursively, so that only the items that fail on their own get an error,
+and the halves that succeed are never sent again.
 """
 
 from __future__ import annotations
@@ -82,3 +88,36 @@ class MicroBatcher(Generic[T, R]):
                 future.set_exception(result)
             else:
                 future.set_result(result)
+
+
+def bisect_failures(send: Callable[[list[T]], Sequence[R | BaseException]], items: list[T], *,
+                    splittable: Callable[[BaseException], bool] = lambda exc: True,
+                    before_split: Callable[[BaseException], None] | None = None) -> list[R | BaseException]:
+    """Per item, `send`'s result or exception; a batch that fails as a whole is split.
+
+    `send(items)` returns one result (or exception) per item, or raises when the whole
+    batch failed. Then, when the batch has more than one item and `splittable(exc)`,
+    `before_split(exc)` runs (a backoff pause, say) and each half goes through
+    `bisect_failures` again, the two halves concurrently; otherwise every item gets
+    `exc`. A batch of n items with one bad item costs at most 2*log2(n) + 1 sends, and
+    no item that succeeded is sent twice.
+    """
+    try:
+        results = list(send(items))
+    except BaseException as exc:  # noqa: BLE001 - handed to the items, or split on
+        if len(items) == 1 or not splittable(exc):
+            return [exc] * len(items)
+        if before_split is not None:
+            before_split(exc)
+        mid = len(items) // 2
+        left: list[R | BaseException] = []
+        worker = threading.Thread(target=lambda: left.extend(
+            bisect_failures(send, items[:mid], splittable=splittable, before_split=before_split)),
+            name="pearl-bisect", daemon=True)
+        worker.start()
+        right = bisect_failures(send, items[mid:], splittable=splittable, before_split=before_split)
+        worker.join()
+        return left + right
+    if len(results) != len(items):
+        raise RuntimeError(f"send returned {len(results)} results for {len(items)} items")
+    return results

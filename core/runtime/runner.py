@@ -19,7 +19,7 @@ import dspy
 from pearl.lm import usage
 from pearl.lm.metered import instrument
 from pearl.runtime.concurrency import submit_in_context
-from pearl.errors import PearlError, StepError
+from pearl.errors import InputError, PearlError, StepError, StepInputError
 from pearl.runtime.pipeline import Pipeline
 from pearl.host.step import RunState
 from pearl.traces import spans as tracing
@@ -159,6 +159,9 @@ class Runner:
         except StepError as exc:
             error = exc
             raise
+        except InputError as exc:  # the step's input (a prompt too long for the model): named, still an InputError
+            error = StepInputError(step_id, str(exc))
+            raise error from exc
         except PearlError as exc:
             error = StepError(step_id, str(exc))
             raise error from exc
