@@ -18,11 +18,41 @@ import os
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 ENV_BACKEND = "PEARL_BACKEND"
 ENV_BACKEND_URL = "PEARL_BACKEND_URL"
 ENV_MODEL = "PEARL_MODEL"
+
+API_KEY_VARIABLES = ("PEARL_API_KEY", "OPENAI_API_KEY")
+"""The documented API-key variables: the only ones a pipeline file may name (`api_key_env`)."""
+
+_allowed_key_variables: set[str] = set()
+
+
+def allow_api_key_variable(name: str) -> None:
+    """Let `api_key_env` name `name` in this process: what `--api-key-env NAME` on the command line does.
+
+    A pipeline file may choose both the server URL and the key variable, so without this
+    rule a downloaded pipeline could send any secret of the environment (say
+    `AWS_SECRET_ACCESS_KEY`) to a server of its choosing as a bearer token. Only the user,
+    on the command line, may name another variable.
+    """
+    _allowed_key_variables.add(name)
+
+
+def check_api_key_variable(name: Any) -> str | None:
+    """`name` when it is a documented key variable or one allowed on the command line, else a `ValueError`."""
+    if name is None:
+        return None
+    if not isinstance(name, str) or not name:
+        raise ValueError("api_key_env must name an environment variable")
+    if name not in API_KEY_VARIABLES and name not in _allowed_key_variables:
+        raise ValueError(
+            f"api_key_env = {name!r} is not an API-key variable Pearlpoint reads: a pipeline file may name only "
+            f"{' or '.join(API_KEY_VARIABLES)}; to read the key from another variable, pass --api-key-env {name} "
+            f"on the command line")
+    return name
 
 
 class BackendSettings(BaseModel):
@@ -39,12 +69,42 @@ class BackendSettings(BaseModel):
     n_ctx: int = 8192
     threads: int | None = None
     options: dict[str, Any] = Field(default_factory=dict)
+    timeout: float | None = Field(
+        default=None, description="seconds an HTTP backend waits for each answer (`--timeout`); None = the "
+                                  "backend option `timeout`, else the backend's default")
+    api_key_env: str | None = Field(
+        default=None, description="the environment variable holding the API key; None = the backend's default "
+                                  "(PEARL_API_KEY, then OPENAI_API_KEY); see `check_api_key_variable`")
+
+    @field_validator("timeout")
+    @classmethod
+    def _positive_timeout(cls, value: float | None) -> float | None:
+        if value is not None and not (0 < value < float("inf")):
+            raise ValueError(f"timeout must be a positive number of seconds (got {value})")
+        return value
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _key_variable(cls, value: Any) -> str | None:
+        return check_api_key_variable(value)
+
+    @field_validator("options")
+    @classmethod
+    def _key_variable_option(cls, value: dict[str, Any]) -> dict[str, Any]:
+        check_api_key_variable(value.get("api_key_env"))  # the same rule where backends used to read it
+        return value
 
     def merged(self, **overrides: Any) -> "BackendSettings":
         """A copy with the non-None `overrides` applied."""
         data = self.model_dump()
         data.update({k: v for k, v in overrides.items() if v is not None})
-        return BackendSettings(**data)
+        try:
+            return BackendSettings(**data)
+        except ValidationError as exc:
+            from pearl.errors import InputError
+
+            raise InputError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}"
+                                       for e in exc.errors())) from None
 
     @classmethod
     def from_environment(cls, base: "BackendSettings | None" = None) -> "BackendSettings":
