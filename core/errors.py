@@ -6,11 +6,24 @@ prints it on one line and exits with code 2, never with a traceback.
 
 from __future__ import annotations
 
+from pearl.redact import clean
+
 
 class PearlError(Exception):
-    """Base of all errors the user can act on. `str(err)` is the full advice."""
+    """Base of all errors the user can act on. `str(err)` is the full advice.
+
+    The message is cleaned when the error is made (`pearl.redact.clean`): known secrets
+    and URL credentials are masked, and it is cut to `pearl.redact.MAX_MESSAGE_CHARS`, so
+    neither a key echoed by a server nor a 300 MB cell reaches a terminal, a results file
+    or a trace.
+    """
 
     exit_code = 2
+
+    def __init__(self, *args):
+        if args and isinstance(args[0], str):
+            args = (clean(args[0]), *args[1:])
+        super().__init__(*args)
 
 
 class InputError(PearlError):

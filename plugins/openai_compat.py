@@ -6,9 +6,11 @@ Settings: `url` (the API base, usually ending in `/v1`; also `PEARL_BACKEND_URL`
 and the backend options `timeout` (s, default 120), `max_retries` (default 3),
 `backoff` (s, default 0.5), `schema_format` (`auto`, `json_schema`, `json_object`).
 
-The API key comes from the environment only: `PEARL_API_KEY`, else `OPENAI_API_KEY`
-(or the variable named by the option `api_key_env`). It is sent as a bearer token and
-never logged, traced, printed or saved with a program.
+The API key comes from the environment only: `PEARL_API_KEY`, else `OPENAI_API_KEY`, or
+the variable named by `--api-key-env NAME` (a pipeline file's `api_key_env` may name only
+those two; see `pearl.host.backend.check_api_key_variable`). It is sent as a bearer token
+and never logged, traced, printed or saved with a program; errors and spans show it
+redacted (`pearl.redact`).
 
 Structured steps send the step's JSON schema as OpenAI's
 `response_format = {"type": "json_schema", ...}`, or as the older
@@ -28,22 +30,25 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pearl.errors import BackendError
-from pearl.host.backend import Backend, BackendSettings
+from pearl.host.backend import API_KEY_VARIABLES, Backend, BackendSettings, check_api_key_variable
 from pearl.host.hookspecs import hookimpl
 from pearl.lm.base import ChatRequest, Completion, PearlLM
 from pearl.lm.http import HttpClient, HttpStatusError
 from pearl.lm.openai_wire import chat_body, completion_of, host_of, http_options
 from pearl.lm.schema import LLAMA_CPP_MAX_STRING_CHARS
+from pearl.redact import redact_url, register_secret
 
-API_KEY_VARS = ("PEARL_API_KEY", "OPENAI_API_KEY")
+API_KEY_VARS = API_KEY_VARIABLES
 SCHEMA_FORMATS = ("auto", "json_schema", "json_object")
 
 
 def api_key_from_environment(var: str | None = None) -> str | None:
-    """The API key from `var`, else the first of `API_KEY_VARS` that is set."""
+    """The API key from `var` (checked by `check_api_key_variable`), else the first of `API_KEY_VARS` that is set."""
+    var = check_api_key_variable(var)
     for name in ([var] if var else []) + list(API_KEY_VARS):
         value = os.environ.get(name)
         if value:
+            register_secret(value)  # masked in every error, span and log line from now on
             return value
     return None
 
@@ -123,7 +128,7 @@ class OpenAICompatLM(PearlLM):
         return completion_of(body, self.client.label, self.client.base_url)
 
     def dump_state(self) -> dict[str, Any]:
-        return {"model": self.model, "url": self.client.base_url}
+        return {"model": self.model, "url": redact_url(self.client.base_url)}
 
 
 def normalise_base_url(url: str) -> str:
@@ -148,7 +153,10 @@ class OpenAIBackend(Backend):
         if not url.startswith(("http://", "https://")):
             raise BackendError(f"backend URL '{url}' is not an http(s) URL: write it as http://HOST:PORT/v1")
         base = normalise_base_url(url)
-        key = api_key_from_environment(settings.options.get("api_key_env"))
+        try:
+            key = api_key_from_environment(settings.api_key_env or settings.options.get("api_key_env"))
+        except ValueError as exc:
+            raise BackendError(str(exc)) from None
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         return HttpClient(base, label="OpenAI-compatible server", headers=headers,
                           unreachable=f"no OpenAI-compatible server at {base}: start one (for example "

@@ -56,6 +56,84 @@ def write_lines(path: Path, prompts: list[str]) -> Path:
 def jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
+class TinyServer:
+    """A loopback HTTP server whose every answer comes from `reply(method, path, headers) -> (status, body)`.
+
+    It keeps the headers of every request (`seen`); `reply` may sleep to play a hung server.
+    """
+
+    def __init__(self, reply):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        server = self
+        self.seen: list[dict[str, str]] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _answer(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length)
+                server.seen.append(dict(self.headers))
+                status, body = reply(self.command, self.path, dict(self.headers))
+                data = json.dumps(body).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:  # the client gave up (a timeout test)
+                    pass
+
+            do_GET = do_POST = _answer
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def __enter__(self) -> "TinyServer":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def echo_authorization(method, path, headers):
+    """A careless server: its 401 error body repeats the Authorization header it got."""
+    return 401, {"error": {"message": f"invalid credentials: {headers.get('Authorization')}"}}
+
+
+def openai_pipeline(tmp_path: Path, url: str, *, backend_lines: str = "") -> Path:
+    path = tmp_path / "remote.toml"
+    path.write_text(f"""
+name = "remote"
+answer = "response"
+
+[backend]
+name = "openai"
+url = "{url}"
+model = "m"
+{backend_lines}
+
+[steps.screen]
+use = "screen"
+
+[steps.respond]
+use = "respond"
+after = ["screen"]
+""", encoding="utf-8")
+    return path
+
+
 # ---------------------------------------------------------------------------
 # Case 1: no command writes over a file it is reading (export-pairs IN IN)
 # ---------------------------------------------------------------------------
@@ -283,6 +361,39 @@ def test_case4_batch_exits_non_zero_and_says_how_many_failed(tmp_path, doubles_h
 # Case 5: api_key_env may name only documented key variables
 # ---------------------------------------------------------------------------
 
+
+SECRET = "AKIAhostile-secret-0123456789"
+
+
+def test_case5_a_pipeline_file_cannot_choose_which_secret_is_sent(tmp_path, host, run_cli):
+    with TinyServer(echo_authorization) as server:
+        for table in ('[backend.options]\napi_key_env = "AWS_SECRET_ACCESS_KEY"',
+                      'api_key_env = "AWS_SECRET_ACCESS_KEY"'):
+            pipeline = openai_pipeline(tmp_path, server.url, backend_lines=table)
+            proc = run_cli(["run", "--pipeline", str(pipeline), "hi"],
+                           env={"AWS_SECRET_ACCESS_KEY": SECRET, "PEARL_API_KEY": None, "OPENAI_API_KEY": None,
+                                "COLUMNS": "400"})
+            assert proc.returncode == 2, proc.stderr
+            assert "may name only PEARL_API_KEY or OPENAI_API_KEY" in proc.stderr
+            assert "--api-key-env AWS_SECRET_ACCESS_KEY" in proc.stderr and SECRET not in proc.stderr
+        assert server.seen == []  # nothing was sent anywhere
+
+
+def test_case5_the_command_line_may_name_the_key_variable(tmp_path, host, run_cli):
+    from pearl.host import backend
+
+    try:
+        with TinyServer(echo_authorization) as server:
+            pipeline = openai_pipeline(tmp_path, server.url)
+            proc = run_cli(["run", "--pipeline", str(pipeline), "--api-key-env", "MY_SERVICE_CRED", "hi"],
+                           env={"MY_SERVICE_CRED": "cred-from-the-user-123", "PEARL_API_KEY": None,
+                                "OPENAI_API_KEY": None})
+            assert server.seen and server.seen[0]["Authorization"] == "Bearer cred-from-the-user-123"
+            assert proc.returncode == 2 and "cred-from-the-user-123" not in proc.stderr  # the echo is masked
+    finally:
+        backend._allowed_key_variables.discard("MY_SERVICE_CRED")
+
+
 # ---------------------------------------------------------------------------
 # Case 6: LM settings in compiled state are dropped
 # ---------------------------------------------------------------------------
@@ -290,6 +401,43 @@ def test_case4_batch_exits_non_zero_and_says_how_many_failed(tmp_path, doubles_h
 # ---------------------------------------------------------------------------
 # Case 7: secrets and URL credentials are redacted from errors and spans
 # ---------------------------------------------------------------------------
+
+
+def test_case7_an_echoed_key_is_masked_in_the_error_and_the_trace(tmp_path, host, run_cli):
+    from pearl.traces.jsonl import read_spans
+
+    trace = tmp_path / "t.jsonl"
+    with TinyServer(echo_authorization) as server:
+        pipeline = openai_pipeline(tmp_path, server.url)
+        proc = run_cli(["run", "--pipeline", str(pipeline), "--trace", f"jsonl:{trace}", "hi"],
+                       env={"PEARL_API_KEY": SECRET, "COLUMNS": "400"})
+    assert server.seen[0]["Authorization"] == f"Bearer {SECRET}"  # it was sent, and echoed back
+    assert proc.returncode == 2 and "invalid credentials: Bearer ***" in proc.stderr
+    assert SECRET not in proc.stderr + proc.stdout
+    text = trace.read_text(encoding="utf-8")
+    assert SECRET not in text
+    failed = [s for s in read_spans(trace) if s.status.code == "ERROR"]
+    assert failed and all("***" in s.status.description for s in failed if "credentials" in s.status.description)
+    events = [e for s in failed for e in s.events if e.name == "exception"]
+    assert events and all("exception.stacktrace" in e.attributes for e in events)
+    assert any("Bearer ***" in e.attributes["exception.stacktrace"] for e in events)
+
+
+def test_case7_url_credentials_are_masked_in_errors_and_logs(tmp_path, caplog):
+    import logging
+
+    from pearl.errors import BackendError
+    from pearl.redact import install_log_redaction, redact
+
+    err = BackendError("no server at http://admin:hunter2-pass@127.0.0.1:9/v1 (ConnectError)")
+    assert str(err) == "no server at http://***@127.0.0.1:9/v1 (ConnectError)"
+    assert redact("https://tok3n-only@example.org/x and Basic dXNlcjpwYXNz") == \
+        "https://***@example.org/x and Basic ***"
+    install_log_redaction()
+    with caplog.at_level(logging.INFO):
+        logging.getLogger("httpx").info("HTTP Request: POST %s", "http://u:p4ssword-x@h/v1/chat")
+    assert caplog.records[-1].getMessage() == "HTTP Request: POST http://***@h/v1/chat"
+
 
 # ---------------------------------------------------------------------------
 # Case 8: compiled manifest paths stay inside the folder
@@ -318,6 +466,28 @@ def test_case4_batch_exits_non_zero_and_says_how_many_failed(tmp_path, doubles_h
 # ---------------------------------------------------------------------------
 # Case 14: --timeout
 # ---------------------------------------------------------------------------
+
+
+def test_case14_timeout_on_the_command_line_detects_a_hung_server(tmp_path, host, run_cli):
+    release = threading.Event()
+
+    def hang(method, path, headers):
+        release.wait(20)
+        return 200, {}
+
+    with TinyServer(hang) as server:
+        pipeline = openai_pipeline(tmp_path, server.url)
+        t0 = time.perf_counter()
+        proc = run_cli(["run", "--pipeline", str(pipeline), "--timeout", "0.5", "hi"], env={"COLUMNS": "400"})
+        seconds = time.perf_counter() - t0
+        release.set()
+    assert proc.returncode == 2, proc.stderr
+    assert "did not answer POST chat/completions within 0.5 s" in proc.stderr and "--timeout SECONDS" in proc.stderr
+    assert seconds < 10
+    for bad in ("0", "-3", "nan", "inf"):
+        bad_run = run_cli(["run", "--pipeline", str(pipeline), "--timeout", bad, "hi"])
+        assert bad_run.returncode == 2 and "positive number of seconds" in bad_run.stderr, bad_run.stderr
+
 
 # ---------------------------------------------------------------------------
 # Case 15: a torn last trace line is reported, the rest is read

@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import json
+import traceback
 from contextlib import contextmanager
 from typing import Any, Iterator
 from urllib.parse import urlsplit
@@ -30,6 +31,7 @@ from urllib.parse import urlsplit
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from pearl.redact import MAX_MESSAGE_CHARS, clean
 from pearl.traces import semconv as sc
 from pearl.traces.attributes import annotate_step, span_kind_for
 from pearl.traces.content import as_json, capture_content
@@ -66,11 +68,22 @@ def _span(name: str, kind: SpanKind, attributes: dict[str, Any]) -> Iterator[tra
 
 
 def mark_error(span: trace.Span, exc: BaseException) -> None:
-    """Record `exc` on `span`: ERROR status with the message, `error.type`, an exception event."""
+    """Record `exc` on `span`: ERROR status with the message, `error.type`, an exception event.
+
+    The status, the event's message and its stack trace pass through `pearl.redact`
+    (known secrets and URL credentials masked, the length bounded).
+    """
     if not span.is_recording():
         return
-    span.record_exception(exc)
-    span.set_status(Status(StatusCode.ERROR, f"{exc.__class__.__name__}: {exc}"))
+    message = clean(str(exc))
+    stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    span.add_event("exception", {
+        "exception.type": f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins."),
+        "exception.message": message,
+        "exception.stacktrace": clean(stack, 4 * MAX_MESSAGE_CHARS),
+        "exception.escaped": "False",
+    })
+    span.set_status(Status(StatusCode.ERROR, f"{exc.__class__.__name__}: {message}"))
     span.set_attribute(sc.ERROR_TYPE, exc.__class__.__name__)
 
 

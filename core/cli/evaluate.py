@@ -45,6 +45,10 @@ def eval_command(
     n_ctx: Optional[int] = typer.Option(None, "--n-ctx", help="Context length for the embedded model."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the embedded model."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds an HTTP backend waits for each answer "
+                                            "before it gives up (default: the backend option timeout, else 120)."),
+    api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="The environment variable holding the "
+                                              "API key (default PEARL_API_KEY, then OPENAI_API_KEY)."),
 ):
     """Run a pipeline on a dataset, judge every response, append results as they finish (resumable)."""
     from pearl.runtime.session import open_session
@@ -55,6 +59,7 @@ def eval_command(
     from pearl.io.jsonl import JsonlAppender
     from pearl.io.results import done_ids
 
+    from pearl.cli import connection_options, tell_draining
     from pearl.host.dataset import parse_ref
     from pearl.io.paths import refuse_overwrite
 
@@ -71,6 +76,7 @@ def eval_command(
     judge_choice = {"name": judge_backend, "model": judge_model, "url": judge_url}
     session = open_session(pipeline or DEFAULT_PIPELINE, backend=backend, url=backend_url, model=model,
                            max_tokens=max_tokens, n_ctx=n_ctx, threads=threads, host=host,
+                           **connection_options(timeout, api_key_env),
                            judge=judge_choice if any(judge_choice.values()) else None)
     finished = done_ids(out, dataset=name, pipeline=session.pipeline.name, retry_errors=retry_errors)
     todo = [item for item in items if item.id not in finished]
@@ -80,7 +86,6 @@ def eval_command(
     evaluator = ItemEvaluator(session, judge_objs, dataset=name, total=len(items), categoriser=categoriser)
     counts = {"ok": 0, "error": 0}
 
-    from pearl.cli import tell_draining
 
     with JsonlAppender(out) as writer:
         if not progress or not todo:

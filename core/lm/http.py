@@ -15,7 +15,9 @@ What it does for every request, so that backends do not repeat it:
   message for a 4xx, "not JSON" for a malformed body.
 
 Secrets: an API key is held in the client's headers only; it is never part of an error
-message, a log line or a span attribute.
+message, a log line or a span attribute. A server that echoes the key back (in an error
+body) or a URL with credentials (`http://user:KEY@host`) is masked by `pearl.redact`,
+which every `PearlError` message and `HttpStatusError.detail` pass through.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import httpx
 from opentelemetry import propagate
 
 from pearl.errors import BackendError
+from pearl.redact import clean
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 
@@ -40,7 +43,7 @@ class HttpStatusError(BackendError):
     def __init__(self, message: str, status: int, detail: str):
         super().__init__(message)
         self.status = status
-        self.detail = detail
+        self.detail = clean(detail)  # a server may echo the request's Authorization header
 
 
 def trace_headers() -> dict[str, str]:
@@ -140,7 +143,7 @@ class HttpClient:
                 raise BackendError(
                     f"the {self.label} at {self.base_url} did not answer {method} {path} within {wait:g} s: "
                     f"check that the server is not stuck or overloaded, or raise the timeout "
-                    f"(backend option timeout=SECONDS)"
+                    f"(--timeout SECONDS, or the backend option timeout)"
                 ) from None
             except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
                 last = f"{exc.__class__.__name__}: {exc}"

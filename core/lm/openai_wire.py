@@ -16,16 +16,25 @@ from pearl.lm.base import ChatRequest, Completion
 
 
 def http_options(settings: BackendSettings) -> dict[str, Any]:
-    """The transport options shared by the HTTP backends, validated."""
+    """The transport options shared by the HTTP backends, validated.
+
+    The timeout is `settings.timeout` (`--timeout`) when set, else the backend option
+    `timeout`, else 120 s.
+    """
     opts = settings.options
     try:
-        return {
-            "timeout": float(opts.get("timeout", 120.0)),
+        chosen = {
+            "timeout": settings.timeout or float(opts.get("timeout", 120.0)),
             "max_retries": int(opts.get("max_retries", 3)),
             "backoff": float(opts.get("backoff", 0.5)),
         }
     except (TypeError, ValueError) as exc:
         raise BackendError(f"bad backend option ({exc}): timeout and backoff are seconds, max_retries a count") from None
+    if not 0 < chosen["timeout"] < float("inf") or not 0 <= chosen["backoff"] < float("inf") or chosen["max_retries"] < 0:
+        raise BackendError(f"bad backend options timeout={chosen['timeout']}, backoff={chosen['backoff']}, "
+                           f"max_retries={chosen['max_retries']}: timeout must be positive seconds, backoff 0 or "
+                           f"more seconds, max_retries 0 or more")
+    return chosen
 
 
 def host_of(url: str) -> str | None:
