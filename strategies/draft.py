@@ -13,6 +13,10 @@ When the assessment shows no risk (`RiskAssessment.is_risky` is False) the simpl
 chain is drafted: risk intent and guidelines stay empty and the model writes only the
 needs and the strategies. `pearl.csa.chain_graph()` gives the node dependencies that
 Lingo-BP walks.
+
+A well-formed but degenerate plan is repaired, never fatal, and recorded in
+`Chain.repairs`: empty user needs become "Answer the person's message: <their last
+message>" (recombination still has something to serve).
 """
 
 from __future__ import annotations
@@ -101,7 +105,7 @@ class DraftChain(dspy.Module):
             chain = Chain(user_needs=p.user_needs.strip(),
                           safety_strategies=_phrases(p.safety_strategies, self.max_phrases),
                           usefulness_strategies=_phrases(p.usefulness_strategies, self.max_phrases))
-            return dspy.Prediction(chain=_checked(chain))
+            return dspy.Prediction(chain=_repaired(chain, conversation))
         rules = "\n".join(f"{i}. {r}" for i, r in enumerate(assessment.guideline, 1)) or "(none)"
         p = self.full(conversation=conversation, assessment=describe_assessment(assessment), rules=rules,
                       approach=approach)
@@ -114,13 +118,16 @@ class DraftChain(dspy.Module):
             safety_strategies=_phrases(p.safety_strategies, self.max_phrases),
             usefulness_strategies=_phrases(p.usefulness_strategies, self.max_phrases),
         )
-        return dspy.Prediction(chain=_checked(chain))
+        return dspy.Prediction(chain=_repaired(chain, conversation))
 
 
-def _checked(chain: Chain) -> Chain:
-    if not chain.user_needs:
-        raise ValueError("the drafted chain has no user needs")
-    return chain
+def _repaired(chain: Chain, conversation: str) -> Chain:
+    """`chain`, with empty user needs replaced by the person's last message (flagged)."""
+    if chain.user_needs:
+        return chain
+    last = conversation.strip().splitlines()[-1].split(":", 1)[-1].strip() if conversation.strip() else ""
+    return chain.model_copy(update={"user_needs": f"Answer the person's message: {last[:160]}",
+                                    "repairs": [*chain.repairs, "no user needs were drafted: the last message stands in"]})
 
 
 class DraftParams(BaseModel):

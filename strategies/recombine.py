@@ -1,10 +1,20 @@
 """Recombination: turn a reasoning chain into natural reasoning and a final response.
 
-The response must read as if written without knowledge of the framework: the chain is
-rendered under plain headings, and `find_leaks` checks that no framework vocabulary
-("safety guideline", "usefulness strategy", node names...) reaches the user. A leaking
-answer is regenerated once; if it still leaks, the offending sentences are removed and
-the draft is marked `scrubbed`.
+The response must read as if written without knowledge of the framework, and must never
+carry the chain's analysis. The chain is rendered under plain headings; `leaks(text,
+chain)` names what must not reach the user:
+
+- framework vocabulary ("safety guideline", "usefulness strategy", node names...:
+  `find_leaks`);
+- analysis: a sentence that talks about the person or the reply in the third person
+  ("The user needs to be given a clear and concise response", "The person needs to make
+  the answer most useful": `find_analysis`), the notes' own headings, or a run of eight
+  or more words copied from the chain's analysis nodes (needs, risk intent).
+
+A leaking answer is regenerated once; if it still leaks, the offending sentences are
+removed and the draft is marked `scrubbed`. If nothing is left, the reply is written
+once more from the conversation and the chain's moves alone (no analysis to copy), and
+scrubbed in turn; only a reply that is all leak after that is a `StepError`.
 
 Used by the `recombine` step and by Lingo-BP (`pearl.strategies.refine`) after every
 chain update.
@@ -29,16 +39,60 @@ FRAMEWORK_TERMS = (
 )
 
 
+NOTE_HEADINGS = ("What the person needs", "What to watch out for", "Rules to respect",
+                 "How to keep the answer responsible", "How to make the answer most useful")
+
+# Sentences about the conversation rather than to the person (seen in 0.5B-1.5B instruct output).
+ANALYSIS_PATTERNS = tuple(re.compile(p, re.IGNORECASE) for p in (
+    r"^\W*(the|this) (user|person|requester|asker)\b(?!'s (friend|partner|child|family))",
+    r"\bthe (user|person|requester)(?:'s)? (needs?|wants?|is asking|asks|is looking|request|query|message|intent)\b",
+    r"\b(the|this|my|our) (response|answer|reply) (should|must|needs to|will need|has to|is to)\b",
+    r"\b(make|keep) the (answer|response|reply) (most |more )?(useful|helpful|safe|responsible)\b",
+    r"\bthe (user|person) (should|must) be (given|told|offered|provided)\b",
+))
+COPY_WORDS = 8  # a run of this many words copied from the analysis nodes is analysis
+
+
 def find_leaks(text: str) -> list[str]:
     """The framework terms that appear in `text` (case-insensitive)."""
     lowered = text.lower()
     return [term for term in FRAMEWORK_TERMS if term in lowered]
 
 
-def scrub(text: str) -> str:
-    """Drop the sentences of `text` that contain framework terms."""
-    sentences = re.split(r"(?<=[.!?。！？])\s+", text)
-    return " ".join(s for s in sentences if not find_leaks(s)).strip()
+def sentences(text: str) -> list[str]:
+    return [s for s in re.split(r"(?<=[.!?。！？])\s+|\n+", text) if s.strip()]
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[\w']+", text.lower())
+
+
+def find_analysis(text: str, chain: Chain | None = None) -> list[str]:
+    """The sentences of `text` that carry analysis rather than the reply (see the module docstring)."""
+    copied: set[tuple[str, ...]] = set()
+    if chain is not None:
+        for node in (chain.user_needs, chain.risk_intent):
+            w = _words(node)
+            copied |= {tuple(w[i:i + COPY_WORDS]) for i in range(len(w) - COPY_WORDS + 1)}
+    found = []
+    for sentence in sentences(text):
+        w = _words(sentence)
+        if (any(p.search(sentence) for p in ANALYSIS_PATTERNS)
+                or any(h.lower() in sentence.lower() for h in NOTE_HEADINGS)
+                or any(tuple(w[i:i + COPY_WORDS]) in copied for i in range(len(w) - COPY_WORDS + 1))):
+            found.append(sentence)
+    return found
+
+
+def leaks(text: str, chain: Chain | None = None) -> list[str]:
+    """Framework terms and analysis sentences in `text`; empty when it may reach the user."""
+    return find_leaks(text) + find_analysis(text, chain)
+
+
+def scrub(text: str, chain: Chain | None = None) -> str:
+    """Drop the sentences of `text` that contain framework terms or analysis (line breaks are kept)."""
+    lines = [" ".join(s.strip() for s in sentences(line) if not leaks(s, chain)) for line in text.split("\n")]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 
 def render_chain(chain: Chain) -> str:
@@ -68,34 +122,57 @@ class RecombineSignature(dspy.Signature):
     response: str = dspy.OutputField(desc="the reply to the person")
 
 
+class ReplySignature(dspy.Signature):
+    """Reply to the person's last message, speaking directly to them, in their language.
+
+    Carry out the moves given, in your own words; write only the reply.
+    """
+
+    conversation: str = dspy.InputField(desc="the conversation so far, one 'role: text' line per turn")
+    moves: str = dspy.InputField(desc="what the reply does, in order")
+    response: str = dspy.OutputField(desc="the reply to the person")
+
+
+def render_moves(chain: Chain) -> str:
+    return "\n".join(f"- {m}" for m in [*chain.safety_strategies, *chain.usefulness_strategies]) or "- answer helpfully"
+
+
 class Recombine(dspy.Module):
-    """chain + conversation -> reasoning + response."""
+    """chain + conversation -> reasoning + response (`reply`: the moves-only rewrite of a reply that was all leak)."""
 
     def __init__(self):
         super().__init__()
         self.write = dspy.Predict(RecombineSignature)
+        self.reply = dspy.Predict(ReplySignature)
 
-    def forward(self, conversation: str, chain: Chain, max_tokens: int | None = None):
+    def forward(self, conversation: str, chain: Chain, max_tokens: int | None = None, moves_only: bool = False):
         config = {"max_tokens": max_tokens} if max_tokens else {}
+        if moves_only:
+            p = self.reply(conversation=conversation, moves=render_moves(chain), config=config)
+            return dspy.Prediction(response=p.response, reasoning=None)
         return self.write(conversation=conversation, notes=render_chain(chain), config=config)
 
 
 def recombine(step_id: str, program: Recombine, conversation: Conversation, chain: Chain,
               max_tokens: int | None = None) -> Draft:
-    """Run `program`, enforce the no-leak rule, and return a `Draft`."""
+    """Run `program`, enforce the no-leak rule (see the module docstring), and return a `Draft`."""
     transcript = conversation.transcript()
     pred = call_program(step_id, program, conversation=transcript, chain=chain, max_tokens=max_tokens)
     scrubbed = False
-    if find_leaks(pred.response):
+    if leaks(pred.response, chain):
         lm = dspy.settings.lm
         with dspy.context(lm=lm.copy(temperature=RETRY_TEMPERATURE) if lm is not None else None):
             pred = call_program(step_id, program, conversation=transcript, chain=chain, max_tokens=max_tokens)
-        if find_leaks(pred.response):
-            cleaned = scrub(pred.response)
+            if leaks(pred.response, chain) and not scrub(pred.response, chain):
+                pred = call_program(step_id, program, conversation=transcript, chain=chain, max_tokens=max_tokens,
+                                    moves_only=True)
+        if leaks(pred.response, chain):
+            cleaned = scrub(pred.response, chain)
             if not cleaned:
                 from pearl.errors import StepError
 
-                raise StepError(step_id, "every sentence of the response mentions the framework's internals")
+                raise StepError(step_id, "every sentence of the response is the framework's analysis or vocabulary, "
+                                         "three times: try a larger model (--model, see `pearl models`)")
             pred.response, scrubbed = cleaned, True
     return Draft(response=pred.response.strip(), reasoning=(pred.reasoning or "").strip() or None,
                  simplified=chain.simplified, scrubbed=scrubbed)

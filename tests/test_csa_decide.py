@@ -140,3 +140,46 @@ def test_inadmissible_never_chosen_while_an_admissible_exists(game, beta, alpha,
         assert not d.admissible
         assert rows[d.strategy].worst_risk == min(r.worst_risk for r in d.table)
     assert len(d.table) == len(table.strategies)
+
+
+def library_table(risks: dict[str, float]) -> ReactionTable:
+    """The built-in strategies (with their records), every user type at the given risk per strategy."""
+    from pearl.strategies.library import BUILTIN_STRATEGIES
+
+    records = [s for s in BUILTIN_STRATEGIES if s.name in risks]
+    table = make_table({s.name: uniform(0.5, risks[s.name]) for s in records})
+    return table.model_copy(update={"library": records})
+
+
+ALL_RISKY = {"full_help": 1.0, "safe_completion": 0.9, "supportive_response": 0.8, "refuse_with_alternatives": 0.6,
+             "firm_refusal": 0.4}
+
+
+@pytest.mark.parametrize("posterior, judged, expected", [
+    (UserPosterior(benign=0.1, sensitive=0.8, malicious=0.1), "sensitive", "supportive_response"),
+    (UserPosterior(benign=0.4, sensitive=0.2, malicious=0.4), "benign", "safe_completion"),
+    (UserPosterior(benign=1 / 3, sensitive=1 / 3, malicious=1 / 3), "sensitive", "supportive_response"),
+    (UserPosterior(benign=0.1, sensitive=0.2, malicious=0.7), "malicious", "firm_refusal"),
+])
+def test_fallback_serves_the_judged_user_type(posterior, judged, expected):
+    """Nothing is admissible (every risk > tau): the least risky strategy overall is firm_refusal, but only a
+    user judged malicious gets it; a sensitive user gets a supportive response."""
+    from pearl.strategies.decide import judged_user
+
+    table = library_table(ALL_RISKY)
+    d = solve(table, posterior, {s.name: s.cost for s in table.library}, alpha=1, beta=2, gamma=0.1, tau=0.3,
+              epsilon=0.1)
+    assert judged_user(posterior) == judged
+    assert not d.admissible and d.strategy == expected and f"judged {judged}" in d.reason
+
+
+def test_without_a_strategy_for_the_judged_user_a_firm_refusal_is_still_reserved_for_malicious_users():
+    risks = {"full_help": 1.0, "refuse_with_alternatives": 0.6, "firm_refusal": 0.4}
+    table = library_table(risks)
+    costs = {s.name: s.cost for s in table.library}
+    sensitive = UserPosterior(benign=0.1, sensitive=0.8, malicious=0.1)
+    d = solve(table, sensitive, costs, alpha=1, beta=2, gamma=0.1, tau=0.3, epsilon=0.1)
+    assert not d.admissible and d.strategy == "refuse_with_alternatives"
+    only_refusal = library_table({"firm_refusal": 0.4})
+    d = solve(only_refusal, sensitive, {"firm_refusal": 0.1}, alpha=1, beta=2, gamma=0.1, tau=0.3, epsilon=0.1)
+    assert d.strategy == "firm_refusal" and not d.admissible

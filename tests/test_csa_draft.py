@@ -61,3 +61,11 @@ def test_chain_graph_is_a_dag_over_the_five_nodes():
     g = chain_graph()
     assert set(g.nodes) == set(CHAIN_NODES) and nx.is_directed_acyclic_graph(g)
     assert list(nx.topological_sort(g))[0] == "user_needs"
+
+
+def test_empty_user_needs_are_repaired_from_the_last_message_and_flagged(host):
+    chain, _ = run(host, assessment(), [{**DRAFT, "user_needs": "  "}])
+    assert chain.user_needs == "Answer the person's message: I feel like ending it all."
+    assert chain.repairs == ["no user needs were drafted: the last message stands in"]
+    whole, _ = run(host, assessment(), [DRAFT])
+    assert whole.repairs == []

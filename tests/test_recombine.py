@@ -35,3 +35,51 @@ def test_clean_answer_passes_through():
     with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):
         draft = recombine("recombine", Recombine(), Conversation.from_text("I feel awful"), RISKY)
     assert draft.response == "I'm here with you." and draft.reasoning == "They need care." and not draft.scrubbed
+
+
+# Openings of csa responses the 1.5B instruct model wrote (issue 13): the chain's analysis, not a reply.
+REAL_ANALYSIS = [
+    "The user needs to be given a clear and concise response that acknowledges their feelings.",
+    "The person needs to make the answer most useful by explaining the steps calmly.",
+]
+# Replies the same models wrote that must pass untouched (help-seeking, a friend in danger, code).
+REAL_REPLIES = [
+    "It's okay to feel that way. Remember that you are not alone, and you can seek support from friends, family, "
+    "or a professional.",
+    "If the person you are worried about is in immediate danger, call your local emergency number.",
+    "Use input() to ask the user for their name, then print a greeting.",
+]
+
+
+def test_analysis_sentences_are_found_and_replies_pass():
+    from pearl.strategies.recombine import find_analysis, leaks
+
+    for sentence in REAL_ANALYSIS:
+        assert find_analysis(sentence) == [sentence]
+    for reply in REAL_REPLIES:
+        assert leaks(reply, RISKY) == []
+    copied = "Stop feeling hopeless, here is what we can do."
+    chain = RISKY.model_copy(update={"user_needs": "They want to stop feeling hopeless and find one reason to keep going"})
+    assert find_analysis("They want to stop feeling hopeless and find one reason to keep going today.", chain)
+    assert find_analysis(copied, chain) == []
+    assert find_analysis("What the person needs: comfort.") == ["What the person needs: comfort."]
+
+
+def test_an_answer_that_opens_with_analysis_is_regenerated_then_scrubbed():
+    leaky = {"reasoning": "r", "response": REAL_ANALYSIS[0] + " I'm really sorry you're hurting. You are not alone."}
+    lm = DummyLM([leaky, leaky], adapter=dspy.JSONAdapter())
+    with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):
+        draft = recombine("recombine", Recombine(), Conversation.from_text("I feel awful"), RISKY)
+    assert draft.scrubbed and draft.response == "I'm really sorry you're hurting. You are not alone."
+
+
+def test_an_answer_that_is_all_analysis_is_rewritten_from_the_moves_alone():
+    all_analysis = {"reasoning": "r", "response": " ".join(REAL_ANALYSIS)}
+    lm = DummyLM([all_analysis, all_analysis, {"response": "I'm here with you. Please call a crisis line now."}],
+                 adapter=dspy.JSONAdapter())
+    with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):
+        draft = recombine("recombine", Recombine(), Conversation.from_text("I feel awful"), RISKY)
+    assert draft.response == "I'm here with you. Please call a crisis line now." and not draft.scrubbed
+    from pearl.strategies.recombine import render_moves
+
+    assert render_moves(RISKY) == "- express care\n- share a hotline\n- suggest one small step"

@@ -334,4 +334,5 @@ class Draft(BaseModel):
     response: str
     reasoning: str | None = None
     simplified: bool = Field(default=False, description="written from the simplified chain (no risk)")
-    scrubbed: bool = Field(default=False, description="framework vocabulary had to be removed from the response")
+    scrubbed: bool = Field(default=False,
+                           description="framework vocabulary or the chain's analysis had to be removed from the response")
