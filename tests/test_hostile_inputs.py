@@ -398,6 +398,49 @@ def test_case5_the_command_line_may_name_the_key_variable(tmp_path, host, run_cl
 # Case 6: LM settings in compiled state are dropped
 # ---------------------------------------------------------------------------
 
+
+def _compiled_screen(host, folder: Path) -> Path:
+    """A compiled folder for the minimal pipeline's `screen` step, written as `pearl optimize` does."""
+    from pearl.runtime.compiled import (CompiledManifest, CompiledStep, ProgramStamp, save_program,
+                                        signature_fingerprint, write_manifest)
+    from pearl.runtime.pipeline import load
+
+    program = load("minimal", host).steps["screen"].program
+    fingerprint = signature_fingerprint(program)
+    save_program(program, folder / "screen.json", ProgramStamp(step="screen", use="screen", fingerprint=fingerprint))
+    write_manifest(folder, CompiledManifest(pipeline="minimal", steps={"screen": CompiledStep(
+        step="screen", use="screen", file="screen.json", fingerprint=fingerprint, optimizer="bootstrap",
+        metric="match")}))
+    return folder
+
+
+def test_case6_lm_settings_in_compiled_state_are_dropped(tmp_path, host):
+    import dspy
+    from dspy.utils import DummyLM
+
+    from pearl.runtime.compiled import apply_compiled
+    from pearl.runtime.pipeline import load
+    from pearl.runtime.runner import Runner
+
+    with TinyServer(echo_authorization) as elsewhere:
+        folder = _compiled_screen(host, tmp_path / "compiled")
+        state = json.loads((folder / "screen.json").read_text(encoding="utf-8"))
+        own = state if "signature" in state else next(v for v in state.values() if isinstance(v, dict) and "signature" in v)
+        assert own.get("lm") is None  # pearl optimize writes no LM settings
+        own["lm"] = {"model": "openai/gpt-4o-mini", "api_base": elsewhere.url, "base_url": elsewhere.url,
+                     "model_type": "chat", "temperature": 0.0, "max_tokens": 100, "cache": False}
+        (folder / "screen.json").write_text(json.dumps(state), encoding="utf-8")
+
+        pipeline = load("minimal", host)
+        assert apply_compiled(pipeline, folder) == ["screen"]
+        assert all(p.lm is None for _, p in pipeline.steps["screen"].program.named_predictors())
+        answer = {"topic": "bread", "user_need": "a recipe", "risk": "none", "caution": "", "response": "Knead it."}
+        result = Runner(pipeline, {"task": DummyLM([answer] * 4, adapter=dspy.JSONAdapter())}, host).run(
+            Conversation.from_text("how do I bake bread"))
+        assert result.response == "Knead it."
+        assert elsewhere.seen == []  # the step ran on the session's LM, not on the provider the file named
+
+
 # ---------------------------------------------------------------------------
 # Case 7: secrets and URL credentials are redacted from errors and spans
 # ---------------------------------------------------------------------------
@@ -442,6 +485,23 @@ def test_case7_url_credentials_are_masked_in_errors_and_logs(tmp_path, caplog):
 # ---------------------------------------------------------------------------
 # Case 8: compiled manifest paths stay inside the folder
 # ---------------------------------------------------------------------------
+
+
+def test_case8_manifest_paths_must_stay_inside_the_folder(tmp_path, host, run_cli):
+    from pearl.runtime.compiled import read_manifest, write_manifest
+
+    outside = tmp_path / "private.json"
+    outside.write_text(json.dumps({"db_password": "x", "signature": {}}), encoding="utf-8")
+    folder = _compiled_screen(host, tmp_path / "compiled")
+    (folder / "link.json").symlink_to(outside)
+    for escape in (str(outside), "../private.json", "link.json", "."):
+        manifest = read_manifest(folder)
+        manifest.steps["screen"].file = escape
+        write_manifest(folder, manifest)
+        proc = run_cli(["run", "--compiled", str(folder), "hi"], env={"COLUMNS": "400"})
+        assert proc.returncode == 2, proc.stderr
+        assert "is not inside the compiled folder" in proc.stderr and "db_password" not in proc.stderr, proc.stderr
+
 
 # ---------------------------------------------------------------------------
 # Case 9: invalid UTF-8 in every reader (helper G)

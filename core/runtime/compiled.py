@@ -13,6 +13,12 @@ The contract for loading (`load_into_step`): a program compiled for another step
 plugin, or for a program whose signatures differ (fields added, removed, renamed or
 retyped; instructions and demos may differ, that is what optimizers change), is a
 `PipelineError` that names both, never a silent partial load.
+
+A state file is data, never configuration: any `lm` entry in it (DSPy saves a
+predictor's own LM settings there: provider, model, API base) is dropped on loading and
+never written on saving, so a compiled program always runs on the session's backend
+(`--backend`), never on a provider a file names. The files a manifest lists must lie
+inside its folder (no absolute paths, no `..`, no symlink out of it).
 """
 
 from __future__ import annotations
@@ -101,12 +107,28 @@ def dependency_versions() -> dict[str, str]:
             "pydantic": pydantic.__version__}
 
 
+def drop_lm_settings(state: dict[str, Any]) -> list[str]:
+    """Set every predictor's `lm` entry in a DSPy program state to None; returns where one was found.
+
+    A predictor state is a mapping with a `signature` (DSPy's `Predict.dump_state`); the
+    state of a module maps predictor names to them, and a bare `Predict` is one itself.
+    """
+    found = []
+    candidates = [("self", state)] + [(k, v) for k, v in state.items() if isinstance(v, dict)]
+    for name, own in candidates:
+        if isinstance(own, dict) and "signature" in own and own.get("lm") is not None:
+            own["lm"] = None
+            found.append(name)
+    return found
+
+
 def save_program(program: dspy.Module, path: Path, stamp: ProgramStamp) -> Path:
-    """`program.save(path)` and add the stamp to the file's metadata."""
+    """`program.save(path)` without LM settings (`drop_lm_settings`), and add the stamp to the file's metadata."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     program.save(str(path))
     state = json.loads(path.read_text(encoding="utf-8"))
+    drop_lm_settings(state)
     state.setdefault("metadata", {})["pearl"] = stamp.model_dump()
     path.write_text(json.dumps(state, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return path
@@ -198,6 +220,7 @@ def load_into_step(step, path: str | Path, *, where: str, step_id: str) -> Progr
         )
     if stamp is None:
         _check_field_counts(step, state, path, where, step_id)
+    drop_lm_settings(state)  # the session's LM runs the step, whatever the file names
     try:
         step.program.load_state(state)
     except Exception as exc:
@@ -245,9 +268,24 @@ def apply_compiled(pipeline, folder: str | Path) -> list[str]:
                 f"for '{entry.use}' (pipeline '{manifest.pipeline}'): run with --pipeline {manifest.pipeline}, "
                 f"or compile this pipeline's step with `pearl optimize --step {step_id}`"
             )
-        load_into_step(step, base / entry.file, where=where, step_id=step_id)
+        load_into_step(step, inside_folder(base, entry.file, where=where, step_id=step_id), where=where,
+                       step_id=step_id)
         loaded.append(step_id)
     return loaded
+
+
+def inside_folder(base: Path, file: str, *, where: str, step_id: str) -> Path:
+    """`base / file` when it lies inside `base` (after resolving `..` and symlinks), else a `PipelineError`.
+
+    The error does not read the file: a manifest must not be a way to open files elsewhere.
+    """
+    root = base.resolve()
+    target = (base / file).resolve()
+    if Path(file).is_absolute() or not target.is_relative_to(root) or target == root:
+        raise PipelineError(
+            f"{where}: the manifest's step '{step_id}' names the file {file!r}, which is not inside the compiled "
+            f"folder {base}: a manifest may name only files in its own folder; re-run `pearl optimize`")
+    return base / file
 
 
 def manifest_pipeline(folder: str | Path) -> str:
