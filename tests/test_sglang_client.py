@@ -339,3 +339,22 @@ def test_check_says_when_the_server_is_still_starting(tokenizer_dir):
     with SGLangTestDouble(tokenizer_path=str(tokenizer_dir), starting_seconds=30) as d:
         status = SGLangBackend().check(BackendSettings(name="sglang", url=d.url))
     assert status.startswith("/health answered 503 (starting) at " + d.url)
+
+
+def test_a_batch_with_one_overlong_conversation_fails_only_that_line(tmp_path, host):
+    from pearl.runtime.batch import run_batch
+    from pearl.runtime.session import open_session
+
+    with SGLangTestDouble(tokenizer_path="Qwen/Qwen3-8B", context_length=6000) as d:
+        session = open_session("minimal", backend="sglang", url=d.url, host=host,
+                               options={"backoff": 0.01, "max_retries": 1, "batch_window_ms": 50})
+        inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+        lines = [json.dumps(f"question {i}") for i in range(4)]
+        lines[2] = json.dumps("an endless question " * 400)
+        inp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        summary = run_batch(session, inp, out, concurrency=4, progress=False)
+    recs = {r["line"]: r for r in map(json.loads, out.read_text(encoding="utf-8").splitlines())}
+    assert (summary.succeeded, summary.failed) == (3, 1)
+    assert [recs[n]["ok"] for n in (1, 2, 4)] == [True] * 3
+    assert recs[3]["ok"] is False and recs[3]["error_type"] == "StepInputError"
+    assert recs[3]["error"].startswith("step 'screen': the prompt does not fit the served model's context")
