@@ -87,13 +87,10 @@ def file_language_level(path: Path, options: dict[str, Any]) -> tuple[str, int]:
 
 
 def read_file(path: Path, options: dict[str, Any]) -> Iterator[Item]:
-    import openpyxl
+    from pearl.io.workbooks import open_workbook
 
     language, level = file_language_level(path, options)
-    try:
-        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except Exception as exc:
-        raise DatasetError(f"{path}: not a readable xlsx file ({exc.__class__.__name__}): check the file") from None
+    book = open_workbook(path, error=DatasetError)  # bounded: a zip bomb is refused before it is inflated
     try:
         rows = list(book.worksheets[0].iter_rows(values_only=True))  # read-only sheets parse lazily, here
     except Exception as exc:

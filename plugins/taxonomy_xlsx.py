@@ -25,7 +25,6 @@ file, the sheet and the row or column.
 from __future__ import annotations
 
 import re
-import zipfile
 from pathlib import Path
 from typing import Literal
 
@@ -33,6 +32,7 @@ from pydantic import BaseModel, ValidationError
 
 from pearl.csa import RiskCategory, RiskGroup, Taxonomy, UNKNOWN_CATEGORY
 from pearl.csa.taxonomy import TaxonomyError
+from pearl.io.workbooks import open_workbook
 from pearl.plugins.taxonomy import read_packaged
 
 Tier = Literal["group", "category", "unknown"]
@@ -146,23 +146,13 @@ def read_xlsx(path: str | Path) -> XlsxTaxonomy:
 # --- reading ----------------------------------------------------------------------------
 
 def _open(path: Path):
-    import openpyxl
-
+    """The workbook, read-only, refused before parsing when it would unpack to more than
+    `pearl.io.workbooks.MAX_WORKBOOK_BYTES` (a zip bomb of a shared string)."""
     if not path.exists():
         raise TaxonomyFileError(f"{path}: file does not exist; give the path of a risk_rules.xlsx workbook")
     if path.is_dir():
         raise TaxonomyFileError(f"{path}: is a folder, not a file; give the path of a risk_rules.xlsx workbook")
-    try:
-        return openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError, TypeError) as exc:
-        raise TaxonomyFileError(
-            f"{path}: is not a readable .xlsx workbook ({exc.__class__.__name__}: {exc}); "
-            f"save it as Excel .xlsx (not .xls or .csv)"
-        ) from None
-    except Exception as exc:  # openpyxl's InvalidFileException and friends
-        raise TaxonomyFileError(
-            f"{path}: is not a readable .xlsx workbook ({exc.__class__.__name__}: {exc}); save it as Excel .xlsx"
-        ) from None
+    return open_workbook(path, error=TaxonomyFileError)
 
 
 def _where(path: Path, sheet, index: int) -> str:

@@ -72,7 +72,7 @@ def test_strata_sword_bad_files(host, tmp_path):
         load_dataset(f"strata-sword:{odd}", host)
     broken = tmp_path / "strata_sword_cn_level_3.xlsx"
     broken.write_text("not a spreadsheet")
-    with pytest.raises(DatasetError, match="not a readable xlsx"):
+    with pytest.raises(DatasetError, match=r"not a readable \.xlsx"):
         load_dataset(f"strata-sword:{broken}", host)
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -523,6 +523,73 @@ def test_case8_manifest_paths_must_stay_inside_the_folder(tmp_path, host, run_cl
 # Case 13: bounded workbook expansion, bounded error messages, short cycle error
 # ---------------------------------------------------------------------------
 
+
+def _workbook_bomb(path: Path, megabytes: int) -> Path:
+    """A small .xlsx whose shared-strings part declares `megabytes` MB of one repeated letter."""
+    import zipfile
+
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    book.active.append(["tier", "name en"])
+    book.create_sheet("table").append(["tier", "name en"])
+    plain = path.with_suffix(".plain.xlsx")
+    book.save(plain)
+    with zipfile.ZipFile(plain) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as dst:
+        for item in src.infolist():
+            if item.filename != "xl/sharedStrings.xml":
+                dst.writestr(item, src.read(item.filename))
+        with dst.open("xl/sharedStrings.xml", "w") as part:
+            part.write(b'<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><si><t>')
+            chunk = b"A" * 2**20
+            for _ in range(megabytes):
+                part.write(chunk)
+            part.write(b"</t></si></sst>")
+    plain.unlink()
+    return path
+
+
+def test_case13_a_workbook_bomb_is_refused_before_it_is_inflated(tmp_path):
+    from pearl.errors import DatasetError
+    from pearl.io.workbooks import MAX_WORKBOOK_BYTES
+    from pearl.plugins.strata_sword import read_file
+    from pearl.plugins.taxonomy_xlsx import TaxonomyFileError, load_xlsx
+
+    bomb = _workbook_bomb(tmp_path / "strata_sword_en_level_1.xlsx", MAX_WORKBOOK_BYTES // 2**20 + 8)
+    assert bomb.stat().st_size < 1_000_000
+    t0 = time.perf_counter()
+    with pytest.raises(TaxonomyFileError, match=r"unpacks to 72 MB .*over the 64 MB limit") as taxonomy_error:
+        load_xlsx(bomb)
+    with pytest.raises(DatasetError, match="over the 64 MB limit"):
+        list(read_file(bomb, {}))
+    assert time.perf_counter() - t0 < 5
+    assert len(str(taxonomy_error.value)) < 400
+
+
+def test_case13_every_error_message_is_bounded():
+    from pearl.errors import StepError
+    from pearl.redact import MAX_MESSAGE_CHARS
+
+    huge = InputError("cell: " + "x" * 5_000_000)
+    assert len(str(huge)) < MAX_MESSAGE_CHARS + 100 and str(huge).endswith("more characters not shown)")
+    assert len(str(StepError("respond", "y" * 100_000))) < MAX_MESSAGE_CHARS + 100
+
+
+def test_case13_a_cycle_error_shows_the_cycle_not_the_graph(host):
+    from pearl.errors import PipelineError
+    from pearl.runtime.pipeline import compile_spec
+
+    n = 1000
+    steps = {f"s{i}": {"use": "test-echo", "after": [f"s{(i - 1) % n}"]} for i in range(n)}
+    steps["extra"] = {"use": "test-echo"}
+    with pytest.raises(PipelineError) as caught:
+        compile_spec({"name": "loop", "answer": "echo", "steps": steps}, host, source="loop.toml")
+    message = str(caught.value)
+    assert len(message) < 400, message
+    assert "1000 steps form a cycle" in message and "… 992 more …" in message and "extra" not in message
+    assert "from the `after` of step" in message
+
+
 # ---------------------------------------------------------------------------
 # Case 14: --timeout
 # ---------------------------------------------------------------------------

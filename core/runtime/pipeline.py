@@ -117,6 +117,16 @@ def _format_validation(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def cycle_message(source: str, loop: list[str], shown: int = 8) -> str:
+    """The error for steps `loop[0] -> loop[1] -> ... -> loop[0]`: the cycle only, at most `shown` steps named."""
+    names = loop + [loop[0]]
+    if len(loop) > shown:
+        half = shown // 2
+        names = names[:half] + [f"… {len(loop) - shown} more …"] + names[-half - 1:]
+    return (f"{source}: {len(loop)} steps form a cycle ({' -> '.join(names)}): remove one of these `after` "
+            f"entries, e.g. '{loop[-1]}' from the `after` of step '{loop[0]}'")
+
+
 def load(ref: str, host) -> Pipeline:
     """Load, validate and compile a pipeline from a shipped name or a file path."""
     path = resolve(ref)
@@ -160,8 +170,7 @@ def compile_spec(data: dict[str, Any], host, source: str = "<pipeline>") -> Pipe
     except nx.NetworkXNoCycle:
         cycle = None
     if cycle:
-        loop = " -> ".join([a for a, _ in cycle] + [cycle[0][0]])
-        raise PipelineError(f"{source}: steps form a cycle ({loop}): remove one of these `after` entries")
+        raise PipelineError(cycle_message(source, [a for a, _ in cycle]))
 
     steps: dict[str, Step] = {}
     for step_id in nx.lexicographical_topological_sort(graph):
