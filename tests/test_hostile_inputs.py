@@ -620,6 +620,37 @@ def test_case14_timeout_on_the_command_line_detects_a_hung_server(tmp_path, host
 # Case 15: a torn last trace line is reported, the rest is read
 # ---------------------------------------------------------------------------
 
+
+def test_case15_a_torn_last_trace_line_is_reported_and_the_rest_is_read(tmp_path, host, run_cli):
+    from pearl.traces.jsonl import read_trace
+
+    trace = tmp_path / "t.jsonl"
+    run = run_cli(["run", "--pipeline", str(_echo_pipeline(tmp_path)), "--trace", f"jsonl:{trace}", "hi"])
+    assert run.returncode == 0, run.stderr
+    whole = trace.read_bytes()
+    lines = whole.splitlines(keepends=True)
+    torn = lines[-1][: len(lines[-1]) // 2].rstrip(b"\n") + "ü".encode()[:1]  # cut mid-line, mid-character
+    trace.write_bytes(whole + torn)
+    spans, tail = read_trace(trace)
+    assert len(spans) == len(lines) and tail is not None and tail.line == len(lines) + 1
+    for command in ("show", "summary"):
+        proc = run_cli(["trace", command, str(trace)], env={"COLUMNS": "400"})
+        assert proc.returncode == 0, proc.stderr
+        assert f"line {len(lines) + 1} is cut off" in proc.stderr and "Traceback" not in proc.stderr
+    assert "invoke_workflow" in run_cli(["trace", "show", str(trace)]).stdout
+    # a bad line in the middle is still an error: only a torn end is forgiven
+    trace.write_bytes(lines[0] + b'{"name": "x"}\n' + whole)
+    assert run_cli(["trace", "show", str(trace)]).returncode == 2
+
+
+def _echo_pipeline(tmp_path: Path) -> Path:
+    path = tmp_path / "echo.toml"
+    path.write_text('name = "echo"\nanswer = "response"\n[backend]\nname = "llamacpp"\n'
+                    '[steps.echo]\nuse = "test-echo"\n[steps.shout]\nuse = "test-shout"\nafter = ["echo"]\n',
+                    encoding="utf-8")
+    return path
+
+
 # ---------------------------------------------------------------------------
 # Case 16: Strata-Sword levels 1-3 headers (helper G)
 # ---------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 `JsonlSpanExporter(path)` is an OpenTelemetry SDK `SpanExporter` that appends each span
 as one JSON object to `path` (so one file can collect many runs); `read_spans(path)`
-reads such a file back into `SpanRecord`s. A line::
+reads such a file back into `SpanRecord`s (`read_trace` also reports a torn last line, as
+a killed run leaves: the whole spans before it are read). A line::
 
     {"trace_id": "32 hex", "span_id": "16 hex", "parent_span_id": "16 hex" | null,
      "name": "step screen", "kind": "INTERNAL" | "CLIENT" | "SERVER" | "PRODUCER" | "CONSUMER",
@@ -20,7 +21,8 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Sequence
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -143,8 +145,24 @@ class SpanRecord(BaseModel):
         return self.status.code == "ERROR"
 
 
-def iter_spans(path: str | Path) -> Iterator[SpanRecord]:
-    """The spans of a JSONL trace file, in file order; a malformed line is an `InputError`."""
+@dataclass(frozen=True)
+class TornTail:
+    """A last line cut short (no newline at its end, not a whole span): what a killed run leaves."""
+
+    line: int
+    size: int  # bytes
+
+    def describe(self, path: str | Path) -> str:
+        return (f"{path}: line {self.line} is cut off ({self.size} bytes, no newline at the end: the run that wrote "
+                f"it was stopped mid-write); it was skipped, the spans before it are shown")
+
+
+def iter_spans(path: str | Path, *, on_torn_tail: Callable[[TornTail], None] | None = None) -> Iterator[SpanRecord]:
+    """The spans of a JSONL trace file, in file order.
+
+    A malformed line is an `InputError`, except a torn last line (`TornTail`: no newline
+    at its end, and not a whole span), which is skipped and passed to `on_torn_tail`.
+    """
     p = Path(path).expanduser()
     if not p.is_file():
         raise InputError(f"trace file '{path}' does not exist: write one with `pearl run --trace jsonl:{path} ...`")
@@ -152,26 +170,39 @@ def iter_spans(path: str | Path) -> Iterator[SpanRecord]:
         for number, raw in enumerate(f, 1):
             if not raw.strip():
                 continue
+            torn = not raw.endswith(b"\n")  # only the last line of a file can lack its newline
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                if not raw.endswith(b"\n"):  # a torn last line may end inside a character: it fails below as JSON
+                if torn:  # a torn last line may end inside a character: it fails below as JSON
                     line = raw.decode("utf-8", "replace")
                 else:
                     raise InputError(
                         f"{path}, line {number} is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at byte "
                         f"{exc.start + 1}): pass a file written by --trace jsonl:PATH") from None
             try:
-                yield SpanRecord.model_validate_json(line)
+                record = SpanRecord.model_validate_json(line)
             except ValidationError as exc:
+                if torn:
+                    if on_torn_tail is not None:
+                        on_torn_tail(TornTail(line=number, size=len(raw)))
+                    return
                 first = exc.errors()[0]
                 where = ".".join(str(x) for x in first.get("loc", ())) or "line"
                 raise InputError(
                     f"{path}, line {number} is not a Pearlpoint span ({where}: {first.get('msg')}): "
                     f"pass a file written by --trace jsonl:PATH"
                 ) from None
+            yield record
+
+
+def read_trace(path: str | Path) -> tuple[list[SpanRecord], TornTail | None]:
+    """All whole spans of a JSONL trace file, and its torn last line if it has one."""
+    torn: list[TornTail] = []
+    spans = list(iter_spans(path, on_torn_tail=torn.append))
+    return spans, (torn[0] if torn else None)
 
 
 def read_spans(path: str | Path) -> list[SpanRecord]:
-    """All spans of a JSONL trace file."""
-    return list(iter_spans(path))
+    """All whole spans of a JSONL trace file (a torn last line is skipped; `read_trace` reports it)."""
+    return read_trace(path)[0]

@@ -21,7 +21,7 @@ from rich.tree import Tree
 
 from pearl.errors import InputError
 from pearl.traces import semconv as sc
-from pearl.traces.jsonl import read_spans
+from pearl.traces.jsonl import read_trace
 from pearl.traces.tree import Node, Run, build_runs, step_totals
 
 trace_app = typer.Typer(name="trace", help="Show trace files written with --trace jsonl:PATH.",
@@ -132,13 +132,21 @@ def select_runs(runs: list[Run], run_id: str | None) -> list[Run]:
     return chosen
 
 
+def _read(file: str):
+    """The whole spans of `file`; a torn last line (a killed run) is reported on stderr, not fatal."""
+    spans, torn = read_trace(file)
+    if torn is not None:
+        Console(stderr=True).print(f"[yellow]note:[/] {escape(torn.describe(file))}", highlight=False, soft_wrap=True)
+    return spans
+
+
 @trace_app.command("show")
 def show(
     file: str = typer.Argument(..., help="A JSONL trace file (written with --trace jsonl:PATH)."),
     run: Optional[str] = typer.Option(None, "--run", "-r", help="Only this run: a run id or trace id, or a prefix."),
 ):
     """Render the span tree of each run: durations, tokens, scores, errors."""
-    runs = select_runs(build_runs(read_spans(file)), run)
+    runs = select_runs(build_runs(_read(file)), run)
     console = _console()
     if not runs:
         console.print(f"[dim]{escape(file)} holds no spans[/]")
@@ -150,7 +158,7 @@ def show(
 @trace_app.command("summary")
 def summary(file: str = typer.Argument(..., help="A JSONL trace file (written with --trace jsonl:PATH).")):
     """Per-step totals across runs: calls, tokens, time."""
-    runs = build_runs(read_spans(file))
+    runs = build_runs(_read(file))
     totals = step_totals(runs)
     pipelines = sorted({t.pipeline for t in totals})
     several = len(pipelines) > 1
