@@ -7,7 +7,7 @@
   say they hold one (`*_KEY`, `*_TOKEN`, `*SECRET*`, `*PASSWORD*`), when at least
   `MIN_SECRET_CHARS` long and not a path;
 - the **credentials of a URL** (`http://user:KEY@host` -> `http://***@host`);
-- the token of an **authorization value** (`Bearer abc…`, `Basic abc…` -> `Bearer ***`).
+- the token of a **bearer authorization** (`Bearer abc…` -> `Bearer ***`; 8 characters or more).
 
 `clip(text)` bounds a message to `MAX_MESSAGE_CHARS`, saying how much was cut.
 
@@ -29,7 +29,7 @@ MASK = "***"
 
 _SECRET_NAME = re.compile(r"(_KEY|_TOKEN|PASSWD)$|SECRET|PASSWORD", re.IGNORECASE)
 _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s@?#]+@")
-_AUTH_VALUE = re.compile(r"(?i)\b(Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=\-]{4,}")
+_AUTH_VALUE = re.compile(r"(?i)\b(Bearer)\s+[A-Za-z0-9._~+/=\-]{8,}")
 
 _secrets: set[str] = set()
 _lock = threading.Lock()

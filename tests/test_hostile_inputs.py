@@ -474,8 +474,9 @@ def test_case7_url_credentials_are_masked_in_errors_and_logs(tmp_path, caplog):
 
     err = BackendError("no server at http://admin:hunter2-pass@127.0.0.1:9/v1 (ConnectError)")
     assert str(err) == "no server at http://***@127.0.0.1:9/v1 (ConnectError)"
-    assert redact("https://tok3n-only@example.org/x and Basic dXNlcjpwYXNz") == \
-        "https://***@example.org/x and Basic ***"
+    assert redact("https://tok3n-only@example.org/x and Bearer dXNlcjpwYXNz") == \
+        "https://***@example.org/x and Bearer ***"
+    assert redact("the token limit; a bearer token") == "the token limit; a bearer token"  # prose stays
     install_log_redaction()
     with caplog.at_level(logging.INFO):
         logging.getLogger("httpx").info("HTTP Request: POST %s", "http://u:p4ssword-x@h/v1/chat")
