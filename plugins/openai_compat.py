@@ -30,7 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pearl.errors import BackendError
-from pearl.host.backend import API_KEY_VARIABLES, Backend, BackendSettings, check_api_key_variable
+from pearl.host.backend import API_KEY_VARIABLES, Backend, BackendSettings, check_api_key_variable, check_url
 from pearl.host.hookspecs import hookimpl
 from pearl.lm.base import ChatRequest, Completion, PearlLM
 from pearl.lm.http import HttpClient, HttpStatusError
@@ -150,8 +150,10 @@ class OpenAIBackend(Backend):
                 "the openai backend needs the server's URL: pass --backend-url http://HOST:PORT/v1 "
                 "or set PEARL_BACKEND_URL"
             )
-        if not url.startswith(("http://", "https://")):
-            raise BackendError(f"backend URL '{url}' is not an http(s) URL: write it as http://HOST:PORT/v1")
+        try:  # OPENAI_BASE_URL is not a setting: check it like one
+            check_url(url)
+        except ValueError as exc:
+            raise BackendError(f"backend URL {exc}") from None
         base = normalise_base_url(url)
         try:
             key = api_key_from_environment(settings.api_key_env or settings.options.get("api_key_env"))

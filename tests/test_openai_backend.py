@@ -98,8 +98,13 @@ def test_configuration_errors(monkeypatch):
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     with pytest.raises(BackendError, match="needs the server's URL: pass --backend-url"):
         OpenAIBackend().create(settings(None))
+    monkeypatch.setenv("OPENAI_BASE_URL", "localhost:8000")  # settings check their own URL; the variable here
     with pytest.raises(BackendError, match="not an http"):
-        OpenAIBackend().create(settings("localhost:8000"))
+        OpenAIBackend().create(settings(None))
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://[::1")
+    with pytest.raises(BackendError, match=r"'http://\[::1' is not a valid URL"):
+        OpenAIBackend().create(settings(None))
+    monkeypatch.delenv("OPENAI_BASE_URL")
     with pytest.raises(BackendError, match="schema_format"):
         OpenAIBackend().create(settings("http://127.0.0.1:9/v1", schema_format="yaml"))
     with pytest.raises(BackendError, match=r"no OpenAI-compatible server at http://127.0.0.1:9/v1: start one"):

@@ -11,6 +11,7 @@ from pearl.host.backend import Backend
 from pearl.runtime.compiled import apply_compiled, load_into_step, read_manifest, read_stamp, signature_fingerprint
 from pearl.errors import InputError, PipelineError
 from pearl.host.hookspecs import hookimpl
+from pearl.host.judge import Judge
 from pearl.optimization.metrics import MatchMetric
 from pearl.optimization.optimize import Budget, PipelineProgram, optimize
 from pearl.runtime.pipeline import load
@@ -258,7 +259,7 @@ def test_cli_errors_are_one_line(tmp_path, run_cli):
     assert proc.returncode == 2 and "is not a compiled folder" in proc.stderr
 
 
-class FixedJudge:
+class FixedJudge(Judge):
     """Test double base: a judge with a scripted verdict (no LM)."""
 
     uses_lm = False

@@ -36,12 +36,13 @@ err_console = Console(stderr=True)
 
 
 def _read_conversation(text: Optional[str], file: Optional[str]):
-    from pearl.io.conversations import parse_conversation_json, read_conversation_file, to_conversation
+    from pearl.io.conversations import decode_input, parse_conversation_json, read_conversation_file, to_conversation
 
     if file and text:
         raise InputError("give either TEXT or --file, not both")
-    if file == "-" or text == "-":
-        data = sys.stdin.read()
+    if file == "-" or text == "-":  # bytes, decoded here: invalid UTF-8 is refused before any model call
+        stdin = getattr(sys.stdin, "buffer", None)
+        data = decode_input(stdin.read() if stdin is not None else sys.stdin.read(), source="stdin")
         if file == "-":
             return parse_conversation_json(data, source="stdin")
         return to_conversation(data, source="stdin")
@@ -49,7 +50,7 @@ def _read_conversation(text: Optional[str], file: Optional[str]):
         return read_conversation_file(file)
     if text is None:
         raise InputError("nothing to answer: pass the user's message as TEXT, --file conversation.json, or - for stdin")
-    return to_conversation(text, source="TEXT")
+    return to_conversation(decode_input(text, source="TEXT"), source="TEXT")  # argv: undecodable bytes refused
 
 
 TIMEOUT_HELP = ("Seconds an HTTP backend waits for each answer before it gives up (default: the backend "
@@ -132,6 +133,8 @@ def run(
     get_host().registries  # plugins register once, before exporters start: a trace file holds runs only
     tracing_for_command(ctx, trace, trace_content)
     connection = connection_options(timeout, api_key_env)
+    if concurrency < 1:  # sampling and context options are checked by BackendSettings, before a model loads
+        raise InputError(f"--concurrency {concurrency}: give at least 1 conversation at a time")
     if batch is not None:
         return _run_batch(batch, out, concurrency, text, file, extras, dict(
             pipeline=pipeline, backend=backend, url=backend_url, model=model, seed=seed, temperature=temperature,

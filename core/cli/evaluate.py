@@ -125,6 +125,8 @@ def eval_judge_command(
 
     if split not in ("all", "even", "odd"):
         raise InputError(f"--split {split}: use all, even or odd")
+    if sample is not None and sample < 1:
+        raise InputError(f"--sample {sample}: give a positive number of completions")
     host = get_host()
     rows = load_completions(xstest_completions)
     if split != "all":
@@ -151,6 +153,9 @@ def eval_judge_command(
         console.print(f"[yellow]{report.failures} completions got no verdict (counted as wrong)[/]")
 
 
+MAX_BOOTSTRAP = 100_000  # resamples x items are held in memory at once
+
+
 def report_command(
     results: Path = typer.Argument(..., help="Results JSONL from `pearl eval`."),
     out: Path = typer.Option(Path("report"), "--out", "-o", help="Folder for report.md and the PNG plots."),
@@ -162,6 +167,10 @@ def report_command(
     from pearl.evaluation.report import write_report
     from pearl.io.paths import refuse_overwrite
 
+    if seed < 0:
+        raise InputError(f"--seed {seed}: give a whole number of at least 0")
+    if bootstrap > MAX_BOOTSTRAP:
+        raise InputError(f"--bootstrap {bootstrap}: give at most {MAX_BOOTSTRAP} resamples (1000 is plenty)")
     refuse_overwrite(out, [results, *baseline], flag="--out", folder_ok=True)  # the report's folder
     refuse_overwrite(out / "report.md", [results, *baseline], flag="the report file")
     path = write_report([results, *baseline], out, n_boot=bootstrap, seed=seed)

@@ -5,6 +5,7 @@ Registered in `pearl.cli` with one line; the work is done by `pearl.optimization
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -104,6 +105,8 @@ def optimize_command(
         raise InputError(f"--optimizer {optimizer}: choose one of {', '.join(OPTIMIZERS)}")
     if limit is not None and limit < 1:
         raise InputError("--limit must be at least 1")
+    if not (math.isfinite(beta) and beta >= 0):
+        raise InputError(f"--beta {beta}: give the risk weight as a finite number of at least 0 (the CSA headline: 2)")
     host = get_host()
     pipe = load(pipeline or DEFAULT_PIPELINE, host)
     if step == "all":

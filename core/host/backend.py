@@ -14,11 +14,13 @@ judges, and the optimizer's proposal/reflection model.
 
 from __future__ import annotations
 
+import math
 import os
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 ENV_BACKEND = "PEARL_BACKEND"
 ENV_BACKEND_URL = "PEARL_BACKEND_URL"
@@ -53,6 +55,21 @@ def check_api_key_variable(name: Any) -> str | None:
             f"{' or '.join(API_KEY_VARIABLES)}; to read the key from another variable, pass --api-key-env {name} "
             f"on the command line")
     return name
+
+
+def check_url(url: str) -> str:
+    """`url` when it is a well-formed http(s) URL with a host (and a valid port, if any), else a
+    `ValueError` saying how to write it: `http://[::1` or `http://host:99999` fail here, not deep
+    inside an HTTP client."""
+    fix = "write it as http://HOST:PORT, e.g. http://127.0.0.1:8000 (IPv6: http://[::1]:8000)"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number from 0 to 65535
+    except ValueError as exc:
+        raise ValueError(f"{url!r} is not a valid URL ({exc}): {fix}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{url!r} is not an http(s) URL with a host: {fix}")
+    return url
 
 
 class BackendSettings(BaseModel):
@@ -92,6 +109,44 @@ class BackendSettings(BaseModel):
     @classmethod
     def _key_variable_option(cls, value: dict[str, Any]) -> dict[str, Any]:
         check_api_key_variable(value.get("api_key_env"))  # the same rule where backends used to read it
+        return value
+
+    # Sampling, context and server settings: checked wherever they come from (a command-line
+    # option, the environment, a pipeline file's [backend] table), before any model loads.
+    @field_validator("temperature")
+    @classmethod
+    def _temperature(cls, value: float) -> float:
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"must be a finite number of at least 0 (got {value}): pass --temperature 0 for greedy decoding")
+        return value
+
+    @field_validator("max_tokens", "n_ctx")
+    @classmethod
+    def _positive_count(cls, value: int, info: ValidationInfo) -> int:
+        if value < 1:
+            flag = "--" + info.field_name.replace("_", "-")
+            raise ValueError(f"must be a whole number of at least 1 (got {value}): pass a positive {flag}")
+        return value
+
+    @field_validator("threads")
+    @classmethod
+    def _threads(cls, value: int | None) -> int | None:
+        if value is not None and value < 1:
+            raise ValueError(f"must be at least 1 (got {value}): pass a positive --threads, or leave it out for all cores")
+        return value
+
+    @field_validator("seed")
+    @classmethod
+    def _seed(cls, value: int | None) -> int | None:
+        if value is not None and not 0 <= value < 2**32:
+            raise ValueError(f"must be a whole number from 0 to {2**32 - 1} (got {value}): pass another --seed")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_url(value)
         return value
 
     def merged(self, **overrides: Any) -> "BackendSettings":

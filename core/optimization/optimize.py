@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,6 +171,16 @@ class Budget:
             raise InputError(f"--auto {self.auto}: choose one of {', '.join(AUTO_LEVELS)}")
         if self.max_metric_calls is not None and self.max_metric_calls < 1:
             raise InputError("--max-metric-calls must be at least 1")
+        if self.max_demos < 0:
+            raise InputError(f"--max-demos {self.max_demos}: give 0 or more demos per predictor")
+        if self.num_candidates < 1:
+            raise InputError(f"--num-candidates {self.num_candidates}: give at least 1 candidate")
+        if self.num_trials is not None and self.num_trials < 1:
+            raise InputError(f"--num-trials {self.num_trials}: give at least 1 trial")
+        if self.threshold is not None and not math.isfinite(self.threshold):
+            raise InputError(f"--threshold {self.threshold}: give a finite metric score")
+        if not 0 <= self.seed < 2**32:
+            raise InputError(f"--seed {self.seed}: give a whole number from 0 to {2**32 - 1}")
         if optimizer == "gepa" and self.auto is None and self.max_metric_calls is None:
             raise InputError("GEPA needs a budget: pass --max-metric-calls N or --auto light|medium|heavy")
         if optimizer == "gepa" and self.auto is not None and self.max_metric_calls is not None:
