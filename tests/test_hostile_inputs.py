@@ -176,6 +176,19 @@ def test_case1_export_pairs_never_writes_over_its_input(tmp_path, host, run_cli)
     assert run_cli(["export-pairs", str(results), str(tmp_path / "pairs.jsonl")]).returncode == 0
 
 
+def test_case1_batch_out_may_not_be_a_link_to_its_input(tmp_path, gated):
+    from pearl.runtime.batch import run_batch
+
+    inp = write_lines(tmp_path / "in.jsonl", ["alpha"])
+    before = inp.read_bytes()
+    os.link(inp, tmp_path / "hard.jsonl")
+    (tmp_path / "soft.jsonl").symlink_to(inp)
+    for out in ("hard.jsonl", "soft.jsonl"):
+        with pytest.raises(InputError, match="must not be the input file"):
+            run_batch(gated, inp, tmp_path / out, progress=False)
+    assert inp.read_bytes() == before and gated.asked == []
+
+
 def test_case1_eval_and_report_never_write_over_their_inputs(tmp_path, run_cli):
     data = write_lines(tmp_path / "items.jsonl", ["one", "two"])
     before = data.read_bytes()

@@ -43,6 +43,7 @@ from typing import Any, Callable
 
 from pearl.errors import InputError, PearlError
 from pearl.io.conversations import parse_conversation_line
+from pearl.io.paths import same_file
 from pearl.io.jsonl import JsonlAppender, Line, parsed, read_lines
 from pearl.runtime.drain import DrainingMap
 
@@ -141,7 +142,7 @@ def run_batch(session, input_path: str | Path, out_path: str | Path, *, concurre
     if concurrency < 1:
         raise InputError(f"--concurrency must be at least 1 (got {concurrency})")
     input_path, out_path = Path(input_path), Path(out_path)
-    if out_path.resolve() == input_path.resolve():
+    if same_file(out_path, input_path):  # the same path, a symlink or a hard link
         raise InputError("--out must not be the input file: name a separate results file")
     items = read_inputs(input_path)
     keys = {line.number: conversation_key(line.data) for line in items}
