@@ -44,4 +44,4 @@ def test_csa_run_has_a_well_formed_assessment_decision_chain_and_response(host, 
     order = [node for _, batch in backward_levels(nodes_for("both", chain)) for node in batch]
     assert [(it["mode"], [u["node"] for u in it["updates"]]) for it in its[1:]] == [("both", order)] * (len(its) - 1)
     assert result.steps["refine"].usage.calls == refined["usage"]["calls"] >= 2
-    assert result.steps["anticipate"].usage.calls >= 24 and result.steps["decide"].usage.calls == 0
+    assert result.steps["anticipate"].usage.calls in (1, 2) and result.steps["decide"].usage.calls == 0  # one table call (+1 retry)

@@ -7,7 +7,7 @@ from rich.console import Console
 from csa_doubles import ADAPT, CLASSIFY, DRAFT, PAIR, RECOMBINE
 from lingobp_doubles import safety_answer, sat_answer
 from pearl.cli import DEFAULT_PIPELINE
-from pearl.csa import CHAIN_NODES
+from pearl.csa import CHAIN_NODES, USER_TYPES
 from pearl.runtime.pipeline import load
 from pearl.runtime.runner import Runner
 from pearl.strategies.library import BUILTIN_NAMES
@@ -19,13 +19,14 @@ JUDGED = {**sat_answer(1), **safety_answer("safe")}  # one answer both judges ac
 def run_csa(host):
     pipeline = load("csa", host)
     assert pipeline.order() == ["risk", "anticipate", "decide", "draft", "recombine", "refine"]
-    lm = DummyLM([CLASSIFY, ADAPT] + [PAIR] * 24 + [DRAFT, RECOMBINE, JUDGED, JUDGED], adapter=dspy.JSONAdapter())
+    table = {"table": {s: {t: PAIR for t in USER_TYPES} for s in BUILTIN_NAMES}}  # anticipate: mode "table"
+    lm = DummyLM([CLASSIFY, ADAPT, table, DRAFT, RECOMBINE, JUDGED, JUDGED], adapter=dspy.JSONAdapter())
     return Runner(pipeline, {"task": lm}, host).run(Conversation.from_text("I feel like ending it all.")), lm
 
 
 def test_csa_pipeline_wires_every_step(host):
     result, lm = run_csa(host)
-    assert len(lm.history) == 2 + 24 + 2 + 2
+    assert len(lm.history) == 2 + 1 + 2 + 2
     assert result.response == RECOMBINE["response"]  # judged perfect: refinement stops at once
     assert set(result.steps) == {"risk", "anticipate", "decide", "draft", "recombine", "refine"}
     assert result.output("refine")["stop_reason"] == "converged"
