@@ -55,6 +55,10 @@ def to_conversation(value: Any, *, source: str = "input") -> Conversation:
     messages = data.get("messages")
     if isinstance(messages, list):
         system_parts = [m.get("content", "") for m in messages if isinstance(m, dict) and m.get("role") == "system"]
+        for part in (*system_parts, data.get("system") or ""):
+            if not isinstance(part, str):
+                raise InputError(f"{source}: a system prompt must be a string, not {type(part).__name__}: "
+                                 f"write the system message's content as text")
         if system_parts:
             data["messages"] = [m for m in messages if not (isinstance(m, dict) and m.get("role") == "system")]
             data["system"] = "\n\n".join(filter(None, [data.get("system"), *system_parts]))

@@ -157,7 +157,7 @@ def read_manifest(folder: str | Path) -> CompiledManifest:
             f"'{folder}' is not a compiled folder (no {MANIFEST_FILE}): point --compiled at the --out folder of `pearl optimize`"
         )
     try:
-        return CompiledManifest.model_validate_json(path.read_text(encoding="utf-8"))
+        return CompiledManifest.model_validate_json(path.read_bytes())  # bytes: invalid UTF-8 is a ValidationError too
     except ValidationError as exc:
         raise PipelineError(f"{path}: not a Pearlpoint compiled manifest ({exc.errors()[0]['msg']}): re-run `pearl optimize`") from None
 
@@ -169,6 +169,8 @@ def _read_state(path: Path, where: str) -> dict[str, Any]:
         raise PipelineError(f"{where}: compiled program '{path}' does not exist: check the path or re-run `pearl optimize`")
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise PipelineError(f"{where}: '{path}' is not valid UTF-8: re-run `pearl optimize`") from None
     except json.JSONDecodeError as exc:
         raise PipelineError(f"{where}: '{path}' is not valid JSON ({exc.msg}): re-run `pearl optimize`") from None
     if not isinstance(state, dict):
