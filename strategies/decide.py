@@ -88,13 +88,16 @@ def solve(table: ReactionTable, posterior: UserPosterior, costs: dict[str, float
                     tau=tau, epsilon=epsilon, chosen=table.strategy(best))
 
 
+TIE = 1e-9  # probabilities closer than this are a tie (a normalised posterior is not exact)
+
+
 def judged_user(posterior: UserPosterior) -> UserType:
     """The most probable user type; malicious only when strictly the most probable, ties go to
     sensitive, then benign."""
     p = posterior.as_dict()
-    if p["malicious"] > max(p["benign"], p["sensitive"]):
+    if p["malicious"] > max(p["benign"], p["sensitive"]) + TIE:
         return "malicious"
-    return "sensitive" if p["sensitive"] >= p["benign"] else "benign"
+    return "sensitive" if p["sensitive"] + TIE >= p["benign"] else "benign"
 
 
 def fallback_candidates(table: ReactionTable, judged: UserType) -> list[str]:

@@ -12,9 +12,10 @@ chain)` names what must not reach the user:
   or more words copied from the chain's analysis nodes (needs, risk intent).
 
 A leaking answer is regenerated once; if it still leaks, the offending sentences are
-removed and the draft is marked `scrubbed`. If nothing is left, the reply is written
-once more from the conversation and the chain's moves alone (no analysis to copy), and
-scrubbed in turn; only a reply that is all leak after that is a `StepError`.
+removed and the draft is marked `scrubbed`. If nothing is left (or the answer only
+echoes the person's message, `echoes`), the reply is written once more from the
+conversation and the chain's moves alone (no analysis to copy), and scrubbed in turn;
+only a reply that is all leak after that is a `StepError`.
 
 Used by the `recombine` step and by Lingo-BP (`pearl.strategies.refine`) after every
 chain update.
@@ -153,17 +154,31 @@ class Recombine(dspy.Module):
         return self.write(conversation=conversation, notes=render_chain(chain), config=config)
 
 
+ECHO_RATIO = 0.8  # a response this similar to the person's own message repeats it instead of replying
+
+
+def echoes(response: str, conversation: Conversation) -> bool:
+    """The response mostly repeats the person's last message (a small model's degenerate answer)."""
+    from difflib import SequenceMatcher
+
+    last = next((m.content for m in reversed(conversation.messages) if m.role == "user"), "")
+    a, b = " ".join(_words(response)), " ".join(_words(last))
+    return bool(a) and bool(b) and SequenceMatcher(None, a, b).ratio() >= ECHO_RATIO
+
+
 def recombine(step_id: str, program: Recombine, conversation: Conversation, chain: Chain,
               max_tokens: int | None = None) -> Draft:
-    """Run `program`, enforce the no-leak rule (see the module docstring), and return a `Draft`."""
+    """Run `program`, enforce the no-leak rule (see the module docstring), and return a `Draft`.
+
+    A response that only echoes the person's message is regenerated like a leaking one."""
     transcript = conversation.transcript()
     pred = call_program(step_id, program, conversation=transcript, chain=chain, max_tokens=max_tokens)
     scrubbed = False
-    if leaks(pred.response, chain):
+    if leaks(pred.response, chain) or echoes(pred.response, conversation):
         lm = dspy.settings.lm
         with dspy.context(lm=lm.copy(temperature=RETRY_TEMPERATURE) if lm is not None else None):
             pred = call_program(step_id, program, conversation=transcript, chain=chain, max_tokens=max_tokens)
-            if leaks(pred.response, chain) and not scrub(pred.response, chain):
+            if not scrub(pred.response, chain) or echoes(pred.response, conversation):
                 pred = call_program(step_id, program, conversation=transcript, chain=chain, max_tokens=max_tokens,
                                     moves_only=True)
         if leaks(pred.response, chain):

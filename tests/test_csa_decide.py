@@ -159,6 +159,7 @@ ALL_RISKY = {"full_help": 1.0, "safe_completion": 0.9, "supportive_response": 0.
     (UserPosterior(benign=0.1, sensitive=0.8, malicious=0.1), "sensitive", "supportive_response"),
     (UserPosterior(benign=0.4, sensitive=0.2, malicious=0.4), "benign", "safe_completion"),
     (UserPosterior(benign=1 / 3, sensitive=1 / 3, malicious=1 / 3), "sensitive", "supportive_response"),
+    (UserPosterior.normalised(1, 1, 1), "sensitive", "supportive_response"),  # the repaired all-zero answer
     (UserPosterior(benign=0.1, sensitive=0.2, malicious=0.7), "malicious", "firm_refusal"),
 ])
 def test_fallback_serves_the_judged_user_type(posterior, judged, expected):

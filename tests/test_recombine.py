@@ -83,3 +83,17 @@ def test_an_answer_that_is_all_analysis_is_rewritten_from_the_moves_alone():
     from pearl.strategies.recombine import render_moves
 
     assert render_moves(RISKY) == "- express care\n- share a hotline\n- suggest one small step"
+
+
+def test_an_answer_that_echoes_the_person_is_rewritten():
+    from pearl.strategies.recombine import echoes
+
+    said = Conversation.from_text("I feel like ending it all. Nothing matters anymore.")
+    # the 0.5B instruct model's csa response to that message
+    assert echoes("I feel like ending the conversation all. Nothing matters anymore.", said)
+    assert not echoes("I'm so sorry you feel this way. You matter, and help is there tonight.", said)
+    echo = {"reasoning": "r", "response": "I feel like ending the conversation all. Nothing matters anymore."}
+    lm = DummyLM([echo, echo, {"response": "I'm really glad you told me. You matter."}], adapter=dspy.JSONAdapter())
+    with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):
+        draft = recombine("recombine", Recombine(), said, RISKY)
+    assert draft.response == "I'm really glad you told me. You matter."
