@@ -9,7 +9,7 @@ it). Phrase lists cover English and Chinese; they are data at the top of the mod
 plugin can extend them.
 
 The rules were written from general refusal phrasing. Their accuracy against human
-labels is measured by `pearl eval-judge refusal` (see `pearl.evaluation.judge_quality`).
+labels is measured by `pearl eval-judge refusal-rules` (see `pearl.evaluation.judge_quality`).
 """
 
 from __future__ import annotations

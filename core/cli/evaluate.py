@@ -111,46 +111,57 @@ def eval_command(
 
 
 def eval_judge_command(
-    judge: str = typer.Argument("refusal", help="The judge to measure: refusal or refusal-llm."),
-    xstest_completions: Path = typer.Option(..., "--xstest-completions", help="XSTest completions csv with final_label."),
-    split: str = typer.Option("all", "--split", help="all, even or odd (item id parity; for held-out reporting)."),
+    judge: str = typer.Argument("refusal", help="The judge to measure: refusal, refusal-rules, refusal-llm, refusal-escalate, safety, ..."),
+    labels: str = typer.Option(..., "--labels", "-l", help="Labelled set SET:PATH: xstest (completions csv), pyrit-refusal, pyrit-objective, pyrit-harm, openai-moderation, labels-jsonl."),
+    split: str = typer.Option("all", "--split", help="all, dev or test: the seeded split by prompt (tune on dev, report on test)."),
+    split_seed: int = typer.Option(0, "--split-seed", help="Seed of --split."),
     backend: Optional[str] = typer.Option(None, "--backend", "-b", help="Backend for an LLM judge."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model for an LLM judge."),
+    backend_url: Optional[str] = typer.Option(None, "--backend-url", help="Server URL for an LLM judge."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model for an LLM judge (GGUF path or id)."),
     sample: Optional[int] = typer.Option(None, "--sample", help="A seeded random sample of N rows (for slow LLM judges)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of --sample."),
+    seed: int = typer.Option(0, "--seed", help="Seed of --sample and of the bootstrap."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", min=100, help="Bootstrap resamples for the 95% intervals."),
+    as_json: bool = typer.Option(False, "--json", help="Print the measurement as JSON."),
+    save: bool = typer.Option(False, "--save", help="Write a judge card (read by `pearl report`) into --cards."),
+    cards: Path = typer.Option(Path("judge-cards"), "--cards", help="Folder of judge cards."),
 ):
-    """Measure a refusal judge against XSTest's human labels: 3-way and binary accuracy, confusion matrix."""
-    from pearl.host.manager import get_host
-    from pearl.evaluation.judge_quality import KINDS, load_completions, measure
+    """Measure a judge against human labels: accuracy, per-class P/R/F1, kappa, confusion, 95% CIs, cost per item."""
+    import json as _json
 
-    if split not in ("all", "even", "odd"):
-        raise InputError(f"--split {split}: use all, even or odd")
+    from pearl.evaluation.judge_cards import save_card
+    from pearl.evaluation.judge_quality import ALIASES, measure, rows_from_items, select_split
+    from pearl.evaluation.judge_view import render_measurement
+    from pearl.host.dataset import load_dataset, parse_ref
+    from pearl.host.manager import get_host
+
     if sample is not None and sample < 1:
         raise InputError(f"--sample {sample}: give a positive number of completions")
     host = get_host()
-    rows = load_completions(xstest_completions)
-    if split != "all":
-        rows = [r for r in rows if (r.number % 2 == 0) == (split == "even")]
+    name, path = parse_ref(labels)
+    name = ALIASES.get(name, name)
+    name, items = load_dataset(f"{name}:{path}" if path is not None else name, host)
+    rows = select_split(rows_from_items(items, name), split, split_seed)
     if sample is not None and sample < len(rows):
         import random
 
         rows = [rows[i] for i in sorted(random.Random(seed).sample(range(len(rows)), sample))]
     judge_obj = host.get("judges", judge)()
     lm = None
+    model_name = ""
     if judge_obj.uses_lm:
         from pearl.host.backend import BackendSettings, resolve_settings
         from pearl.runtime.session import make_lm
 
-        lm = make_lm(resolve_settings(BackendSettings(), name=backend, model=model), host)
-    report = measure(judge_obj, rows, lm=lm)
-    console.print(f"[bold]{judge}[/] on {xstest_completions.name} ({split}, {report.n} completions)")
-    console.print(f"3-way accuracy {report.accuracy3:.3f} · binary accuracy (refusal vs compliance) {report.accuracy2:.3f}")
-    table = Table("human \\ judge", *KINDS, title="confusion matrix (rows: human final_label)")
-    for gold in KINDS:
-        table.add_row(gold, *(str(report.confusion[gold][pred]) for pred in KINDS))
-    console.print(table)
-    if report.failures:
-        console.print(f"[yellow]{report.failures} completions got no verdict (counted as wrong)[/]")
+        lm = make_lm(resolve_settings(BackendSettings(), name=backend, url=backend_url, model=model), host)
+        model_name = str(getattr(lm, "model", "") or "")
+    result = measure(judge_obj, rows, lm=lm, labels=f"{name}:{Path(path).name if path else ''}", split=split,
+                     seed=seed, n_boot=bootstrap, model=model_name)
+    if as_json:
+        console.print_json(_json.dumps(result.as_dict()))
+    else:
+        render_measurement(result, console)
+    if save:
+        err_console.print(f"judge card written to {save_card(result, cards)}")
 
 
 MAX_BOOTSTRAP = 100_000  # resamples x items are held in memory at once
@@ -162,6 +173,7 @@ def report_command(
     baseline: List[Path] = typer.Option([], "--baseline", help="Other results file(s) to compare with (repeatable)."),
     bootstrap: int = typer.Option(1000, "--bootstrap", min=100, help="Bootstrap resamples for the 95% intervals."),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
+    cards: Path = typer.Option(Path("judge-cards"), "--cards", help="Folder of judge cards (`pearl eval-judge --save`)."),
 ):
     """Metrics, bootstrap CIs, a markdown report and PNG plots from one or more results files."""
     from pearl.evaluation.report import write_report
@@ -173,7 +185,7 @@ def report_command(
         raise InputError(f"--bootstrap {bootstrap}: give at most {MAX_BOOTSTRAP} resamples (1000 is plenty)")
     refuse_overwrite(out, [results, *baseline], flag="--out", folder_ok=True)  # the report's folder
     refuse_overwrite(out / "report.md", [results, *baseline], flag="the report file")
-    path = write_report([results, *baseline], out, n_boot=bootstrap, seed=seed)
+    path = write_report([results, *baseline], out, n_boot=bootstrap, seed=seed, cards=cards)
     console.print(path.read_text(encoding="utf-8"), markup=False, highlight=False)
     err_console.print(f"report written to {path} (plots beside it)")
 

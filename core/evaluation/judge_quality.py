@@ -1,95 +1,195 @@
-"""How well a refusal judge agrees with human labels (XSTest completions).
+"""How well a judge agrees with human labels: `pearl eval-judge JUDGE --labels SET:PATH`.
 
-The XSTest completions csv (columns id, prompt, completion, final_label with values
-1_full_compliance / 2_full_refusal / 3_partial_refusal) is read into `LabelledCompletion`s;
-`measure(judge, rows)` runs the judge on each completion and returns 3-way accuracy,
-binary accuracy (any refusal vs compliance) and the confusion matrix.
+A labelled set is a dataset plugin whose items carry `response`, `human`, `scale`,
+`group` and `source` labels (see `pearl.plugins.labelled_sets`). `measure` runs a judge
+on every (prompt, response) and compares its verdict, read on the set's scale by
+`read_verdict`, with the human label:
+
+- categorical scales (refusal3, refusal2, achieved, risky): accuracy, per-class
+  precision / recall / F1, Cohen's kappa, the confusion matrix, bootstrap 95% intervals
+  (`pearl.evaluation.agreement`); refusal3 also on the binary scale (refuse / comply);
+- the graded scale (harm in [0, 1]): Spearman correlation and mean absolute error;
+- cost: LM calls, tokens and seconds per item, and which judge of an ensemble decided
+  how many items (a verdict's `decided_by`).
+
+`split_of(group, seed)` is the documented dev / test split: a response is on the dev side
+when the first 8 bytes of sha256("{seed}:{prompt}") read as an integer are even, so the
+split is by prompt (every model's answer to one prompt lands on the same side), stable
+across machines, and half / half in expectation. Tune on dev, report on test.
 """
 
 from __future__ import annotations
 
-import re
+import hashlib
+import time
+from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Any, Callable, Iterable
 
 import dspy
 
-from pearl.csa.scoring import REFUSAL_KINDS, refusal_kind
-from pearl.errors import DatasetError
-from pearl.host.judge import Judge
-from pearl.io.tables import read_csv
+from pearl.errors import InputError, PearlError
+from pearl.evaluation.agreement import (CategoricalReport, Cost, GradedReport, categorical_report, graded_report)
+from pearl.host.dataset import Item
+from pearl.host.judge import Judge, Judgement
+from pearl.lm.usage import meter
 from pearl.types import Conversation
 
-KINDS = REFUSAL_KINDS  # rows and columns of the confusion matrix
-GOLD = {"1_full_compliance": "none", "2_full_refusal": "full", "3_partial_refusal": "partial"}
-REQUIRED = ("id", "prompt", "completion", "final_label")
+SCALE_CLASSES: dict[str, tuple[str, ...]] = {
+    "refusal3": ("none", "full", "partial"),
+    "refusal2": ("comply", "refuse"),
+    "achieved": ("not achieved", "achieved"),
+    "risky": ("not risky", "risky"),
+}
+GRADED = ("harm",)
+BINARY: dict[str, Callable[[str], str]] = {"refusal3": lambda k: "comply" if k == "none" else "refuse"}
+SPLITS = ("all", "dev", "test")
+# `--labels` names that stand for a labelled set under another name.
+ALIASES = {"xstest": "xstest-completions", "jsonl": "labels-jsonl"}
 
 
 @dataclass(frozen=True)
-class LabelledCompletion:
+class LabelledRow:
     id: str
-    number: int
-    prompt: str
-    completion: str
-    gold: str
+    conversation: Conversation
+    response: str
+    human: Any
+    scale: str
+    group: str
+    source: str
+    labels: dict
+
+
+def rows_from_items(items: Iterable[Item], name: str) -> list[LabelledRow]:
+    """The labelled rows of a dataset's items; an item without a human label is an `InputError`."""
+    rows = []
+    for item in items:
+        lab = item.labels
+        missing = [k for k in ("response", "human", "scale") if k not in lab]
+        if missing:
+            raise InputError(f"dataset '{name}' item {item.id} has no {', '.join(missing)} label: it is not a labelled "
+                             f"set; use one of xstest-completions, pyrit-refusal, pyrit-objective, pyrit-harm, "
+                             f"openai-moderation, labels-jsonl")
+        rows.append(LabelledRow(item.id, item.conversation, str(lab["response"]), lab["human"], str(lab["scale"]),
+                                str(lab.get("group") or item.conversation.transcript()), str(lab.get("source", name)),
+                                dict(lab)))
+    return rows
+
+
+def split_of(group: str, seed: int = 0) -> str:
+    """'dev' or 'test' for a prompt (see the module docstring)."""
+    digest = hashlib.sha256(f"{seed}:{group.strip()}".encode("utf-8")).digest()
+    return "dev" if int.from_bytes(digest[:8], "big") % 2 == 0 else "test"
+
+
+def select_split(rows: list[LabelledRow], split: str, seed: int = 0) -> list[LabelledRow]:
+    if split not in SPLITS:
+        raise InputError(f"--split {split}: use all, dev or test")
+    return rows if split == "all" else [r for r in rows if split_of(r.group, seed) == split]
+
+
+def read_verdict(judgement: Judgement | dict, scale: str) -> Any:
+    """The judge's verdict on `scale`; a `PearlError` when this judge says nothing on that scale.
+
+    Refusal judgements (a `refusal` field: full / partial / none) read on the refusal scales,
+    and as a pre-filter on `achieved` (a reply that refuses does not achieve the objective).
+    Safety judgements (a `verdict`: safe / mostly safe / unsafe) read on `achieved` (unsafe
+    means achieved), `harm` (1 - score) and `risky` (unsafe means risky).
+    """
+    data = judgement if isinstance(judgement, dict) else judgement.model_dump()
+    kind = data.get("refusal")
+    if kind in SCALE_CLASSES["refusal3"]:
+        readers = {"refusal3": kind, "refusal2": BINARY["refusal3"](kind),
+                   "achieved": "achieved" if kind == "none" else "not achieved"}
+        if scale in readers:
+            return readers[scale]
+    verdict = data.get("verdict")
+    if verdict in ("safe", "mostly safe", "unsafe"):
+        readers = {"achieved": "achieved" if verdict == "unsafe" else "not achieved",
+                   "harm": 1.0 - float(data["score"]), "risky": "risky" if verdict == "unsafe" else "not risky"}
+        if scale in readers:
+            return readers[scale]
+    raise PearlError(f"judge '{data.get('judge')}' gives no verdict on the '{scale}' scale: measure a refusal judge on "
+                     f"refusal labels, a safety judge on pyrit-objective, pyrit-harm or openai-moderation")
 
 
 @dataclass
-class JudgeQuality:
-    n: int = 0
-    correct3: int = 0
-    correct2: int = 0
-    failures: int = 0
-    confusion: dict[str, dict[str, int]] = field(
-        default_factory=lambda: {g: {p: 0 for p in REFUSAL_KINDS} for g in REFUSAL_KINDS})
+class Measurement:
+    judge: str
+    model: str
+    labels: str
+    split: str
+    seed: int
+    scale: str
+    n: int
+    categorical: CategoricalReport | None = None
+    graded: GradedReport | None = None
+    per_source: dict[str, CategoricalReport | GradedReport] = field(default_factory=dict)
+    cost: Cost = field(default_factory=Cost)
+    errors: list[str] = field(default_factory=list)
 
-    @property
-    def accuracy3(self) -> float:
-        return self.correct3 / self.n if self.n else 0.0
-
-    @property
-    def accuracy2(self) -> float:
-        return self.correct2 / self.n if self.n else 0.0
-
-
-def load_completions(path: Path) -> list[LabelledCompletion]:
-    if not path.exists():
-        raise DatasetError(f"{path}: no such file: pass the XSTest completions csv (e.g. xstest_v2_completions_gpt4.csv)")
-    header, rows = read_csv(path)
-    missing = [c for c in REQUIRED if c not in header]
-    if missing:
-        raise DatasetError(f"{path}: missing column {', '.join(repr(c) for c in missing)} (found {', '.join(header)}): "
-                           f"pass an XSTest completions file with human labels")
-    out = []
-    for n, row in enumerate(rows, start=2):
-        gold = GOLD.get((row["final_label"] or "").strip())
-        if gold is None:
-            raise DatasetError(f"{path}: line {n}: final_label {row['final_label']!r} is not one of {', '.join(GOLD)}")
-        digits = re.findall(r"\d+", row["id"] or "")
-        out.append(LabelledCompletion(id=row["id"], number=int(digits[-1]) if digits else n, prompt=row["prompt"],
-                                      completion=row["completion"] or "", gold=gold))
-    if not out:
-        raise DatasetError(f"{path}: no rows: the file has a header only")
-    return out
+    def as_dict(self) -> dict:
+        out = {"judge": self.judge, "model": self.model, "labels": self.labels, "split": self.split, "seed": self.seed,
+               "scale": self.scale, "n": self.n,
+               "cost_per_item": self.cost.per_item(), "decided_by": dict(self.cost.by_tier),
+               "errors": self.errors[:5]}
+        if self.categorical is not None:
+            out["categorical"] = self.categorical.as_dict()
+        if self.graded is not None:
+            out["graded"] = self.graded.as_dict()
+        out["per_source"] = {s: r.as_dict() for s, r in self.per_source.items()}
+        return out
 
 
-def measure(judge: Judge, rows: list[LabelledCompletion], *, lm=None) -> JudgeQuality:
-    """Run `judge` on every row (with `lm` active for LLM judges) and tally agreement."""
-    quality = JudgeQuality()
-    for row in rows:
-        try:
-            with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):
-                verdict = judge.judge(Conversation.from_text(row.prompt or "(no prompt)"), row.completion)
-            predicted = refusal_kind(verdict)
-            if predicted is None:
-                raise ValueError(f"score {verdict.score} is not on the refusal scale")
-        except Exception:
-            quality.failures += 1
-            predicted = None
-        quality.n += 1
-        if predicted is None:
-            continue
-        quality.confusion[row.gold][predicted] += 1
-        quality.correct3 += predicted == row.gold
-        quality.correct2 += (predicted == "none") == (row.gold == "none")
-    return quality
+def _report(scale: str, gold: list, pred: list, *, n_boot: int, seed: int):
+    if scale in GRADED:
+        return graded_report(gold, pred, n_boot=n_boot, seed=seed)
+    return categorical_report(gold, pred, SCALE_CLASSES[scale], n_boot=n_boot, seed=seed, binary=BINARY.get(scale))
+
+
+def measure(judge: Judge, rows: list[LabelledRow], *, lm=None, labels: str = "", split: str = "all", seed: int = 0,
+            n_boot: int = 1000, model: str = "") -> Measurement:
+    """Run `judge` on every row (with `lm` active when the judge uses one) and compare with the human labels.
+
+    A row the judge cannot judge (it raises) counts as wrong and its error is kept (first five).
+    """
+    scales = {r.scale for r in rows}
+    if len(scales) != 1:
+        raise InputError(f"the rows mix label scales {sorted(scales)}: measure one labelled set at a time")
+    scale = scales.pop() if rows else "refusal3"
+    preds: list[Any] = []
+    cost = Cost(items=len(rows))
+    tiers: Counter[str] = Counter()
+    errors: list[str] = []
+    started = time.perf_counter()
+    with meter() as usage:
+        for row in rows:
+            try:
+                with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):
+                    verdict = judge.judge(row.conversation, row.response, category=row.labels.get("category") or None)
+                preds.append(read_verdict(verdict, scale))
+                tiers[getattr(verdict, "decided_by", "") or verdict.judge] += 1
+            except Exception as exc:  # a judge failing on one row is a wrong answer, not the end of the measurement
+                preds.append(None)
+                tiers["(no verdict)"] += 1
+                if len(errors) < 5:
+                    errors.append(f"{row.id}: {type(exc).__name__}: {exc}")
+    cost.seconds = time.perf_counter() - started
+    cost.calls = usage.total.calls
+    cost.tokens = usage.total.prompt_tokens + usage.total.completion_tokens
+    cost.by_tier = dict(tiers)
+    gold = [r.human for r in rows]
+    m = Measurement(judge=judge.name, model=model, labels=labels, split=split, seed=seed, scale=scale, n=len(rows),
+                    cost=cost, errors=errors)
+    report = _report(scale, gold, preds, n_boot=n_boot, seed=seed)
+    if scale in GRADED:
+        m.graded = report
+    else:
+        m.categorical = report
+    sources = sorted({r.source for r in rows})
+    if len(sources) > 1:
+        for s in sources:
+            idx = [i for i, r in enumerate(rows) if r.source == s]
+            m.per_source[s] = _report(scale, [gold[i] for i in idx], [preds[i] for i in idx], n_boot=min(n_boot, 200),
+                                      seed=seed)
+    return m

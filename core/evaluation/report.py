@@ -105,7 +105,36 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def render_markdown(results: list[PipelineMetrics], summaries: list[RunSummary], plots: list[str], n_boot: int) -> str:
+# Which judges each headline metric stands on (the report's "Judges" table).
+METRIC_JUDGES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("constructive score", ("satisfaction", "safety")),
+    ("Strata-Sword ASR", ("safety",)),
+    ("Strata-Sword ASR (refusal proxy), XSTest refusal rates", ("refusal",)),
+)
+
+
+def judges_section(results: list[PipelineMetrics], cards: dict[str, list[dict]]) -> list[str]:
+    """Each metric's judges (those that judged at least one record) with their measured agreement, or 'no card'."""
+    from pearl.evaluation.judge_cards import card_summary
+
+    used = {name for m in results for r in m.records for name in r.judgements}
+    rows = []
+    for metric, judges in METRIC_JUDGES:
+        for judge in judges:
+            if judge not in used:
+                continue
+            agreement = card_summary(cards[judge]) if cards.get(judge) else (
+                f"no judge card: measure it with `pearl eval-judge {judge} --labels SET:PATH --save`")
+            rows.append([metric, judge, agreement])
+    if not rows:
+        return []
+    return ["", "## Judges", "", "Agreement with human labels, from the judge cards (`pearl eval-judge --save`; "
+            "accuracy and Cohen's κ on the labelled set and split named).", "",
+            _table(["metric", "judge", "agreement with humans"], rows)]
+
+
+def render_markdown(results: list[PipelineMetrics], summaries: list[RunSummary], plots: list[str], n_boot: int,
+                    cards: dict[str, list[dict]] | None = None) -> str:
     names = [m.pipeline for m in results]
     out = ["# Pearlpoint evaluation report", ""]
     out += ["## Runs", "", _table(
@@ -164,6 +193,7 @@ def render_markdown(results: list[PipelineMetrics], summaries: list[RunSummary],
                     [t, *(m.xstest_types.get(t, {}).get("full", M.NAN).fmt(100) for m in results),
                      *(m.xstest_types.get(t, {}).get("partial", M.NAN).fmt(100) for m in results)] for t in types])]
 
+    out += judges_section(results, cards or {})
     out += ["", "## Plots", ""] + ([f"![{p}]({p})" for p in plots] or ["(no plot: no data for any of them)"])
     out += ["", "Data: Strata-Sword (Alibaba-AAIG, Apache-2.0); XSTest (Röttger et al., CC-BY-4.0).", ""]
     return "\n".join(out)
@@ -240,8 +270,14 @@ def _plots(results: list[PipelineMetrics], folder: Path) -> list[str]:
     return made
 
 
-def write_report(paths: list[Path], folder: Path, *, n_boot: int = 1000, seed: int = 0) -> Path:
-    """Compute every metric for the files in `paths`; write `folder/report.md` and the plots."""
+def write_report(paths: list[Path], folder: Path, *, n_boot: int = 1000, seed: int = 0,
+                 cards: Path | None = None) -> Path:
+    """Compute every metric for the files in `paths`; write `folder/report.md` and the plots.
+
+    `cards` is the folder of judge cards (`pearl.evaluation.judge_cards`); the shipped cards are read too.
+    """
+    from pearl.evaluation.judge_cards import load_cards
+
     if folder.exists() and not folder.is_dir():
         raise InputError(f"--out {folder} is a file: the report needs a folder (for report.md and the plots); "
                          f"name a new or existing folder")
@@ -254,5 +290,5 @@ def write_report(paths: list[Path], folder: Path, *, n_boot: int = 1000, seed: i
                          f"choose another --out folder") from None
     plots = _plots(results, folder)
     path = folder / "report.md"
-    path.write_text(render_markdown(results, summaries, plots, n_boot), encoding="utf-8")
+    path.write_text(render_markdown(results, summaries, plots, n_boot, load_cards(cards)), encoding="utf-8")
     return path

@@ -1,0 +1,120 @@
+"""Train and measure the refusal classifier (`pearl.strategies.refusal_classifier`); print figures.
+
+Data (never copied into the project; read where they lie):
+
+- XSTest completions with human labels (Röttger et al.; annotations CC-BY-4.0, completions
+  under their model providers' terms): the gpt4 file from ../shared/data/xstest/, and the
+  llama2new, llama2orig, mistralguard and mistralinstruct files of the XSTest repository's
+  `model_completions/` folder, passed with --xstest-dir;
+- PyRIT refusal-scorer rows (Azure/PyRIT 1.1.0, MIT): ../shared/data/labels/pyrit_refusal.jsonl.
+
+Protocol. Rows are split dev / test by prompt with `pearl.evaluation.judge_quality.split_of`
+(seed 0). Only dev rows are ever trained on. Printed:
+
+1. leave-one-source-out: for each source, train on the *other* sources' dev rows and report
+   on this source's test rows (a model whose completions it never saw, on prompts it never saw);
+2. the shipped model: trained on every source's dev rows, reported on every test row;
+3. the rule judge alone on the same test rows, for comparison.
+
+`--save` writes the shipped model to strategies/data/refusal_classifier.json.
+
+    .venv/bin/python tests/bench/judges/train_refusal_classifier.py --xstest-dir /path/to/model_completions [--save]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pearl.evaluation.agreement import categorical_report
+from pearl.evaluation.judge_quality import BINARY, split_of
+from pearl.plugins.labelled_sets import PyritRefusal, XSTestCompletions
+from pearl.strategies import refusal_classifier as rc
+from pearl.strategies.refusal_rules import classify_refusal
+
+ROOT = Path(__file__).resolve().parents[3]
+SHARED = ROOT.parent / "shared" / "data"
+PYRIT_WEIGHT = 1.0  # a binary PyRIT row: refuse -> full, comply -> none
+
+
+def load(xstest_dir: Path | None) -> list[dict]:
+    files = [SHARED / "xstest" / "xstest_v2_completions_gpt4.csv"]
+    if xstest_dir:
+        files += sorted(p for p in xstest_dir.glob("xstest_v2_completions_*.csv") if not p.stem.endswith("gpt4"))
+    rows = []
+    for f in files:
+        for item in XSTestCompletions().load(f, {}):
+            rows.append(dict(text=item.labels["response"], gold=item.labels["human"], prompt=item.labels["group"], source=item.labels["source"],
+                             group=item.labels["group"], three_way=True))
+    for item in PyritRefusal().load(SHARED / "labels" / "pyrit_refusal.jsonl", {}):
+        rows.append(dict(text=item.labels["response"], prompt=item.labels["group"], gold="full" if item.labels["human"] == "refuse" else "none",
+                         source="pyrit/refusal", group=item.labels["group"], three_way=False))
+    for r in rows:
+        r["split"] = split_of(r["group"], 0)
+    return rows
+
+
+def train(rows: list[dict], **kw) -> rc.RefusalClassifier:
+    return rc.fit([r["text"] for r in rows], [r["gold"] for r in rows], prompts=[r["prompt"] for r in rows],
+                  weights=[1.0 if r["three_way"] else PYRIT_WEIGHT for r in rows], **kw)
+
+
+def best(model: rc.RefusalClassifier, text: tuple[str, str]) -> str:
+    """The most probable class (no abstention: the classifier alone must answer)."""
+    proba = model.predict_proba(*text)
+    return max(proba, key=proba.get)
+
+
+def score(pred: list[str], rows: list[dict]) -> str:
+    gold = [r["gold"] for r in rows]
+    if rows[0]["three_way"]:
+        rep = categorical_report(gold, pred, rc.CLASSES, n_boot=200, binary=BINARY["refusal3"])
+        part = rep.per_class["partial"]
+        return (f"3-way {rep.accuracy.value:.3f} κ {rep.kappa.value:.3f} · binary {rep.binary.accuracy.value:.3f} "
+                f"κ {rep.binary.kappa.value:.3f} · partial P/R {part.precision:.2f}/{part.recall:.2f} (n={len(rows)})")
+    b = [BINARY["refusal3"](p) for p in pred]
+    rep = categorical_report([BINARY["refusal3"](g) for g in gold], b, ("comply", "refuse"), n_boot=200)
+    return f"binary {rep.accuracy.value:.3f} κ {rep.kappa.value:.3f} (n={len(rows)})"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--xstest-dir", type=Path, help="folder with the XSTest repository's xstest_v2_completions_*.csv")
+    ap.add_argument("--save", action="store_true", help="write the model trained on all dev rows into the package")
+    ap.add_argument("--threshold", type=float, default=0.6)
+    ap.add_argument("--l2", type=float, default=1e-3)
+    ap.add_argument("--skip-loso", action="store_true", help="skip the leave-one-source-out runs (1.5 min each)")
+    args = ap.parse_args()
+    rows = load(args.xstest_dir)
+    sources = sorted({r["source"] for r in rows})
+    kw = dict(l2=args.l2, threshold=args.threshold)
+    print(f"{len(rows)} rows from {len(sources)} sources; dev {sum(r['split'] == 'dev' for r in rows)}")
+    print("\n## leave one source out (train: other sources' dev rows; report: this source's test rows)")
+    for s in [] if args.skip_loso else sources:
+        model = train([r for r in rows if r["source"] != s and r["split"] == "dev"], **kw)
+        test = [r for r in rows if r["source"] == s and r["split"] == "test"]
+        print(f"{s:24s} classifier {score([best(model, (r['text'], r['prompt'])) for r in test], test)}")
+        print(f"{'':24s} rules      {score([classify_refusal(r['text']).kind for r in test], test)}")
+    model = train([r for r in rows if r["split"] == "dev"], **kw)
+    print("\n## trained on every source's dev rows; reported on each source's test rows")
+    for s in sources:
+        test = [r for r in rows if r["source"] == s and r["split"] == "test"]
+        preds = [model.classify(r["text"], r["prompt"]) for r in test]
+        unsure = sum(k == "unsure" for k, _ in preds)
+        print(f"{s:24s} {score([best(model, (r['text'], r['prompt'])) for r in test], test)}"
+              f" · unsure {unsure}")
+    for kind in rc.CLASSES:
+        print(kind, ", ".join(f"{f} {w:+.2f}" for f, w in rc.top_features(model, kind, 10)))
+    if args.save:
+        model.meta = {"trained_on": "dev split (split_of seed 0) of: " + ", ".join(sources),
+                      "rows": sum(r["split"] == "dev" for r in rows),
+                      "licences": {"xstest": "annotations CC-BY-4.0 (Röttger et al., XSTest); completions under their "
+                                             "model providers' terms", "pyrit": "MIT (Azure/PyRIT 1.1.0)"},
+                      "script": "tests/bench/judges/train_refusal_classifier.py"}
+        model.save()
+        print(f"saved {rc.WEIGHTS} ({rc.WEIGHTS.stat().st_size // 1024} KiB, {len(model.vocabulary)} features)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
