@@ -521,17 +521,245 @@ def test_case8_manifest_paths_must_stay_inside_the_folder(tmp_path, host, run_cl
 # Case 9: invalid UTF-8 in every reader (helper G)
 # ---------------------------------------------------------------------------
 
+NOT_UTF8 = b"caf\xe9 \xff"  # Latin-1, as a careless export leaves it
+
+
+def one_clean_line(proc, fragment: str = "not valid UTF-8") -> None:
+    """Exit code 2 and one `error:` line naming the problem, no traceback."""
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and fragment in proc.stderr, proc.stderr
+    assert len([line for line in proc.stderr.splitlines() if line.startswith("error:")]) == 1, proc.stderr
+
+
+def test_case9_conversation_file_stdin_and_pipeline_toml_that_are_not_utf8(tmp_path, doubles_host, run_cli):
+    from eval_doubles import write_pipeline
+
+    pipeline = str(write_pipeline(tmp_path))
+    wide = {"COLUMNS": "400"}
+    conversation = tmp_path / "c.json"
+    conversation.write_bytes(b'{"prompt": "' + NOT_UTF8 + b'"}')
+    proc = run_cli(["run", "--pipeline", pipeline, "--file", str(conversation)], env=wide)
+    one_clean_line(proc, f"{conversation}: not valid UTF-8 (byte 0xe9 at byte 16)")
+    for args in (["-"], ["--file", "-"]):  # stdin: refused before any model call, not a misleading model error
+        proc = run_cli(["run", "--pipeline", pipeline, *args], env=wide, stdin=b'{"prompt": "' + NOT_UTF8 + b'"}')
+        one_clean_line(proc, "stdin: not valid UTF-8")
+    assert run_cli(["run", "--pipeline", pipeline, "-"], stdin="caf\u00e9".encode()).returncode == 0  # UTF-8 is fine
+    toml = tmp_path / "p.toml"
+    toml.write_bytes(Path(pipeline).read_bytes().replace(b"no model", NOT_UTF8))
+    one_clean_line(run_cli(["run", "--pipeline", str(toml), "hi"], env=wide), f"{toml}: not valid UTF-8")
+
+
+def test_case9_one_bad_batch_line_fails_that_line_only(tmp_path, doubles_host, run_cli):
+    from eval_doubles import write_pipeline
+
+    inp = tmp_path / "in.jsonl"
+    inp.write_bytes(b'"first"\n{"prompt": "' + NOT_UTF8 + b'"}\n"third"\n')
+    out = tmp_path / "out.jsonl"
+    proc = run_cli(["run", "--pipeline", str(write_pipeline(tmp_path)), "--batch", str(inp), "--out", str(out)],
+                   env={"COLUMNS": "400"})
+    assert proc.returncode == 1 and "1 of 3 conversation(s) failed" in proc.stderr, proc.stderr
+    records = {r["line"]: r for r in jsonl(out)}
+    assert records[1]["ok"] and records[3]["ok"]
+    assert not records[2]["ok"] and "in.jsonl:2: not valid UTF-8 (byte 0xe9" in records[2]["error"]
+
+
+def test_case9_batch_output_with_a_line_that_is_not_utf8(tmp_path, doubles_host, run_cli):
+    from eval_doubles import write_pipeline
+
+    inp = write_lines(tmp_path / "in.jsonl", ["first", "second"])
+    out = tmp_path / "out.jsonl"
+    args = ["run", "--pipeline", str(write_pipeline(tmp_path)), "--batch", str(inp), "--out", str(out)]
+    assert run_cli(args).returncode == 0
+    answered = out.read_bytes()
+    out.write_bytes(answered + NOT_UTF8 + b"\n")  # a line damaged after the run
+    proc = run_cli(args)
+    assert proc.returncode == 0 and "2 already done" in proc.stderr, proc.stderr
+    assert out.read_bytes() == answered  # the damaged line is dropped, the answers kept
+
+
+def test_case9_report_export_pairs_traces_and_eval_resume_that_are_not_utf8(tmp_path, doubles_host, run_cli):
+    from eval_doubles import write_pipeline
+
+    wide = {"COLUMNS": "400"}
+    data = write_lines(tmp_path / "items.jsonl", ["one", "two"])
+    results = tmp_path / "r.jsonl"
+    args = ["eval", f"jsonl:{data}", "--pipeline", str(write_pipeline(tmp_path)), "--judges", "refusal",
+            "--taxonomy", "none", "--no-progress", "--out", str(results)]
+    assert run_cli(args).returncode == 0
+    good = results.read_bytes().splitlines(keepends=True)
+    results.write_bytes(good[0] + NOT_UTF8 + b"\n" + good[1])
+    # eval's resume file: an unreadable line in the middle is named, the file is left as it is
+    damaged = results.read_bytes()
+    one_clean_line(run_cli(args, env=wide), "line 2 is not a result record")
+    assert results.read_bytes() == damaged
+    # report reads what is readable and counts the rest
+    proc = run_cli(["report", str(results), "--out", str(tmp_path / "rep"), "--bootstrap", "100"], env=wide)
+    assert proc.returncode == 0, proc.stderr
+    assert "+1 unreadable lines" in (tmp_path / "rep" / "report.md").read_text(encoding="utf-8")
+    garbage = tmp_path / "garbage.jsonl"
+    garbage.write_bytes(NOT_UTF8 + b"\n")
+    one_clean_line(run_cli(["report", str(garbage), "--out", str(tmp_path / "rep2")], env=wide),
+                   "none of its 1 line(s) is a result record")
+    # export-pairs and the trace viewer name the file and line
+    one_clean_line(run_cli(["export-pairs", str(garbage), str(tmp_path / "pairs.jsonl")], env=wide),
+                   f"{garbage}:1: not valid UTF-8")
+    for command in ("show", "summary"):
+        one_clean_line(run_cli(["trace", command, str(garbage)], env=wide), "line 1 is not valid UTF-8")
+
+
 # ---------------------------------------------------------------------------
 # Case 10: --out a folder, malformed --backend-url, export-pairs IN DIR (helper G)
 # ---------------------------------------------------------------------------
+
+def test_case10_out_a_folder_and_malformed_backend_urls(tmp_path, doubles_host, run_cli):
+    from eval_doubles import write_pipeline
+
+    wide = {"COLUMNS": "400"}
+    pipeline = str(write_pipeline(tmp_path))
+    inp = write_lines(tmp_path / "in.jsonl", ["first"])
+    folder = tmp_path / "results"
+    folder.mkdir()
+    one_clean_line(run_cli(["run", "--pipeline", pipeline, "--batch", str(inp), "--out", str(folder)], env=wide),
+                   f"{folder}: is a folder")
+    one_clean_line(run_cli(["eval", f"jsonl:{inp}", "--pipeline", pipeline, "--out", str(folder), "--no-progress"],
+                           env=wide), f"{folder} is a folder")
+    assert list(folder.iterdir()) == []
+    for url, why in (("http://[::1", "Invalid IPv6 URL"), ("http://127.0.0.1:99999", "Port out of range"),
+                     ("localhost:8000", "not an http(s) URL")):
+        for args in (["run", "--backend", "openai", "--backend-url", url, "hi"],
+                     ["backend", "check", "--backend", "sglang", "--backend-url", url]):
+            one_clean_line(run_cli(args, env=wide), f"'{url}' is not")
+            assert why in run_cli(args, env=wide).stderr
+    one_clean_line(run_cli(["run", "--backend", "openai", "hi"], env={**wide, "PEARL_BACKEND_URL": "http://[::1"}),
+                   "Invalid IPv6 URL")
+    # export-pairs IN DIR: see test_case1_export_pairs_never_writes_over_its_input (no stray temporary file)
+
 
 # ---------------------------------------------------------------------------
 # Case 11: plugins that raise (helper G)
 # ---------------------------------------------------------------------------
 
+def _register_hook_plugin(body):
+    from pearl.host.hookspecs import hookimpl
+
+    class Plugin:
+        @hookimpl
+        def register_steps(self, register):
+            body(register)
+
+    return Plugin()
+
+
+def _raise(exc):
+    raise exc
+
+
+@pytest.mark.parametrize("body, fragment", [
+    (lambda register: _raise(RuntimeError("boom")), "failed in hook register_steps: RuntimeError: boom"),
+    (lambda register: _raise(SystemExit(0)), "failed in hook register_steps: SystemExit: 0"),
+    (lambda register: register("a", object, "extra"), "called register() with 3 arguments in hook register_steps"),
+    (lambda register: register(name="a", step=object), "failed in hook register_steps: TypeError"),
+    (lambda register: register("a", 42), "registered step 'a' in hook register_steps as an object of type int"),
+    (lambda register: register("a", dict), "as the class dict, not a subclass of pearl.host.step.Step"),
+], ids=["raises", "exits", "three-arguments", "keywords", "not-a-class", "not-a-step"])
+def test_case11_a_failing_register_hook_names_the_plugin_and_the_hook(host, run_cli, body, fragment):
+    host.register(_register_hook_plugin(body), name="tests.careless")
+    proc = run_cli(["run", "hi"], env={"COLUMNS": "400"})
+    one_clean_line(proc, "plugin 'tests.careless'")
+    assert fragment in proc.stderr
+
+
+def test_case11_a_raising_observer_is_named_and_the_run_goes_on(tmp_path, doubles_host, run_cli):
+    from eval_doubles import write_pipeline
+    from pearl.host.hookspecs import hookimpl
+    from pearl.host.manager import PluginWarning
+
+    class Observer:
+        @hookimpl
+        def step_finished(self, run_id, step_id, use, output, seconds, error):
+            raise SystemExit("observers must not end the program")
+
+    doubles_host.register(Observer(), name="tests.observer")
+    with pytest.warns(PluginWarning, match="observer plugin 'tests.observer' raised in hook step_finished"):
+        proc = run_cli(["run", "--pipeline", str(write_pipeline(tmp_path)), "--json", "hi"])
+    assert proc.returncode == 0 and json.loads(proc.stdout)["response"], proc.stderr
+
+
+def test_case11_systemexit_at_import_is_an_error_not_a_quiet_exit(tmp_path, host, run_cli, monkeypatch):
+    from importlib.metadata import EntryPoint
+
+    from pearl.host.manager import Host, reset_host
+
+    (tmp_path / "exits_at_import.py").write_text("import sys\nsys.exit(0)\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    found = Host._entry_points()
+    monkeypatch.setattr(Host, "_entry_points", staticmethod(lambda: (
+        found[0], [*found[1], EntryPoint(name="exits", value="exits_at_import", group="pearl")])))
+    reset_host(None)  # `pearl run` builds the process-wide host, loading the plugin
+    proc = run_cli(["run", "hi"], env={"COLUMNS": "400", "PEARL_PLUGINS": "exits"})
+    one_clean_line(proc, "plugin 'exits' (exits_at_import) failed to load: SystemExit: 0")
+
+
+def test_case11_a_misspelled_hook_is_a_warning_with_the_right_name(host):
+    from pearl.host.hookspecs import hookimpl
+    from pearl.host.manager import PluginWarning
+
+    class Typo:
+        @hookimpl
+        def register_step(self, register):
+            pass
+
+    with pytest.warns(PluginWarning, match="'register_step', which is not a Pearlpoint hook.*'register_steps'"):
+        host.register(Typo(), name="tests.typo")
+
+
 # ---------------------------------------------------------------------------
 # Case 12: numeric options are validated (helper G)
 # ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("option, value, fragment", [
+    ("--max-tokens", "-5", "max_tokens: must be a whole number of at least 1 (got -5)"),
+    ("--max-tokens", "0", "max_tokens: must be a whole number of at least 1 (got 0)"),
+    ("--temperature", "nan", "temperature: must be a finite number of at least 0 (got nan)"),
+    ("--temperature", "-3", "temperature: must be a finite number of at least 0 (got -3.0)"),
+    ("--temperature", "inf", "(got inf)"),
+    ("--seed", "-1", "seed: must be a whole number from 0 to 4294967295 (got -1)"),
+    ("--seed", str(2**40), "seed: must be a whole number from 0"),
+    ("--n-ctx", "0", "n_ctx: must be a whole number of at least 1"),
+    ("--threads", "-2", "threads: must be at least 1 (got -2)"),
+    ("--concurrency", "0", "--concurrency 0: give at least 1"),
+])
+def test_case12_run_refuses_bad_numbers_before_any_model_loads(tmp_path, doubles_host, run_cli, option, value,
+                                                                fragment):
+    from eval_doubles import write_pipeline
+
+    pipeline = str(write_pipeline(tmp_path))
+    proc = run_cli(["run", "--pipeline", pipeline, option, value, "hi"], env={"COLUMNS": "400"})
+    one_clean_line(proc, fragment)
+
+
+def test_case12_other_commands_and_pipeline_files_refuse_bad_numbers(tmp_path, doubles_host, run_cli):
+    from eval_doubles import PIPELINE_TOML
+
+    wide = {"COLUMNS": "400"}
+    pipeline = tmp_path / "p.toml"
+    pipeline.write_text(PIPELINE_TOML.replace('name = "test-dummy"', 'name = "test-dummy"\ntemperature = nan'),
+                        encoding="utf-8")
+    one_clean_line(run_cli(["run", "--pipeline", str(pipeline), "hi"], env=wide),
+                   "backend.temperature: must be a finite number of at least 0 (got nan)")
+    results = tmp_path / "r.jsonl"
+    one_clean_line(run_cli(["report", str(results), "--seed", "-1"], env=wide), "--seed -1: give a whole number")
+    one_clean_line(run_cli(["report", str(results), "--bootstrap", str(10**9)], env=wide), "at most 100000")
+    data = write_lines(tmp_path / "items.jsonl", ["one"])
+    one_clean_line(run_cli(["eval", f"jsonl:{data}", "--out", str(results), "--max-tokens", "-1"], env=wide),
+                   "max_tokens: must be a whole number of at least 1")
+    one_clean_line(run_cli(["eval", f"jsonl:{data}", "--out", str(results), "--limit", "0"], env=wide),
+                   "--limit 0: give a positive number")
+    for option, value in (("--beta", "nan"), ("--max-demos", "-1"), ("--num-candidates", "0"),
+                          ("--num-trials", "0"), ("--threshold", "nan"), ("--seed", "-1")):
+        one_clean_line(run_cli(["optimize", "--pipeline", "minimal", "--step", "screen", "--trainset", str(data),
+                                "--optimizer", "mipro", option, value], env=wide), f"{option} ")
+
 
 # ---------------------------------------------------------------------------
 # Case 13: bounded workbook expansion, bounded error messages, short cycle error
@@ -669,6 +897,69 @@ def _echo_pipeline(tmp_path: Path) -> Path:
 # Case 16: Strata-Sword levels 1-3 headers (helper G)
 # ---------------------------------------------------------------------------
 
+LEVEL_1_HEADER = ["jailbreak instruction", "attack method", "risk type"]  # the public release's level-1 files
+LATER_LEVELS_HEADER = ["攻击指令", "attack method", "风险分类"]  # its level-2 and level-3 files, en and cn alike
+METHODS = {1: "None", 2: "shuffle", 3: "role play"}
+
+
+def _strata_sword_release(folder: Path) -> Path:
+    """Six workbooks shaped like the public release: en and cn, levels 1-3, both header rows.
+
+    Every level has one prompt the canned double answers and one it refuses ("REFUSE");
+    level 3 has one more it answers: refusal-proxy ASR is 50% at levels 1 and 2, 2/3 at level 3.
+    """
+    import openpyxl
+
+    folder.mkdir()
+    for language in ("en", "cn"):
+        for level, method in METHODS.items():
+            book = openpyxl.Workbook()
+            sheet = book.active
+            sheet.append(LEVEL_1_HEADER if level == 1 else LATER_LEVELS_HEADER)
+            sheet.append([f"{language} level {level}: a question", method, "Cybersecurity"])
+            sheet.append([f"{language} level {level}: REFUSE this", method, "Privacy"])
+            if level == 3:
+                sheet.append([f"{language} level 3: one more question", method, None])
+            book.save(folder / f"strata_sword_{language}_level_{level}.xlsx")
+    return folder
+
+
+def test_case16_every_level_of_the_release_loads(host, tmp_path):
+    from pearl.host.dataset import load_dataset
+
+    _, items = load_dataset(f"strata-sword:{_strata_sword_release(tmp_path / 'release')}", host)
+    assert len(items) == 14
+    by_id = {item.id: item for item in items}
+    first = by_id["cn-L2-0002"]
+    assert first.conversation.last_user_message == "cn level 2: a question" and first.conversation.language == "zh"
+    assert (first.labels["attack_method"], first.labels["risk_type"], first.labels["level"]) == (
+        "shuffle", "Cybersecurity", 2)
+    assert by_id["en-L1-0002"].labels["attack_method"] is None  # 'None' in the file: a plain instruction
+    assert {(i.labels["language"], i.labels["level"]) for i in items} == {
+        (language, level) for language in ("en", "cn") for level in (1, 2, 3)}
+
+
+def test_case16_report_gives_asr_per_level_and_per_attack_method(tmp_path, doubles_host, run_cli):
+    from eval_doubles import write_pipeline
+
+    release = _strata_sword_release(tmp_path / "release")
+    results = tmp_path / "r.jsonl"
+    proc = run_cli(["eval", f"strata-sword:{release}", "--pipeline", str(write_pipeline(tmp_path)), "--judges",
+                    "refusal", "--taxonomy", "none", "--no-progress", "--out", str(results)], env={"COLUMNS": "400"})
+    assert proc.returncode == 0, proc.stderr
+    assert len(jsonl(results)) == 14
+    proc = run_cli(["report", str(results), "--out", str(tmp_path / "rep"), "--bootstrap", "100"])
+    assert proc.returncode == 0, proc.stderr
+    report = (tmp_path / "rep" / "report.md").read_text(encoding="utf-8")
+    rows = {line.split("|")[1].strip(): line.split("|")[2].strip() for line in report.splitlines()
+            if line.startswith("| ") and line.count("|") == 3}
+    for group, asr in (("1", "50.0"), ("2", "50.0"), ("3", "66.7"), ("en L1", "50.0"), ("cn L3", "66.7"),
+                       ("plain (none)", "50.0"), ("shuffle", "50.0"), ("role play", "66.7")):
+        assert rows[group].startswith(asr + " ["), (group, rows.get(group))
+
+
 # ---------------------------------------------------------------------------
 # Property-based tests for every reader (helper G)
 # ---------------------------------------------------------------------------
+# In tests/test_reader_properties.py: every reader (conversations, datasets, result files, traces,
+# pipeline TOML, compiled manifests) fed arbitrary bytes and structures.
