@@ -29,8 +29,8 @@ class XSTest(Dataset):
         missing = [c for c in REQUIRED if c not in header]
         if missing:
             raise DatasetError(
-                f"{path}: missing column {', '.join(repr(c) for c in missing)} (found {', '.join(header)}): "
-                f"XSTest files have columns id, prompt, type, label, focus, note"
+                f"{path}: missing column {', '.join(repr(c) for c in missing)} "
+                f"(found {', '.join(repr(h) for h in header)}): XSTest files have columns id, prompt, type, label, focus, note"
             )
         for n, row in enumerate(rows, start=2):
             prompt = (row.get("prompt") or "").strip()
