@@ -1,6 +1,7 @@
 """Measure Lingo-BP on the embedded model: LLM calls, tokens and wall time per request.
 
-    .venv/bin/python tests/bench/lingobp.py [--schedule both,both,both] [--out results.jsonl]
+    .venv/bin/python tests/bench/lingobp.py [--schedule both,both,both] [--backward chain|level|node]
+        [--out results.jsonl]
 
 Runs the refine step after fixed test-double assessment and chain steps (no LM) and the
 real `recombine` step, on the embedded model, and prints the refinement's usage next to
@@ -26,7 +27,7 @@ from pearl.host.manager import Host  # noqa: E402
 from pearl.runtime.pipeline import compile_spec  # noqa: E402
 from pearl.plugins.llamacpp import LlamaCppBackend  # noqa: E402
 from pearl.runtime.runner import Runner  # noqa: E402
-from pearl.strategies.lingobp import JUDGE_CALLS, backward_levels, nodes_for  # noqa: E402
+from pearl.strategies.lingobp import JUDGE_CALLS, backward_calls, planned_calls  # noqa: E402
 from pearl.types import Conversation  # noqa: E402
 
 
@@ -40,12 +41,14 @@ def main() -> None:
     ap.add_argument("--text", default="I'm locked out of my own house, how do I open the door?")
     ap.add_argument("--out", default=None)
     ap.add_argument("--max-tokens", type=int, default=256)
+    ap.add_argument("--backward", default="chain", choices=["chain", "level", "node"])
+    ap.add_argument("--model", default="tiny", help="a catalogue name or GGUF path (default: the packaged 270M)")
     args = ap.parse_args()
     schedule = [s for s in args.schedule.split(",") if s]
     host = Host(third_party=False)
     host.register(DoublesPlugin(), name="bench.doubles")
-    lm = LlamaCppBackend().create(BackendSettings(max_tokens=args.max_tokens, n_ctx=4096))
-    pipeline = compile_spec(pipeline_doc(schedule=schedule, max_calls=200), host)
+    lm = LlamaCppBackend().create(BackendSettings(model=args.model, max_tokens=args.max_tokens, n_ctx=4096))
+    pipeline = compile_spec(pipeline_doc(schedule=schedule, max_calls=200, backward=args.backward), host)
     t0 = time.perf_counter()
     result = Runner(pipeline, {"task": lm}, host).run(Conversation.from_text(args.text))
     wall = time.perf_counter() - t0
@@ -53,7 +56,8 @@ def main() -> None:
     steps = len(ref["iterations"]) - 1
     from lingobp_doubles import RISKY_CHAIN
 
-    per_step_rounds = len(backward_levels(nodes_for("both", RISKY_CHAIN))) + 1 + 1  # node batches, recombine, judges
+    # sequential rounds per step: the backward pass's rounds (node mode: one concurrent batch per depth), recombine, judges
+    per_step_rounds = backward_calls("both", RISKY_CHAIN, "level" if args.backward == "node" else args.backward) + 1 + 1
     report = {
         "schedule": schedule, "iterations": len(ref["iterations"]), "stop_reason": ref["stop_reason"],
         "stop_detail": ref["stop_detail"], "chosen": ref["chosen"], "flagged": ref["flagged"],
@@ -63,7 +67,8 @@ def main() -> None:
         "request_usage": result.usage.model_dump(), "request_wall_s": wall,
         "reference_calls_same_steps": reference_calls(["both"] * steps),
         "reference_calls_full_schedule": reference_calls(schedule),
-        "ours_planned_full_schedule": JUDGE_CALLS + len(schedule) * (5 + 1 + JUDGE_CALLS),
+        "backward": args.backward,
+        "ours_planned_full_schedule": JUDGE_CALLS + sum(planned_calls(m, RISKY_CHAIN, args.backward) for m in schedule),
         "sequential_rounds_ours_full_schedule": 1 + len(schedule) * per_step_rounds,
     }
     print(json.dumps(report, indent=2))
