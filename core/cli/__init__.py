@@ -105,7 +105,7 @@ def run(
     pipeline: str = typer.Option(DEFAULT_PIPELINE, "--pipeline", "-p", help="A shipped pipeline name or a .toml path."),
     backend: Optional[str] = typer.Option(None, "--backend", "-b", help="Backend name [env: PEARL_BACKEND]."),
     backend_url: Optional[str] = typer.Option(None, "--backend-url", help="Server URL for HTTP backends [env: PEARL_BACKEND_URL]."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="GGUF path or model id [env: PEARL_MODEL]; default: embedded Gemma 3 270M."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="A catalogue model (pearl models), a GGUF path, or a server's model id [env: PEARL_MODEL]; default: the catalogue's default."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Sampling seed."),
     temperature: Optional[float] = typer.Option(None, "--temperature", help="Sampling temperature (default 0)."),
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Tokens per LM call for free text; structured calls get room for their whole JSON answer."),
