@@ -6,6 +6,7 @@
     schema        DSPy response_format -> JSON schema; bounds that keep JSON answers whole
     openai_wire   the OpenAI chat-completions body and response, shared by HTTP backends
     http          HttpClient: retries, timeouts, trace headers, clear errors
+    transport     the event-loop thread all HTTP I/O runs on (async I/O under the thread API)
     microbatch    coalescing concurrent calls into one server batch
     chat_template rendering a model's chat template for raw-prompt endpoints
     server_process starting and stopping a local model server

@@ -1,5 +1,8 @@
 """`HttpClient`: the one HTTP transport every server backend (`openai`, `sglang`) uses.
 
+Its I/O runs on the process's one event-loop thread (`pearl.lm.transport`: aiohttp
+under the blocking API), so hundreds of calling threads cost little CPU.
+
 What it does for every request, so that backends do not repeat it:
 
 - sends the caller's W3C `traceparent` (and `tracestate`) header, injected from the
@@ -27,10 +30,11 @@ import threading
 import time
 from typing import Any, Callable
 
-import httpx
 from opentelemetry import propagate
 
 from pearl.errors import BackendError
+from pearl.lm import transport
+from pearl.lm.transport import AsyncTransport, Reply
 from pearl.redact import clean
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -53,7 +57,7 @@ def trace_headers() -> dict[str, str]:
     return carrier
 
 
-def server_message(response: httpx.Response, limit: int = 300) -> str:
+def server_message(response: Reply, limit: int = 300) -> str:
     """The error text a server put in its body (OpenAI and SGLang shapes), shortened."""
     try:
         data = response.json()
@@ -89,11 +93,8 @@ class HttpClient:
         self.max_retries = max(0, int(max_retries))
         self.backoff = float(backoff)
         self._sleep = sleep
-        self._client = httpx.Client(
-            timeout=httpx.Timeout(self.timeout, connect=min(connect_timeout, self.timeout)),
-            headers=headers or {},
-            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
-        )
+        self._transport = AsyncTransport(timeout=self.timeout, connect_timeout=min(connect_timeout, self.timeout),
+                                         headers=headers)
         self._lock = threading.Lock()
         self.requests_sent = 0
 
@@ -106,7 +107,7 @@ class HttpClient:
         return f"{self.base_url}/{path.lstrip('/')}"
 
     def close(self) -> None:
-        self._client.close()
+        self._transport.close()
 
     def __deepcopy__(self, memo):  # an LM copy shares its connection pool
         return self
@@ -133,10 +134,9 @@ class HttpClient:
             try:
                 with self._lock:
                     self.requests_sent += 1
-                response = self._client.request(method, url, json=body, headers=sent_headers,
-                                                timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT)
-            except httpx.TimeoutException as exc:
-                if isinstance(exc, httpx.ConnectTimeout):
+                response = self._transport.request(method, url, body, headers=sent_headers, timeout=timeout)
+            except (transport.ConnectTimeout, transport.ReadTimeout) as exc:
+                if isinstance(exc, transport.ConnectTimeout):
                     last = f"connecting to {url} timed out"
                     continue
                 wait = timeout if timeout is not None else self.timeout
@@ -145,7 +145,7 @@ class HttpClient:
                     f"check that the server is not stuck or overloaded, or raise the timeout "
                     f"(--timeout SECONDS, or the backend option timeout)"
                 ) from None
-            except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+            except transport.TransportError as exc:  # nothing answered, or the connection broke
                 last = f"{exc.__class__.__name__}: {exc}"
                 continue
             if response.status_code in retry_on:
@@ -174,7 +174,7 @@ class HttpClient:
             )
         raise BackendError(f"{self.unreachable} ({last}; {attempts} attempts)")
 
-    def _advice_for(self, response: httpx.Response) -> str:
+    def _advice_for(self, response: Reply) -> str:
         if response.status_code in (401, 403):
             return "check the API key (PEARL_API_KEY or OPENAI_API_KEY)"
         if response.status_code == 404:
@@ -190,6 +190,6 @@ class HttpClient:
     def probe(self, path: str, timeout: float = 3.0) -> int | None:
         """The HTTP status of one quick GET (no retries), or None when nothing answers."""
         try:
-            return self._client.get(self.url(path), timeout=timeout, headers=trace_headers()).status_code
-        except httpx.HTTPError:
+            return self._transport.request("GET", self.url(path), headers=trace_headers(), timeout=timeout).status_code
+        except transport.TransportError:
             return None
