@@ -7,6 +7,7 @@ A built-in plugin: it adds `launch` to the kernel's `pearl backend` group throug
 
 from __future__ import annotations
 
+import math
 from typing import List, Optional
 
 import typer
@@ -35,6 +36,10 @@ def launch(
     """Start a model server on 127.0.0.1, wait until it is healthy and print its URL."""
     if engine not in LAUNCHABLE:
         raise InputError(f"cannot launch '{engine}': choose one of {', '.join(LAUNCHABLE)}")
+    if port is not None and not 1 <= port <= 65535:
+        raise InputError(f"--port {port}: give a port from 1 to 65535, or leave it out")
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise InputError(f"--timeout {timeout}: give a positive number of seconds")
     if engine == "sglang":
         from rich.markup import escape
 

@@ -759,6 +759,8 @@ def test_case12_other_commands_and_pipeline_files_refuse_bad_numbers(tmp_path, d
                           ("--num-trials", "0"), ("--threshold", "nan"), ("--seed", "-1")):
         one_clean_line(run_cli(["optimize", "--pipeline", "minimal", "--step", "screen", "--trainset", str(data),
                                 "--optimizer", "mipro", option, value], env=wide), f"{option} ")
+    for option, value in (("--port", "70000"), ("--port", "-1"), ("--timeout", "nan"), ("--timeout", "-1.0")):
+        one_clean_line(run_cli(["backend", "launch", "llamacpp", option, value], env=wide), f"{option} {value}: give")
 
 
 # ---------------------------------------------------------------------------
