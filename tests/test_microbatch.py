@@ -55,3 +55,41 @@ def test_wrong_result_count_is_an_error():
     mb = MicroBatcher(lambda items: [], window=0.0)
     with pytest.raises(RuntimeError, match="0 results for 1 items"):
         mb.submit(1)
+
+
+def test_bisect_isolates_the_bad_item_and_sends_good_items_once():
+    from pearl.lm.microbatch import bisect_failures
+
+    sent, succeeded = [], []
+    lock = threading.Lock()
+
+    def send(items):
+        with lock:
+            sent.append(list(items))
+        if "bad" in items:
+            raise ValueError("the server refused the batch")
+        with lock:
+            succeeded.extend(items)
+        return [x.upper() for x in items]
+
+    items = [f"ok{i}" for i in range(8)]
+    items[5] = "bad"
+    pauses = []
+    out = bisect_failures(send, items, before_split=pauses.append)
+    assert [o for o in out if isinstance(o, str)] == [x.upper() for x in items if x != "bad"]
+    assert isinstance(out[5], ValueError)
+    assert len(sent) <= 7 and len(pauses) == 3  # 8 -> 4 -> 2 -> 1: three splits on the bad item's side
+    assert sorted(succeeded) == sorted(x for x in items if x != "bad")  # none sent twice after succeeding
+
+
+def test_bisect_does_not_split_what_splitting_cannot_help():
+    from pearl.lm.microbatch import bisect_failures
+
+    calls = []
+
+    def send(items):
+        calls.append(len(items))
+        raise ConnectionError("nothing answers")
+
+    out = bisect_failures(send, [1, 2, 3], splittable=lambda exc: not isinstance(exc, ConnectionError))
+    assert calls == [3] and all(isinstance(o, ConnectionError) for o in out)
