@@ -1,13 +1,15 @@
-"""Rendering a model's own chat template on the client, for SGLang's native `/generate`.
+"""Rendering a model's own chat template on the client, for raw-prompt endpoints.
 
-`/generate` takes finished prompt text, not chat messages, so the chat template must
-be applied before the request. `ChatTemplate` renders the template exactly as Hugging
-Face `transformers` does (`apply_chat_template`): Jinja2's immutable sandbox with
-`trim_blocks` and `lstrip_blocks`, the `raise_exception`, `strftime_now` and `tojson`
-helpers, the tokenizer's special tokens as variables, `add_generation_prompt=True`.
-SGLang's `/v1/chat/completions` renders the same template on the server, so a prompt
-rendered here is the same text the chat endpoint would build, and the two paths share
-the server's prefix cache.
+SGLang's native `/generate` takes finished prompts, not chat messages. The `sglang`
+backend lets a server of 0.5.23 or later render them itself (`/v1/tokenize` with
+`messages`), since SGLang may apply a built-in template matched on the model path and
+handles BOS its own way; this module is for the explicit `chat_template` option and for
+older servers whose tokenizer folder is readable here. `ChatTemplate` renders the
+template exactly as Hugging Face `transformers` does (`apply_chat_template`): Jinja2's
+immutable sandbox with `trim_blocks` and `lstrip_blocks`, the `raise_exception`,
+`strftime_now` and `tojson` helpers, the tokenizer's special tokens as variables,
+`add_generation_prompt=True`. When SGLang's chat endpoint uses the same template, a
+prompt rendered here is the text it would build, and the two share the prefix cache.
 
 One difference is handled: the chat endpoint tokenizes without adding special tokens,
 while `/generate` tokenizes `text` with them, so a tokenizer that adds a BOS token
@@ -16,7 +18,7 @@ when the tokenizer adds one (`add_bos_token`, true unless the config says false)
 
 Where the template comes from (`find_template`): an explicit `.jinja` file, or a
 tokenizer folder holding `chat_template.jinja` or `tokenizer_config.json` (the folder
-SGLang reports as `tokenizer_path` in `/get_model_info`; it is readable when the client
+SGLang reports as `tokenizer_path` in `/model_info`; it is readable when the client
 runs on the server's machine, as with `pearl backend launch sglang`).
 """
 
