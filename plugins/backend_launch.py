@@ -52,6 +52,9 @@ def launch(
             err_console.print(f"[dim]starting: {escape(cmd)}[/]")
         server = launch_sglang(model, port=port or DEFAULT_PORT, extra=extra or [], timeout=timeout)
         backend, url = "sglang", server.url
+        from pearl.plugins.sglang import prompt_note
+
+        err_console.print(f"[dim]{escape(prompt_note(url))}[/]")
     else:
         from pearl.lm.server_process import start_llama_cpp_server
         from pearl.plugins.llamacpp import default_model_path

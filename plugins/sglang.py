@@ -373,6 +373,19 @@ def choose_route(client: HttpClient, served: str, info: dict[str, Any], explicit
                                f"chat_template=PATH to batch")
 
 
+def prompt_note(url: str) -> str:
+    """One line on how the `sglang` backend will build prompts for the server at `url`
+    (`pearl backend launch sglang` prints it, so a launch that cannot batch says why)."""
+    backend = SGLangBackend()
+    client = backend.client(BackendSettings(name="sglang", url=url))
+    info = model_info(client)
+    listing = client.get("v1/models")
+    served = (listing.get("data") or [{}])[0].get("id") if isinstance(listing, dict) else None
+    route = choose_route(client, served or info.get("model_path") or "default", info, None)
+    verdict = "calls are batched" if route.kind != "chat" else "calls are NOT batched"
+    return f"{verdict}: {route.reason}"
+
+
 class SGLangBackend(Backend):
     name = "sglang"
     description = "HTTP client of an SGLang server or router (GPU): /generate batches, json_schema, prefix cache"

@@ -358,3 +358,11 @@ def test_a_batch_with_one_overlong_conversation_fails_only_that_line(tmp_path, h
     assert [recs[n]["ok"] for n in (1, 2, 4)] == [True] * 3
     assert recs[3]["ok"] is False and recs[3]["error_type"] == "StepInputError"
     assert recs[3]["error"].startswith("step 'screen': the prompt does not fit the served model's context")
+
+
+def test_the_launch_note_says_whether_calls_are_batched(tmp_path):
+    with SGLangTestDouble(tokenizer_path="Qwen/Qwen3-8B") as new:
+        assert sglang_plugin.prompt_note(new.url).startswith("calls are batched: the server renders")
+    with SGLangTestDouble(tokenizer_path="Qwen/Qwen3-8B", tokenize_messages=False) as old:
+        note = sglang_plugin.prompt_note(old.url)
+    assert note.startswith("calls are NOT batched: ") and "chat_template=PATH" in note
