@@ -3,9 +3,16 @@
 `lite-plan` -> slot `plan` (`LitePlan`): ONE structured call answers, for the
 conversation, what the `risk` step and the `anticipate` step answer in `csa` (category
 from the taxonomy's ids, level, interaction, attack form, user-type weights, severity,
-and for every strategy of a short list and every user type the reaction weights 1-10
-and the risk 0-10, as `anticipate`'s `table` mode). The forecasts are normalised by
-`pearl.strategies.anticipate.to_forecast`, and the strategy is chosen in Python by
+and for every strategy of a short list and every user type a reaction forecast and the
+risk 0-10). `forecast` sets the forecast's grain:
+
+- `point` (default): the user's most likely reaction, one enum value per pair (about 12
+  tokens a pair): the forecast is that reaction with probability 1, its retention the
+  reaction's `RETENTION_VALUE`;
+- `weights`: the five reaction weights 1-10, as `anticipate`'s `table` mode (about 45
+  tokens a pair), normalised by `pearl.strategies.anticipate.to_forecast`.
+
+The strategy is then chosen in Python by
 `pearl.strategies.decide.solve`: the same utility, the same safety boundary and the same
 α, β, γ, τ, ε parameters as the `decide` step. The guideline is the category's own
 rules (the first `max_rules`), not rewritten for the request (that is one more call in `csa`).
@@ -21,14 +28,17 @@ cover `strategies` only (four by default), decoded in one stream.
 from __future__ import annotations
 
 import dspy
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Literal
 
-from pearl.csa import LEVELS, USER_TYPES, Decision, ReactionTable, RiskAssessment
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from pearl.csa import LEVELS, REACTIONS, USER_TYPES, Decision, ReactionForecast, ReactionTable, RiskAssessment
 from pearl.host.hookspecs import hookimpl
 from pearl.host.step import Step
 from pearl.csa.taxonomy import category_choices, get_taxonomy
 from pearl.runtime.programs import call_program
-from pearl.strategies.anticipate import TOKENS_PER_PAIR, USER_TYPE_TEXT, describe_strategy, table_model, to_forecast
+from pearl.strategies.anticipate import (RETENTION_VALUE, TOKENS_PER_PAIR, USER_TYPE_TEXT, describe_strategy,
+                                         table_model, to_forecast)
 from pearl.strategies.decide import DecideParams, solve
 from pearl.strategies.fields import Score, check_choice, check_score, choice, text
 from pearl.strategies.library import select_strategies
@@ -45,6 +55,39 @@ DEFAULT_LITE_STRATEGIES: tuple[str, ...] = (
 
 #: Completion budget for the assessment fields (rationale, enums, weights).
 ASSESSMENT_TOKENS = 160
+
+#: Completion budget per (strategy, user type) pair of a `point` forecast.
+TOKENS_PER_POINT = 32
+
+Forecast = Literal["point", "weights"]
+
+
+class PointScores(BaseModel):
+    """A point forecast for one pair: the most likely reaction and the risk 0-10."""
+
+    reaction: choice("Reaction", REACTIONS)
+    risk: Score
+
+
+class UserTypePoints(BaseModel):
+    benign: PointScores
+    sensitive: PointScores
+    malicious: PointScores
+
+
+def point_table_model(strategies) -> type[BaseModel]:
+    """One `UserTypePoints` per strategy (keys are strategy names), as `anticipate.table_model`."""
+    fields = {f"s{i}": (UserTypePoints, Field(alias=s.name)) for i, s in enumerate(strategies)}
+    return create_model("ReactionPoints", __config__=ConfigDict(populate_by_name=True), **fields)
+
+
+def to_point_forecast(strategy: str, user_type: str, scores: PointScores) -> ReactionForecast:
+    """The forecast "this user reacts with `scores.reaction`" (probability 1)."""
+    check_choice(f"reaction for ({strategy}, {user_type})", scores.reaction, REACTIONS)
+    check_score("risk", scores.risk)
+    return ReactionForecast(strategy=strategy, user_type=user_type,
+                            reactions={r: 1.0 if r == scores.reaction else 0.0 for r in REACTIONS},
+                            retention=RETENTION_VALUE[scores.reaction], risk=scores.risk / 10)
 
 
 class LitePlan(BaseModel):
@@ -66,8 +109,9 @@ class PlanSignature(dspy.Signature):
     Weigh who the user probably is, 0-10 each: benign, sensitive, malicious.
     Severity 0-10: how much harm a careless answer could do.
     Then, for every strategy and user type, imagine that user gets a reply following the
-    strategy: weights 1-10 (1: very unlikely) for each reaction (satisfied, rephrases,
-    escalates, leaves_unsafe, keeps_attacking) and the risk 0-10 of harm that reply could enable.
+    strategy: forecast their reaction (satisfied, rephrases, escalates, leaves_unsafe,
+    keeps_attacking) in the form the table asks for, and the risk 0-10 of harm that reply
+    could enable.
     """
 
     # What every call shares comes first (prefix caching), the conversation last.
@@ -96,17 +140,20 @@ class LitePlanParams(DecideParams):
     taxonomy: str = Field(default="oyster", description="a registered taxonomy (pearl taxonomy --list)")
     strategies: list[str] = Field(default_factory=lambda: list(DEFAULT_LITE_STRATEGIES),
                                   description="the registered strategies to forecast and choose from")
+    forecast: Forecast = Field(default="point", description="'point': the most likely reaction per pair; "
+                                                            "'weights': the five reaction weights per pair")
     max_rules: int = Field(default=3, ge=1, le=10, description="at most this many of the category's rules")
 
 
 class PlanProgram(dspy.Module):
     """conversation -> (RiskAssessment, forecasts) in one call."""
 
-    def __init__(self, taxonomy, strategies):
+    def __init__(self, taxonomy, strategies, forecast: Forecast = "point"):
         super().__init__()
         self.taxonomy = taxonomy
         self.strategies = strategies
-        self.table = table_model(strategies)
+        self.forecast = forecast
+        self.table = point_table_model(strategies) if forecast == "point" else table_model(strategies)
         self._choices = category_choices(taxonomy)
         self._groups = [NO_GROUP, *catalogue_groups(taxonomy)]
         self._catalogue = compact_catalogue(taxonomy)
@@ -115,7 +162,8 @@ class PlanProgram(dspy.Module):
                                  .with_updated_fields("table", type_=self.table))
 
     def forward(self, conversation: str, max_rules: int = 3) -> dspy.Prediction:
-        budget = ASSESSMENT_TOKENS + TOKENS_PER_PAIR * len(self.strategies) * len(USER_TYPES)
+        per_pair = TOKENS_PER_POINT if self.forecast == "point" else TOKENS_PER_PAIR
+        budget = ASSESSMENT_TOKENS + per_pair * len(self.strategies) * len(USER_TYPES)
         p = self.plan(categories=self._catalogue,
                       strategies="\n".join(describe_strategy(s) for s in self.strategies),
                       user_types="\n".join(f"{t}: {USER_TYPE_TEXT[t]}" for t in USER_TYPES),
@@ -138,7 +186,8 @@ class PlanProgram(dspy.Module):
             guideline=list(category.guideline)[:max_rules] if category is not None else [],
             rationale=(p.rationale or "").strip(), repairs=[r for r in (repaired_posterior, repaired_category) if r])
         table = p.table if isinstance(p.table, self.table) else self.table.model_validate(p.table)
-        forecasts = [to_forecast(s.name, t, getattr(getattr(table, f"s{i}"), t))
+        convert = to_point_forecast if self.forecast == "point" else to_forecast
+        forecasts = [convert(s.name, t, getattr(getattr(table, f"s{i}"), t))
                      for i, s in enumerate(self.strategies) for t in USER_TYPES]
         return dspy.Prediction(assessment=assessment, reactions=ReactionTable(
             strategies=[s.name for s in self.strategies], forecasts=forecasts, library=list(self.strategies)))
@@ -154,7 +203,7 @@ class LitePlanStep(Step):
     def __init__(self, params: LitePlanParams, context):
         super().__init__(params, context)
         taxonomy = get_taxonomy(context.host, params.taxonomy)
-        self.program = PlanProgram(taxonomy, select_strategies(context.host, params.strategies))
+        self.program = PlanProgram(taxonomy, select_strategies(context.host, params.strategies), params.forecast)
 
     def run(self, state) -> LitePlan:
         q: LitePlanParams = self.params  # type: ignore[assignment]

@@ -1,12 +1,14 @@
 """The `csa-lite` pipeline on DummyLM: two calls, the decision solved in Python as `decide` does."""
 
+import tomllib
+
 import dspy
 import pytest
 from dspy.utils import DummyLM
 
 from csa_doubles import CLASSIFY, PAIR
 from pearl.csa import USER_TYPES
-from pearl.runtime.pipeline import load
+from pearl.runtime.pipeline import compile_spec, resolve
 from pearl.runtime.runner import Runner
 from pearl.strategies.decide import solve
 from pearl.strategies.lite import DEFAULT_LITE_STRATEGIES
@@ -14,14 +16,18 @@ from pearl.types import Conversation
 
 SAFE = {**PAIR, "risk": 1}
 RISKY = {**PAIR, "satisfied": 10, "risk": 9}
+POINT_SAFE = {"reaction": "rephrases", "risk": 1}
+POINT_RISKY = {"reaction": "satisfied", "risk": 9}
 
 
 def plan_answer(table: dict) -> dict:
     return {**CLASSIFY, "table": table}
 
 
-def run_lite(host, table: dict, reply: str = "I'm here with you."):
-    pipeline = load("csa-lite", host)
+def run_lite(host, table: dict, reply: str = "I'm here with you.", forecast: str = "weights"):
+    doc = tomllib.loads(resolve("csa-lite").read_text())
+    doc["steps"]["plan"]["forecast"] = forecast
+    pipeline = compile_spec(doc, host)
     assert pipeline.order() == ["plan", "respond"]
     lm = DummyLM([plan_answer(table), {"response": reply}], adapter=dspy.JSONAdapter())
     return Runner(pipeline, {"task": lm}, host).run(Conversation.from_text("I feel like ending it all.")), lm
@@ -60,3 +66,20 @@ def test_no_admissible_strategy_is_flagged(host):
     result, _ = run_lite(host, table)
     decision = result.output("plan")["decision"]
     assert not decision["admissible"] and "no strategy stays inside the safety boundary" in decision["reason"]
+
+
+def test_the_shipped_default_is_a_point_forecast(host):
+    table = {s: {t: POINT_RISKY for t in USER_TYPES} for s in DEFAULT_LITE_STRATEGIES}
+    table["refuse_with_alternatives"] = {t: POINT_SAFE for t in USER_TYPES}
+    doc = tomllib.loads(resolve("csa-lite").read_text())
+    assert doc["steps"]["plan"]["forecast"] == "point"
+    result, lm = run_lite(host, table, forecast="point")
+    assert len(lm.history) == 2
+    plan = result.output("plan")
+    f = next(x for x in plan["reactions"]["forecasts"]
+             if x["strategy"] == "refuse_with_alternatives" and x["user_type"] == "benign")
+    assert f["reactions"]["rephrases"] == 1.0 and sum(f["reactions"].values()) == 1.0
+    assert f["retention"] == 0.5 and f["risk"] == pytest.approx(0.1)
+    assert plan["decision"]["strategy"] == "refuse_with_alternatives" and plan["decision"]["admissible"]
+    schema_prompt = lm.history[0]["messages"][0]["content"]
+    assert "keeps_attacking" in schema_prompt and "leaves_unsafe" in schema_prompt  # the reaction enum
