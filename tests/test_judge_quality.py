@@ -153,3 +153,20 @@ def test_report_names_each_metrics_judge_and_its_card_or_none(tmp_path):
     assert "xstest-completions:f.csv test n=215: acc 0.95, κ 0.90" in text
     assert "no judge card: measure it with `pearl eval-judge safety" in text
     assert "satisfaction" not in text  # no record carries it
+
+
+def test_risk_flag_judge_maps_oyster_categories_to_moderation_codes(host, shared_data):
+    from pearl.strategies.risk_judge import MODERATION_TO_OYSTER, OYSTER_TO_MODERATION
+
+    oyster = {c.id for c in __import__("pearl.csa.taxonomy", fromlist=["get_taxonomy"]).get_taxonomy(host, "oyster").categories}
+    assert {c for cats in MODERATION_TO_OYSTER.values() for c in cats} <= oyster
+    assert set(OYSTER_TO_MODERATION["mental_health"]) == {"SH"}
+    _, items = load_dataset(f"openai-moderation:{shared_data / 'labels' / 'openai_moderation.jsonl'}", host)
+    rows = [r for r in rows_from_items(items, "openai-moderation") if "SH" in r.labels["category"].split(",")][:2]
+    answer = {"rationale": "self-harm", "group": "physical_and_mental_harm", "category": "mental_health", "level": "R1",
+              "interaction": "declarative", "attack_form": "none", "benign": 2, "sensitive": 8, "malicious": 0,
+              "severity": 7}
+    lm = DummyLM([answer] * 2, adapter=dspy.JSONAdapter())
+    m = measure(host.get("judges", "risk-flag")(), rows, lm=lm, n_boot=100)
+    assert m.categorical.confusion["risky"]["risky"] == 2
+    assert m.extra["category_agreement"]["share"] == 1.0

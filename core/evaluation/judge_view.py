@@ -52,6 +52,10 @@ def render_measurement(m: Measurement, console: Console) -> None:
                 binary = _f(rep.binary.accuracy.value) if rep.binary is not None else ""
                 table.add_row(source, str(rep.n), _f(rep.accuracy.value), _f(rep.kappa.value), binary, "", "")
         console.print(table)
+    agreement = m.extra.get("category_agreement")
+    if agreement:
+        console.print(f"category: on {agreement['items']} texts both call risky, {agreement['share']:.3f} of the judge's "
+                      f"categories map to a moderation code the humans flagged")
     cost = m.cost.per_item()
     console.print(f"cost per item: {cost['calls']:.2f} LM calls · {cost['tokens']:.0f} tokens · "
                   f"{cost['seconds'] * 1000:.1f} ms")
