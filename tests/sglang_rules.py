@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 #: `SamplingParams` fields of the `/generate` contract, in SGLang's order
@@ -197,12 +198,21 @@ def verify_sampling(params: dict[str, Any], error=native_error) -> None:
         raise error(f"max_new_tokens must be at least 0, got {max_new}.")
     if sum(params.get(k) not in (None, "") for k in _STR) > 1:
         raise error("Only one of json_schema, regex, ebnf, or structural_tag can be set.")
+    # A grammar that does not compile: the grammar backend (xgrammar) fails, and the scheduler
+    # aborts the request with status 400 (`sglang/srt/managers/scheduler.py`), which fails
+    # a whole /generate batch (`_handle_abort_finish_reason` in tokenizer_manager.py).
     schema = params.get("json_schema")
     if schema:
         try:
             json.loads(schema)
-        except ValueError:  # xgrammar fails to compile it; the scheduler aborts with 400
+        except ValueError:
             raise error(f"Failed to compile the JSON schema grammar: {schema[:60]!r} is not JSON") from None
+    regex = params.get("regex")
+    if regex:
+        try:
+            re.compile(regex)
+        except re.error as exc:
+            raise error(f"Failed to compile the regex grammar {regex[:60]!r}: {exc}") from None
 
 
 def verify_length(input_tokens: int, max_new_tokens: int | None, context_len: int, error=native_error) -> None:

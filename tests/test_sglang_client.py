@@ -366,3 +366,22 @@ def test_the_launch_note_says_whether_calls_are_batched(tmp_path):
     with SGLangTestDouble(tokenizer_path="Qwen/Qwen3-8B", tokenize_messages=False) as old:
         note = sglang_plugin.prompt_note(old.url)
     assert note.startswith("calls are NOT batched: ") and "chat_template=PATH" in note
+
+
+def test_a_grammar_that_does_not_compile_fails_only_its_caller(tokenizer_dir):
+    with SGLangTestDouble(tokenizer_path=str(tokenizer_dir)) as d:
+        lm = make_lm(d.url, batch_window_ms=300)
+        reqs = [ChatRequest(messages=user(f"n{i}"), extra={"regex": "(yes|no)"}) for i in range(4)]
+        reqs[1] = ChatRequest(messages=user("broken"), extra={"regex": "(yes|no"})
+
+        def call(req):
+            try:
+                return lm.complete(req).text
+            except BackendError as exc:
+                return exc
+
+        out = map_in_context(call, reqs)
+    assert isinstance(out[1], BackendError) and "Failed to compile the regex grammar" in str(out[1])
+    assert [out[i] for i in (0, 2, 3)] == ["yes"] * 3
+    served = [p for p in d.prompts_seen if "user\nn" in p]
+    assert len(served) == len(set(served)) == 3  # each good prompt answered once
