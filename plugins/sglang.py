@@ -1,8 +1,9 @@
 """`sglang`: the GPU backend, an HTTP client of an SGLang server or router (0.5.x API).
 
-**How prompts are built** (decided once per LM, from what the server offers; the LM says
-which and why, once, through the `pearl.plugins.sglang` logger, and keeps it in
-`prompt_route` / `prompt_route_reason`):
+**How prompts are built** (decided once per LM, from what the server offers; said once
+per server through the `pearl.plugins.sglang` logger, as a warning for the two fallbacks,
+by `pearl backend launch sglang` and `pearl backend check`, and kept in `prompt_route`
+and `route.reason`):
 
 1. ``template``: the backend option `chat_template` (a `.jinja` file or tokenizer
    folder) is rendered here (`pearl.lm.chat_template`) and sent as `text`.
@@ -416,7 +417,7 @@ class SGLangBackend(Backend):
         route = choose_route(client, served, info, settings.options.get("chat_template"))
         shape = "a router: one prompt per /generate, sent concurrently" if router else "a server: /generate batches"
         tell_once(client.base_url, f"SGLang at {client.base_url} is {shape}; prompts: {route.reason}",
-                  level=logging.WARNING if route.kind == "chat" else logging.INFO)
+                  level=logging.INFO if route.kind in ("server", "template") else logging.WARNING)
         return SGLangLM(client, served, route=route, router=router, window=window, max_batch=max_batch,
                         temperature=settings.temperature, max_tokens=settings.max_tokens, seed=settings.seed)
 
@@ -428,7 +429,7 @@ class SGLangBackend(Backend):
         health = client.probe("health", timeout=30.0)
         state = "healthy" if health == 200 else f"/health answered {health}" + (" (starting)" if health == 503 else "")
         kind = "router" if is_router(client) else "server"
-        return f"{state} at {client.base_url}; {kind}; model {info.get('model_path')}"
+        return f"{state} at {client.base_url}; {kind}; model {info.get('model_path')}; {prompt_note(client.base_url)}"
 
 
 @hookimpl
