@@ -139,26 +139,45 @@ def test_json_output_card_and_report_judge_table(host, shared_data, tmp_path):
 
 
 def test_report_names_each_metrics_judge_and_its_card_or_none(tmp_path):
-    from pearl.evaluation.report import judges_section, PipelineMetrics
+    from pearl.evaluation.report import compute, judges_section
     from pearl.io.results import ResultRecord
 
     rec = ResultRecord.model_validate({
         "id": "x", "dataset": "xstest", "pipeline": "p", "status": "ok", "labels": {"label": "safe"},
         "conversation": {"messages": [{"role": "user", "content": "q"}]},
         "judgements": {"refusal": {"judge": "refusal", "score": 0.0, "label": "no refusal", "refusal": "none"},
-                       "safety": {"judge": "safety", "score": 1.0, "label": "safe"}}})
-    text = "\n".join(judges_section([PipelineMetrics("p", [rec])],
-                                    {"refusal": [{"judge": "refusal", "labels": "xstest-completions:f.csv",
-                                                  "split": "test", "n": 215, "accuracy": 0.95, "kappa": 0.9}]}))
-    assert "xstest-completions:f.csv test n=215: acc 0.95, κ 0.90" in text
-    assert "no judge card: measure it with `pearl eval-judge safety" in text
-    assert "satisfaction" not in text  # no record carries it
+                       "safety": {"judge": "safety", "score": 1.0, "label": "safe"},
+                       "satisfaction": {"judge": "satisfaction", "score": 0.5, "label": "good"}}})
+    metrics = compute("p", [rec], n_boot=100, seed=0)
+    text = "\n".join(judges_section([metrics], {"refusal": [{"judge": "refusal", "labels": "xstest-completions:f.csv",
+                                                             "split": "test", "n": 215, "accuracy": 0.95,
+                                                             "kappa": 0.9}]}))
+    assert "| XSTest refusal rates | refusal | xstest-completions:f.csv test n=215: acc 0.95, κ 0.90 |" in text
+    assert "| constructive score | safety | no judge card: measure it with `pearl eval-judge safety" in text
+    assert "| constructive score | satisfaction | no judge card" in text
+    assert "Strata-Sword" not in text  # no Strata-Sword records, no ASR row
+
+
+def test_pearl_report_prints_the_shipped_refusal_card(tmp_path):
+    rec = {"id": "x", "dataset": "xstest", "pipeline": "direct", "status": "ok", "labels": {"label": "safe"},
+           "conversation": {"messages": [{"role": "user", "content": "q"}]},
+           "judgements": {"refusal": {"judge": "refusal", "score": 0.0, "label": "no refusal", "refusal": "none"}}}
+    results = tmp_path / "r.jsonl"
+    results.write_text(json.dumps(rec) + "\n")
+    out = CliRunner().invoke(app, ["report", str(results), "--out", str(tmp_path / "rep"), "--bootstrap", "100",
+                                   "--cards", str(tmp_path / "none")], terminal_width=300)
+    assert out.exit_code == 0, out.output
+    report = (tmp_path / "rep" / "report.md").read_text()
+    assert "| XSTest refusal rates | refusal | " in report
+    assert "xstest-completions:xstest_v2_completions_gpt4.csv test n=215 [refusal_classifier.json]: acc 0.9" in report
 
 
 def test_risk_flag_judge_maps_oyster_categories_to_moderation_codes(host, shared_data):
     from pearl.strategies.risk_judge import MODERATION_TO_OYSTER, OYSTER_TO_MODERATION
 
-    oyster = {c.id for c in __import__("pearl.csa.taxonomy", fromlist=["get_taxonomy"]).get_taxonomy(host, "oyster").categories}
+    from pearl.csa.taxonomy import get_taxonomy
+
+    oyster = {c.id for c in get_taxonomy(host, "oyster").categories}
     assert {c for cats in MODERATION_TO_OYSTER.values() for c in cats} <= oyster
     assert set(OYSTER_TO_MODERATION["mental_health"]) == {"SH"}
     _, items = load_dataset(f"openai-moderation:{shared_data / 'labels' / 'openai_moderation.jsonl'}", host)

@@ -155,6 +155,7 @@ def measure(judge: Judge, rows: list[LabelledRow], *, lm=None, labels: str = "",
             n_boot: int = 1000, model: str = "") -> Measurement:
     """Run `judge` on every row (with `lm` active when the judge uses one) and compare with the human labels.
 
+    `model` names what the judge ran on; when empty, the `model` fields of its verdicts are used.
     A row the judge cannot judge (it raises) counts as wrong and its error is kept (first five).
     """
     scales = {r.scale for r in rows}
@@ -165,6 +166,7 @@ def measure(judge: Judge, rows: list[LabelledRow], *, lm=None, labels: str = "",
     codes: list[set[str] | None] = []  # moderation codes a judge named (risk flags), per row
     cost = Cost(items=len(rows))
     tiers: Counter[str] = Counter()
+    models: Counter[str] = Counter()
     errors: list[str] = []
     started = time.perf_counter()
     with meter() as usage:
@@ -175,6 +177,8 @@ def measure(judge: Judge, rows: list[LabelledRow], *, lm=None, labels: str = "",
                 preds.append(read_verdict(verdict, scale))
                 codes.append(set(getattr(verdict, "moderation", None) or []))
                 tiers[getattr(verdict, "decided_by", "") or verdict.judge] += 1
+                if getattr(verdict, "model", ""):
+                    models[verdict.model] += 1
             except Exception as exc:  # a judge failing on one row is a wrong answer, not the end of the measurement
                 preds.append(None)
                 codes.append(None)
@@ -186,7 +190,7 @@ def measure(judge: Judge, rows: list[LabelledRow], *, lm=None, labels: str = "",
     cost.tokens = usage.total.prompt_tokens + usage.total.completion_tokens
     cost.by_tier = dict(tiers)
     gold = [r.human for r in rows]
-    m = Measurement(judge=judge.name, model=model, labels=labels, split=split, seed=seed, scale=scale, n=len(rows),
+    m = Measurement(judge=judge.name, model=model or ", ".join(sorted(models)), labels=labels, split=split, seed=seed, scale=scale, n=len(rows),
                     cost=cost, errors=errors)
     report = _report(scale, gold, preds, n_boot=n_boot, seed=seed)
     if scale in GRADED:
