@@ -18,15 +18,18 @@ answers with. SGLang has three error shapes, and the double uses each where SGLa
   `openai/serving_base.py`; FastAPI validation errors become the same shape with
   type "Bad Request" in `http_server.py`'s `RequestValidationError` handler).
 
-When SGLang's own generated contract module can be imported (`sglang.api.v1.api_types`,
-which needs only `msgspec`), `generate_contract` defers to it instead of the replica.
+When SGLang's own generated contract module can be loaded (`sglang/api/v1/api_types.py`
+of an installed `sglang`, even one installed with `--no-deps`; it needs only `msgspec`),
+`generate_contract` defers to it instead of the replica.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import re
+from pathlib import Path
 from typing import Any
 
 #: `SamplingParams` fields of the `/generate` contract, in SGLang's order
@@ -132,13 +135,31 @@ def _replica_contract(body: Any) -> None:
             _check_sampling_contract(p)
 
 
+_CONTRACT: list = []
+
+
 def _sglang_contract():
-    """SGLang's own generated decoder, when importable without CUDA (needs msgspec), else None."""
+    """SGLang's own generated decoder (`sglang/api/v1/api_types.py`, which imports only
+    msgspec), loaded from the installed `sglang` package WITHOUT running `sglang/__init__.py`
+    (that pulls in torch and the GPU stack), so the wheel installed with `--no-deps` plus
+    msgspec serves; None when either is missing."""
+    if _CONTRACT:
+        return _CONTRACT[0]
+    found = None
     try:
-        from sglang.api.v1.api_types import GenerateRequest, JsonContractError  # type: ignore
-    except Exception:  # noqa: BLE001 - not installed, or its imports need a GPU stack
-        return None
-    return GenerateRequest, JsonContractError
+        spec = importlib.util.find_spec("sglang")
+        for root in (spec.submodule_search_locations or []) if spec else []:
+            path = Path(root) / "api" / "v1" / "api_types.py"
+            if path.is_file():
+                module_spec = importlib.util.spec_from_file_location("_sglang_api_types", path)
+                module = importlib.util.module_from_spec(module_spec)
+                module_spec.loader.exec_module(module)
+                found = (module.GenerateRequest, module.JsonContractError)
+                break
+    except Exception:  # noqa: BLE001 - no sglang, no msgspec, or another layout: use the replica
+        found = None
+    _CONTRACT.append(found)
+    return found
 
 
 def generate_contract(body: Any, *, use_sglang: bool = True) -> None:

@@ -1,7 +1,7 @@
 """The strict SGLang double refuses what SGLang refuses, with SGLang's status and error shape.
 
 Each case names the SGLang rule (tests/sglang_rules.py cites the source file). When SGLang's
-own generated contract decoder is importable (`sglang.api.v1.api_types`, which needs only
+own generated contract decoder is loadable (`sglang/api/v1/api_types.py`, which needs only
 msgspec; not installed here by default), `test_the_replica_agrees_with_sglangs_own_decoder`
 also checks the replica against it.
 """
@@ -127,7 +127,7 @@ CONTRACT_CASES = [
 
 def test_the_replica_agrees_with_sglangs_own_decoder():
     if rules._sglang_contract() is None:
-        pytest.skip("sglang.api.v1.api_types is not importable here (it needs the sglang wheel and msgspec)")
+        pytest.skip("SGLang's api_types.py is not loadable here (pip install --no-deps sglang, and msgspec)")
     for body in CONTRACT_CASES:
         outcomes = []
         for use_sglang in (True, False):
