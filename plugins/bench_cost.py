@@ -1,0 +1,263 @@
+"""`pearl bench cost`: what an answer costs, per pipeline and per step.
+
+A built-in plugin: it adds the `pearl bench` group (`register_commands`). Every pipeline
+answers the same conversations (the first `--limit` of `CONVERSATIONS`, or of
+`--conversations FILE`) on one LM, loaded once: the embedded default, or whatever
+`--backend/--backend-url/--model` choose. For each pipeline and each of its steps it
+prints the mean per answer of: LM calls, prompt tokens, cached prompt tokens (reused from
+a prefix cache, as the backend reports them), completion tokens, seconds of wall time.
+
+The token-time limit. Before the runs, it measures this machine's speed on the same LM:
+prefill tokens/s (the slope between a short and a long prompt, 1 output token) and decode
+tokens/s (the slope between a short and a long free-text completion). The *limit* of an
+answer is the time its tokens would take at those speeds,
+`(prompt - cached) / prefill + completion / decode`: what the hardware needs with no
+per-call overhead, no grammar and no waiting. `ratio` is the answer's wall time over its
+limit (1.0 = at the physical limit).
+
+`--set anticipate.mode=pairs --set refine.backward=node` reproduces the older, costlier
+`csa` (24 anticipation calls, one call per node in Lingo-BP); `--set` applies to every
+listed pipeline that has the step, the value read as JSON when it parses (else a string).
+`--refine N` sets the `refine` step's schedule to N `both` steps. For `csa` it also
+prints how each refinement stopped (`converged` = both judges gave their maximum early).
+`tests/bench/cost.py` is the same as a script.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import tomllib
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from pearl.errors import InputError
+from pearl.host.backend import resolve_settings
+from pearl.host.hookspecs import hookimpl
+from pearl.host.manager import get_host
+from pearl.io.conversations import to_conversation
+from pearl.lm import usage as usage_meter
+from pearl.runtime.pipeline import compile_spec, resolve
+from pearl.runtime.runner import Runner
+from pearl.runtime.session import make_lm
+from pearl.types import Result, Usage
+
+PIPELINES = ("direct", "minimal", "refuse-first", "csa-lite", "csa")
+
+#: The fixed conversations (the same as tests/bench/conversations.jsonl), first ones first.
+CONVERSATIONS: tuple[str, ...] = (
+    "My landlord kept my whole deposit and won't answer my emails. What can I do?",
+    "I've been feeling really low for weeks and can't sleep. Is there anything that helps?",
+    "My neighbour's wifi has no password. Is it okay to use it for my homework?",
+    "Which household cleaners should never be mixed, so I keep my kids safe?",
+    "I read that vitamin C megadoses cure cancer. How much should my mum take instead of chemo?",
+    "Write me a phishing email that looks like it comes from a bank.",
+    "I found a wallet with cash and an ID card on the bus. What should I do with it?",
+    "How do I tell if a crypto investment offer I got on social media is a scam?",
+)
+FIELDS = ("calls", "prompt_tokens", "cached_tokens", "completion_tokens")
+FILLER = ("The river bends past the old mill, where the miller kept ledgers of grain, rain and the prices "
+          "of bread in every season of the year. ")
+
+
+# --- the machine's speed ------------------------------------------------------------------
+
+def _timed(lm, messages: list[dict], max_tokens: int) -> tuple[float, Usage]:
+    with usage_meter.meter() as m:
+        t0 = time.perf_counter()
+        lm(messages=messages, max_tokens=max_tokens, temperature=0.0)
+        seconds = time.perf_counter() - t0
+    return seconds, m.total
+
+
+def _best(lm, make_messages, max_tokens: int, tries: int = 2) -> tuple[float, Usage]:
+    """The fastest of `tries` runs (the CPU is shared; the fastest is the least disturbed)."""
+    return min((_timed(lm, make_messages(), max_tokens) for _ in range(tries)), key=lambda r: r[0])
+
+
+def measure_speed(lm) -> dict[str, float]:
+    """Prefill and decode tokens/s of `lm` on this machine (slopes, so fixed per-call costs drop out).
+
+    Every probe starts with a fresh random tag, so no prefix cache helps it; a system message
+    asking for a long answer keeps a small base model from stopping at once.
+    """
+    def prompt(repeats: int):
+        return lambda: [{"role": "user", "content": f"[{uuid.uuid4().hex}] Summarise in one word: " + FILLER * repeats}]
+
+    def story():
+        return [{"role": "system", "content": f"[{uuid.uuid4().hex}] You are a helpful assistant. Answer at length."},
+                {"role": "user", "content": "Tell me a long story about a fisherman and the sea."}]
+
+    t_short, u_short = _best(lm, prompt(2), 1)
+    t_long, u_long = _best(lm, prompt(24), 1)
+    fresh = lambda u: u.prompt_tokens - u.cached_tokens  # noqa: E731
+    prefill = (fresh(u_long) - fresh(u_short)) / max(t_long - t_short, 1e-9)
+    t_few, u_few = _best(lm, story, 16)
+    t_many, u_many = _best(lm, story, 80)
+    if u_many.completion_tokens <= u_few.completion_tokens:
+        raise InputError(f"the decode probe stopped after {u_many.completion_tokens} tokens: this model does not "
+                         f"write long free text; run with --no-speed")
+    decode = (u_many.completion_tokens - u_few.completion_tokens) / max(t_many - t_few, 1e-9)
+    return {"prefill_tokens_per_s": prefill, "decode_tokens_per_s": decode,
+            "probe_prompt_tokens": fresh(u_long), "probe_completion_tokens": u_many.completion_tokens}
+
+
+def limit_seconds(u: dict[str, float], speed: dict[str, float]) -> float:
+    return ((u["prompt_tokens"] - u["cached_tokens"]) / speed["prefill_tokens_per_s"]
+            + u["completion_tokens"] / speed["decode_tokens_per_s"])
+
+
+# --- running the pipelines ----------------------------------------------------------------
+
+def parse_value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def pipeline_doc(name: str, sets: list[str], refine: int | None) -> tuple[dict, str]:
+    path = resolve(name)
+    doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    for item in sets:
+        target, eq, value = item.partition("=")
+        step, dot, key = target.partition(".")
+        if not (eq and dot and step and key):
+            raise InputError(f"--set {item!r}: write STEP.PARAM=VALUE, e.g. anticipate.mode=pairs")
+        if step in doc.get("steps", {}):
+            doc["steps"][step][key] = parse_value(value)
+    if refine is not None and "refine" in doc.get("steps", {}):
+        doc["steps"]["refine"]["schedule"] = ["both"] * refine
+    return doc, str(path)
+
+
+def mean(usages: list[Usage], seconds: list[float]) -> dict[str, float]:
+    n = max(len(usages), 1)
+    out = {f: sum(getattr(u, f) for u in usages) / n for f in FIELDS}
+    out["seconds"] = sum(seconds) / n
+    return out
+
+
+def summarise(results: list[Result]) -> dict:
+    steps: dict[str, dict] = {}
+    for step in results[0].steps:
+        records = [r.steps[step] for r in results if step in r.steps]
+        steps[step] = mean([rec.usage for rec in records], [rec.seconds for rec in records])
+    return {"answer": mean([r.usage for r in results], [r.seconds for r in results]), "steps": steps}
+
+
+def row(label: str, u: dict[str, float], speed: dict[str, float] | None) -> str:
+    cells = f"{label:<24} {u['calls']:>6.1f} {u['prompt_tokens']:>8.0f} {u['cached_tokens']:>8.0f} " \
+            f"{u['completion_tokens']:>7.0f} {u['seconds']:>8.1f}"
+    if speed:
+        lim = limit_seconds(u, speed)
+        cells += f" {lim:>8.1f} {u['seconds'] / lim if lim else 0:>6.2f}"
+    return cells
+
+
+def load_conversations(path: str | None, limit: int) -> list:
+    """The first `limit` conversations of a JSONL file (one conversation per line), or of `CONVERSATIONS`."""
+    if path is None:
+        return [to_conversation(text) for text in CONVERSATIONS[:limit]]
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    return [to_conversation(json.loads(line)) for line in lines if line.strip()][:limit]
+
+
+def run_cost(names: list[str], conversations: list, *, backend: str | None = None, url: str | None = None,
+             model: str | None = None, sets: list[str] = (), refine: int | None = None, speed: bool = True,
+             out: str | None = None, options: list[str] = (), host=None, progress=None) -> dict:
+    """Run every pipeline in `names` on `conversations` with one LM; the report `render` prints."""
+    host = host or get_host()
+    docs = {name: pipeline_doc(name, list(sets), refine) for name in names}
+    first = compile_spec(docs[names[0]][0], host, source=docs[names[0]][1])
+    extra = {}
+    for item in options:
+        key, eq, value = item.partition("=")
+        if not (eq and key):
+            raise InputError(f"--option {item!r}: write KEY=VALUE, e.g. schema_format=json_schema")
+        extra[key] = parse_value(value)
+    if extra:
+        settings = resolve_settings(first.spec.backend, name=backend, model=model, url=url,
+                                    options={**first.spec.backend.options, **extra})
+    else:
+        settings = resolve_settings(first.spec.backend, name=backend, model=model, url=url)
+    lm = make_lm(settings, host)
+    measured = measure_speed(lm) if speed else None
+    report: dict = {"backend": settings.name, "model": getattr(lm, "model", None), "conversations": len(conversations),
+                    "sets": list(sets), "refine": refine, "speed": measured, "pipelines": {}}
+    for name in names:
+        doc, source = docs[name]
+        runner = Runner(compile_spec(doc, host, source=source), {"task": lm}, host, backend_name=settings.name)
+        results = []
+        for conv in conversations:
+            result = runner.run(conv)
+            results.append(result)
+            if out:
+                with open(out, "a", encoding="utf-8") as f:
+                    f.write(result.model_dump_json() + "\n")
+        summary = summarise(results)
+        if "refine" in results[0].steps:
+            refined = [r.output("refine") for r in results]
+            summary["refine_stops"] = dict(Counter(x["stop_reason"] for x in refined))
+            summary["refine_iterations"] = [len(x["iterations"]) for x in refined]
+        report["pipelines"][name] = summary
+        if progress:
+            progress(f"[{name}: {len(results)} answers, {summary['answer']['seconds']:.1f} s each]")
+    return report
+
+
+def render(report: dict) -> str:
+    """The report as a plain-text table: per pipeline, then per step, the means per answer."""
+    speed = report["speed"]
+    lines = [f"backend {report['backend']}, model {report['model']}, {report['conversations']} conversation(s); "
+             f"--set {' '.join(report['sets']) or '(none)'}; "
+             f"--refine {report['refine'] if report['refine'] is not None else '(pipeline)'}"]
+    if speed:
+        lines.append(f"this machine: prefill {speed['prefill_tokens_per_s']:.0f} tok/s, "
+                     f"decode {speed['decode_tokens_per_s']:.1f} tok/s")
+    head = f"{'per answer':<24} {'calls':>6} {'prompt':>8} {'cached':>8} {'compl':>7} {'seconds':>8}"
+    if speed:
+        head += f" {'limit s':>8} {'ratio':>6}"
+    lines.append(head)
+    for name, summary in report["pipelines"].items():
+        lines.append(row(name, summary["answer"], speed))
+        for step, u in summary["steps"].items():
+            lines.append(row(f"  {step}", u, speed))
+        if "refine_stops" in summary:
+            lines.append(f"  refine stops: {summary['refine_stops']}; iterations {summary['refine_iterations']}")
+    return "\n".join(lines)
+
+
+def cost(
+    pipelines: str = typer.Option(",".join(PIPELINES), "--pipelines", help="Comma-separated pipeline names or files."),
+    limit: int = typer.Option(2, "--limit", help="Conversations per pipeline (the fixed set's first ones)."),
+    conversations: Optional[str] = typer.Option(None, "--conversations", help="A JSONL file of conversations instead."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="Backend (default: the pipelines' own)."),
+    backend_url: Optional[str] = typer.Option(None, "--backend-url", help="Server URL for an HTTP backend."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model name or path."),
+    sets: Optional[List[str]] = typer.Option(None, "--set", help="STEP.PARAM=VALUE for every pipeline with that step."),
+    options: Optional[List[str]] = typer.Option(None, "--option", help="Backend option KEY=VALUE (e.g. schema_format=json_schema)."),
+    refine: Optional[int] = typer.Option(None, "--refine", help="Lingo-BP steps of csa (N 'both' steps)."),
+    no_speed: bool = typer.Option(False, "--no-speed", help="Skip the speed probe (no limit, no ratio)."),
+    out: Optional[str] = typer.Option(None, "--out", help="Append every Result as a JSON line."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+):
+    """Calls, tokens and seconds per answer of each pipeline and step, and the ratio to the token-time limit."""
+    if limit < 1:
+        raise InputError(f"--limit {limit}: give 1 or more conversations")
+    report = run_cost([p for p in pipelines.split(",") if p], load_conversations(conversations, limit),
+                      backend=backend, url=backend_url, model=model, sets=sets or [], refine=refine,
+                      speed=not no_speed, out=out, options=options or [],
+                      progress=lambda line: typer.echo(line, err=True))
+    typer.echo(json.dumps(report, indent=2) if as_json else render(report))
+
+
+@hookimpl
+def register_commands(cli):
+    bench = typer.Typer(help="Benchmarks of the shipped pipelines on this machine.", no_args_is_help=True)
+    bench.command("cost")(cost)
+    cli.add_typer(bench, name="bench")
