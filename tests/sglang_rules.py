@@ -178,7 +178,8 @@ def generate_contract(body: Any, *, use_sglang: bool = True) -> None:
 def generate_prompts(body: dict[str, Any]) -> tuple[list[Any], list[dict[str, Any]], bool]:
     """(prompts, per-prompt sampling params, is_batch) as `GenerateReqInput.normalize` builds them
     (`sglang/srt/managers/io_struct.py`: exactly one input kind; a dict of sampling params
-    applies to every prompt; a list must have one entry per prompt)."""
+    applies to every prompt; a list is indexed per prompt by `__getitem__`, unchecked, so
+    a list shorter than the batch fails there: an unhandled IndexError, HTTP 500)."""
     text, ids = body.get("text"), body.get("input_ids")
     if (text is None) == (ids is None):
         raise native_error("Either text, input_ids or input_embeds should be provided.")
@@ -194,8 +195,8 @@ def generate_prompts(body: dict[str, Any]) -> tuple[list[Any], list[dict[str, An
     elif isinstance(params, dict):
         per = [params for _ in prompts]
     else:
-        if len(params) != len(prompts):
-            raise native_error("The length of sampling_params should equal the batch size")
+        if len(params) < len(prompts):
+            raise Rejected(500, "Internal Server Error", text=True)
         per = list(params)
     return prompts, per, batch
 
@@ -252,7 +253,9 @@ def verify_length(input_tokens: int, max_new_tokens: int | None, context_len: in
 def chat_sampling(body: Any) -> dict[str, Any]:
     """The sampling params a chat body becomes (`ChatCompletionRequest.to_sampling_params` in
     `openai/protocol.py`), after pydantic's type checks; `response_format` adds
-    `json_schema`, next to any `regex`/`ebnf`, so both together fail `verify`."""
+    `json_schema`, next to any `regex`/`ebnf`, so both together fail `verify`. A type error
+    has SGLang's status, shape and type ("Bad Request"); its message here only names the
+    field, where SGLang's carries pydantic's full text."""
     if not isinstance(body, dict):
         raise openai_error("Input should be a valid dictionary", err_type="Bad Request")
     messages = body.get("messages")
@@ -290,7 +293,8 @@ def chat_sampling(body: Any) -> dict[str, Any]:
 def tokenize_input(body: Any) -> tuple[str, Any]:
     """("prompt" | "messages", value): exactly one must be given (`TokenizeRequest` in `openai/protocol.py`)."""
     if not isinstance(body, dict) or (body.get("prompt") is None) == (body.get("messages") is None):
-        raise openai_error("Either 'prompt' or 'messages' must be provided, but not both.", err_type="Bad Request")
+        raise openai_error("Value error, Exactly one of 'prompt' or 'messages' must be provided.",
+                           err_type="Bad Request")
     return ("messages", body["messages"]) if body.get("messages") is not None else ("prompt", body["prompt"])
 
 
