@@ -177,13 +177,13 @@ def generate_contract(body: Any, *, use_sglang: bool = True) -> None:
 # -- /generate: normalisation and verification (shape `native`) --------------------------
 def generate_prompts(body: dict[str, Any]) -> tuple[list[Any], list[dict[str, Any]], bool]:
     """(prompts, per-prompt sampling params, is_batch) as `GenerateReqInput.normalize` builds them
-    (`sglang/srt/managers/io_struct.py`: exactly one input kind; a dict of sampling params
+    (`sglang/srt/managers/io_struct.py`: text or token ids; a dict of sampling params
     applies to every prompt; a list is indexed per prompt by `__getitem__`, unchecked, so
     a list shorter than the batch fails there: an unhandled IndexError, HTTP 500)."""
     text, ids = body.get("text"), body.get("input_ids")
-    if (text is None) == (ids is None):
+    if text is None and ids is None:  # `_validate_inputs`; with both, the token ids are used
         raise native_error("Either text, input_ids or input_embeds should be provided.")
-    if text is not None:
+    if ids is None:
         batch = isinstance(text, list)
         prompts = list(text) if batch else [text]
     else:
