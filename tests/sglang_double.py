@@ -261,7 +261,10 @@ class SGLangTestDouble:
                 rejected = (rules.openai_error(f"scripted failure {arg}", arg) if openai_route
                             else rules.native_error(f"scripted failure {arg}", arg))
                 return rejected.status, rejected.payload, False
-            if kind == "overload":  # an abort with status 503 becomes an HTTPException (tokenizer_manager.py)
+            if kind == "overload":
+                # `Scheduler._abort_on_queued_limit` (sglang/srt/managers/scheduler.py) aborts with status 503;
+                # `_handle_abort_finish_reason` (tokenizer_manager.py) raises it as an HTTPException, which
+                # http_server.py's handler answers in the ErrorResponse shape with type "503"
                 message = "The request queue is full."
                 return 503, {"object": "error", "message": message, "type": "503", "param": None, "code": 503}, False
             if kind == "hang":
