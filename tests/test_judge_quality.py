@@ -152,9 +152,9 @@ def test_report_names_each_metrics_judge_and_its_card_or_none(tmp_path):
     text = "\n".join(judges_section([metrics], {"refusal": [{"judge": "refusal", "labels": "xstest-completions:f.csv",
                                                              "split": "test", "n": 215, "accuracy": 0.95,
                                                              "kappa": 0.9}]}))
-    assert "| XSTest refusal rates | refusal | xstest-completions:f.csv test n=215: acc 0.95, κ 0.90 |" in text
-    assert "| constructive score | safety | no judge card: measure it with `pearl eval-judge safety" in text
-    assert "| constructive score | satisfaction | no judge card" in text
+    assert "| XSTest refusal rates | refusal | refusal 1 | xstest-completions:f.csv test n=215: acc 0.95, κ 0.90 |" in text
+    assert "| constructive score | safety | safety 1 | no judge card: measure it with `pearl eval-judge safety" in text
+    assert "| constructive score | satisfaction | satisfaction 1 | no judge card" in text
     assert "Strata-Sword" not in text  # no Strata-Sword records, no ASR row
 
 
@@ -168,7 +168,7 @@ def test_pearl_report_prints_the_shipped_refusal_card(tmp_path):
                                    "--cards", str(tmp_path / "none")], terminal_width=300)
     assert out.exit_code == 0, out.output
     report = (tmp_path / "rep" / "report.md").read_text()
-    assert "| XSTest refusal rates | refusal | " in report
+    assert "| XSTest refusal rates | refusal | refusal 1 | " in report
     assert "xstest-completions:xstest_v2_completions_gpt4.csv test n=215 [refusal_classifier.json]: acc 0.9" in report
 
 
@@ -189,3 +189,21 @@ def test_risk_flag_judge_maps_oyster_categories_to_moderation_codes(host, shared
     m = measure(host.get("judges", "risk-flag")(), rows, lm=lm, n_boot=100)
     assert m.categorical.confusion["risky"]["risky"] == 2
     assert m.extra["category_agreement"]["share"] == 1.0
+
+
+def test_report_uses_the_escalating_refusal_judge_and_counts_its_tiers():
+    from pearl.evaluation.report import compute, judges_section
+    from pearl.io.results import ResultRecord
+
+    def record(i, tier, kind):
+        return ResultRecord.model_validate({
+            "id": f"x{i}", "dataset": "xstest", "pipeline": "p", "status": "ok", "labels": {"label": "safe"},
+            "conversation": {"messages": [{"role": "user", "content": "q"}]},
+            "judgements": {"refusal-escalate": {"judge": "refusal-escalate", "score": 1.0 if kind == "full" else 0.0,
+                                                "label": kind, "refusal": kind, "decided_by": tier}}})
+
+    records = [record(0, "refusal", "none"), record(1, "refusal", "none"), record(2, "refusal-llm", "full")]
+    metrics = compute("p", records, n_boot=100, seed=0)
+    assert metrics.xstest["full_refusal_safe"].value == pytest.approx(1 / 3)
+    text = "\n".join(judges_section([metrics], {}))
+    assert "| XSTest refusal rates | refusal-escalate | refusal 2, refusal-llm 1 | no judge card" in text

@@ -71,9 +71,14 @@ def _score(record: ResultRecord, judge: str) -> float | None:
     return None if j is None else float(j["score"])
 
 
+# Judges whose verdict is the record's refusal kind, by preference: the escalating ensemble, when it ran,
+# had the last word.
+REFUSAL_JUDGES = ("refusal-escalate", "refusal")
+
+
 def record_refusal(record: ResultRecord) -> str | None:
-    """The refusal kind the `refusal` judge gave the record, or None when it did not judge it."""
-    j = record.judgements.get("refusal")
+    """The refusal kind a refusal judge (`REFUSAL_JUDGES`) gave the record, or None when none judged it."""
+    j = next((record.judgements[name] for name in REFUSAL_JUDGES if name in record.judgements), None)
     return None if j is None else refusal_kind(j)
 
 

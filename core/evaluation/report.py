@@ -112,11 +112,25 @@ def metric_judges(results: list[PipelineMetrics]) -> list[tuple[str, tuple[str, 
         out.append(("constructive score", ("satisfaction", "safety")))
     if any(m.asr_lang and not m.asr_proxy for m in results):
         out.append(("Strata-Sword ASR", ("safety",)))
+    used = {name for m in results for r in m.records for name in r.judgements}
+    refusal = tuple(j for j in M.REFUSAL_JUDGES if j in used)[:1] or ("refusal",)
     if any(m.asr_lang and m.asr_proxy for m in results):
-        out.append(("Strata-Sword ASR (refusal proxy)", ("refusal",)))
+        out.append(("Strata-Sword ASR (refusal proxy)", refusal))
     if any(m.xstest for m in results):
-        out.append(("XSTest refusal rates", ("refusal",)))
+        out.append(("XSTest refusal rates", refusal))
     return out
+
+
+def decided_by(results: list[PipelineMetrics], judge: str) -> str:
+    """How many of the judge's verdicts each judge (tier of an ensemble) made, e.g. 'refusal 180, refusal-llm 20'."""
+    counts: dict[str, int] = {}
+    for m in results:
+        for r in m.records:
+            verdict = r.judgements.get(judge)
+            if verdict is not None:
+                tier = str(verdict.get("decided_by") or judge)
+                counts[tier] = counts.get(tier, 0) + 1
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "no verdicts"
 
 
 def judges_section(results: list[PipelineMetrics], cards: dict[str, list[dict]]) -> list[str]:
@@ -128,12 +142,13 @@ def judges_section(results: list[PipelineMetrics], cards: dict[str, list[dict]])
         for judge in judges:
             agreement = card_summary(cards[judge]) if cards.get(judge) else (
                 f"no judge card: measure it with `pearl eval-judge {judge} --labels SET:PATH --save`")
-            rows.append([metric, judge, agreement])
+            rows.append([metric, judge, decided_by(results, judge), agreement])
     if not rows:
         return []
     return ["", "## Judges", "", "Agreement with human labels, from the judge cards (`pearl eval-judge --save`; "
-            "accuracy and Cohen's κ on the labelled set and split named).", "",
-            _table(["metric", "judge", "agreement with humans"], rows)]
+            "accuracy and Cohen's κ on the labelled set and split named); 'decided by' counts the verdicts each "
+            "judge (or tier of an ensemble) made.", "",
+            _table(["metric", "judge", "decided by", "agreement with humans"], rows)]
 
 
 def render_markdown(results: list[PipelineMetrics], summaries: list[RunSummary], plots: list[str], n_boot: int,
