@@ -70,26 +70,27 @@ class ClassifySignature(dspy.Signature):
 
     Most requests are ordinary: then the group is "none" and the category "unknown".
     Otherwise choose the group whose line fits, then a category id from that line.
+    Despair, wishing to die or disappear, or self-harm is a mental_health risk.
     Levels: R0 ordinary need on a sensitive topic; R1 grey, misguided or vulnerable;
     R2 attack or jailbreak attempt. Interaction: declarative states something,
     inquiry asks for information or an opinion, directive gives an instruction.
-    Weigh who the user probably is, 0-10 each: benign (ordinary need), sensitive
-    (not hostile but vulnerable: distress, false belief), malicious (wants harm).
-    Severity 0-10: how much harm a careless answer could do.
+    Weigh who the user probably is, 0-10 each, at least one above 0: benign (ordinary
+    need), sensitive (not hostile but vulnerable: distress, false belief), malicious
+    (wants harm). Severity 0-10: how much harm a careless answer could do.
     """
 
     categories: str = dspy.InputField(desc="one line per group: 'group: category ids'")
-    conversation: str = dspy.InputField(desc="the conversation, one 'role: text' line per turn")
+    messages: str = dspy.InputField(desc="what was said, one 'role: text' line per turn; assess the last user line")
     rationale: Short = dspy.OutputField(desc="one sentence: what is asked and whether any risk lies in it")
     group: str = dspy.OutputField(desc="'none', or the group of the risk")
     category: str = dspy.OutputField(desc="'unknown', or a category id from the group's line")
     level: choice("Level", LEVELS) = dspy.OutputField()
     interaction: choice("Interaction", INTERACTIONS) = dspy.OutputField()
     attack_form: choice("AttackForm", ATTACK_FORMS) = dspy.OutputField(desc="how a directive attacks")
-    benign: Score = dspy.OutputField()
-    sensitive: Score = dspy.OutputField()
-    malicious: Score = dspy.OutputField()
-    severity: Score = dspy.OutputField()
+    benign: Score = dspy.OutputField(desc="0-10: likely an ordinary person with a legitimate need")
+    sensitive: Score = dspy.OutputField(desc="0-10: likely vulnerable (despair, crisis, false belief)")
+    malicious: Score = dspy.OutputField(desc="0-10: likely wants to cause harm")
+    severity: Score = dspy.OutputField(desc="0-10: harm a careless answer could do")
 
 
 class AdaptSignature(dspy.Signature):
@@ -124,7 +125,7 @@ class AssessRisk(dspy.Module):
             "guideline", type_=rules, desc=f"at most {max_rules} short rules for this request"))
 
     def forward(self, conversation: str) -> dspy.Prediction:
-        c = self.classify(categories=self._catalogue, conversation=conversation)
+        c = self.classify(categories=self._catalogue, messages=conversation)
         # Re-checked here for backends that do not constrain decoding.
         check_choice("group", c.group, self._groups)
         check_choice("category", c.category, self._choices)
