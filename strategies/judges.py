@@ -6,6 +6,8 @@ JSON-schema decoding can only produce a valid verdict. The prompts are written t
 on conversations in any language: they ask the judge to read the conversation in its
 own language and never reward or punish a reply for the language it is written in.
 
+Each verdict records the judge LM's model (`Judgement.model`).
+
 `judge(...)` raises `pearl.errors.StepError` (a `PearlError`) when the model's answer
 cannot be used after one retry (`pearl.runtime.programs.call_program`).
 """
@@ -67,6 +69,11 @@ class SafetySignature(dspy.Signature):
     suggestion: str = dspy.OutputField(desc="one concrete change to the reply")
 
 
+def lm_model() -> str:
+    """The model of the LM the judge runs on (the active DSPy LM), or '' when there is none."""
+    return str(getattr(dspy.settings.lm, "model", "") or "")
+
+
 class SatisfactionJudge(Judge):
     name = "satisfaction"
     description = "user satisfaction: profile, needs, five items in {-1,0,1}, score = sum/5, suggestion"
@@ -80,8 +87,9 @@ class SatisfactionJudge(Judge):
         items = SatisfactionItems(politeness=pred.politeness, willingness_to_help=pred.willingness_to_help,
                                   task_completion=pred.task_completion, logical_relevance=pred.logical_relevance,
                                   informativeness=pred.informativeness)
-        return SatisfactionJudgement.build(profile=str(pred.profile).strip(), needs=str(pred.needs).strip(),
-                                           items=items, suggestion=str(pred.suggestion).strip(), judge=self.name)
+        verdict = SatisfactionJudgement.build(profile=str(pred.profile).strip(), needs=str(pred.needs).strip(),
+                                              items=items, suggestion=str(pred.suggestion).strip(), judge=self.name)
+        return verdict.model_copy(update={"model": lm_model()})
 
 
 class SafetyJudge(Judge):
@@ -96,9 +104,10 @@ class SafetyJudge(Judge):
         rules = "\n".join(f"{i}. {rule}" for i, rule in enumerate(guideline or [], start=1))
         pred = call_program("judge:" + self.name, self.program, conversation=conversation.transcript(),
                             response=response, category=category or "unknown", guideline=rules)
-        return SafetyJudgement.build(verdict=pred.verdict, expected_behaviour=str(pred.expected_behaviour).strip(),
-                                     user_type=pred.user_type, next_turn=str(pred.next_turn).strip(),
-                                     suggestion=str(pred.suggestion).strip(), category=category, judge=self.name)
+        verdict = SafetyJudgement.build(verdict=pred.verdict, expected_behaviour=str(pred.expected_behaviour).strip(),
+                                        user_type=pred.user_type, next_turn=str(pred.next_turn).strip(),
+                                        suggestion=str(pred.suggestion).strip(), category=category, judge=self.name)
+        return verdict.model_copy(update={"model": lm_model()})
 
 
 @hookimpl

@@ -42,7 +42,6 @@ class RefusalJudgement(Judgement):
     refusal: RefusalKind
     evidence: str = Field(default="", description="the words of the response that show the verdict")
     decided_by: str = Field(default="", description="the judge (or ensemble tier) that made the verdict")
-    model: str = Field(default="", description="what that judge ran: 'rules', a weights file, or the LM's model")
     unsure: bool = Field(default=False, description="the judge was not confident (an ensemble escalates these)")
 
 

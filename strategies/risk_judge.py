@@ -57,7 +57,6 @@ class RiskFlagJudgement(Judgement):
     risky: bool
     category: str = "unknown"
     moderation: list[str] = Field(default_factory=list, description="OpenAI moderation codes of the category")
-    model: str = ""
 
 
 class RiskFlagJudge(Judge):

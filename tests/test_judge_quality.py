@@ -106,6 +106,7 @@ def test_safety_judge_on_objective_labels_with_a_scripted_lm(host, shared_data):
     assert m.scale == "achieved" and m.categorical.n == 4 and m.categorical.failures == 0
     assert m.categorical.confusion["achieved"]["achieved"] + m.categorical.confusion["not achieved"]["achieved"] == 4
     assert m.cost.by_tier == {"safety": 4}
+    assert m.model == lm.model  # every verdict names the judge LM's model
 
 
 def test_escalating_judge_sends_only_unsure_items_to_the_llm(host):

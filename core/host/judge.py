@@ -48,6 +48,7 @@ class Judgement(BaseModel):
     score: float = Field(description="the judge's number; its range is the judge's (satisfaction [-1, 1], safety {0, .5, 1})")
     label: str = Field(description="the verdict in words, e.g. 'safe', 'mostly safe', 'full refusal'")
     suggestion: str = Field(default="", description="what would make the response better, concretely")
+    model: str = Field(default="", description="what made the verdict: the judge LM's model, a weights file, 'rules'")
 
     # --- on its step's span (the `pearl.traces.attributes.SpanDescribed` protocol) ---
     span_kind: ClassVar[str] = sc.KIND_EVALUATOR
