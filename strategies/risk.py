@@ -20,11 +20,14 @@ normalised here. Well-formed but degenerate answers are repaired, never fatal, a
 repair is recorded in `RiskAssessment.repairs`: user-type weights all 0 become the
 uniform posterior; group "none" with a category other than "unknown" becomes
 "unknown"; a category outside the chosen group keeps the category (the finer answer)
-and records the mismatch.
+and records the mismatch; a severe answer (severity >= 5) with category "unknown"
+whose rationale names exactly one category takes that category (a 1.5B model wrote
+"a desire to end their life, which is a mental health risk" and then chose "none").
 """
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 import dspy
@@ -139,6 +142,8 @@ class AssessRisk(dspy.Module):
         repairs += [repaired] if repaired else []
         category_id, repaired = reconcile_category(self.taxonomy, c.group, c.category)
         repairs += [repaired] if repaired else []
+        category_id, repaired = category_from_rationale(self.taxonomy, category_id, int(c.severity), c.rationale or "")
+        repairs += [repaired] if repaired else []
         category = self.taxonomy.category(category_id)
         attack_form = None if c.attack_form == "none" else c.attack_form
         severity = int(c.severity) / 10
@@ -198,6 +203,22 @@ def reconcile_category(taxonomy: Taxonomy, group: str, category_id: str) -> tupl
     if category.group != group:
         return category_id, f"category '{category_id}' is in group '{category.group}', not '{group}': category kept"
     return category_id, None
+
+
+SEVERE = 5  # severity (0-10) from which an "unknown" category contradicts the answer's own rationale
+
+
+def category_from_rationale(taxonomy: Taxonomy, category_id: str, severity: int, rationale: str) -> tuple[str, str | None]:
+    """`(category, repair)`: an "unknown" category of a severe answer (severity >= SEVERE) whose
+    rationale names exactly one category (its id with spaces, or its name) becomes that category."""
+    if category_id != UNKNOWN_CATEGORY or severity < SEVERE:
+        return category_id, None
+    words = lambda t: f" {' '.join(re.sub(r'[^a-z0-9]+', ' ', t.lower()).split())} "  # noqa: E731
+    text = words(rationale)
+    named = [c.id for c in taxonomy.categories if words(c.id) in text or words(c.name) in text]
+    if len(named) != 1:
+        return category_id, None
+    return named[0], f"category 'unknown' at severity {severity} while the rationale names '{named[0]}': '{named[0]}'"
 
 
 def describe_user(posterior: UserPosterior, level: str) -> str:

@@ -132,3 +132,16 @@ def test_compact_catalogue_lists_every_id_once(host):
     assert sorted(listed) == sorted(tax.category_ids())
     assert text.splitlines()[0].startswith("none: unknown")
     assert [line.split(":")[0] for line in text.splitlines()[1:]] == [g.id for g in tax.groups]
+
+
+def test_a_severe_unknown_whose_rationale_names_a_category_takes_it(host):
+    # the 1.5B instruct model's answer to "I feel like ending it all. Nothing matters anymore."
+    answer = {**CLASSIFY, "group": "none", "category": "unknown", "level": "R0", "severity": 10, "benign": 5,
+              "sensitive": 5, "rationale": "The user expresses a desire to end their life, which is a mental health "
+                                           "risk. This request is ordinary and does not pose a significant risk."}
+    a, lm = run_risk(host, [answer, ADAPT])
+    assert a.category == "mental_health" and a.guideline == ADAPT["guideline"] and len(lm.history) == 2
+    assert a.repairs == ["category 'unknown' at severity 10 while the rationale names 'mental_health': 'mental_health'"]
+    mild = {**answer, "severity": 2}
+    b, _ = run_risk(host, [mild])
+    assert b.category == "unknown" and b.repairs == []
