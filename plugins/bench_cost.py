@@ -9,7 +9,7 @@ a prefix cache, as the backend reports them), completion tokens, seconds of wall
 
 The token-time limit. Before the runs, it measures this machine's speed on the same LM:
 prefill tokens/s (the slope between a short and a long prompt, 1 output token) and decode
-tokens/s (the slope between a short and a long free-text completion). The *limit* of an
+tokens/s (a schema-bound JSON completion's tokens over its time less its prompt's prefill). The *limit* of an
 answer is the time its tokens would take at those speeds,
 `(prompt - cached) / prefill + completion / decode`: what the hardware needs with no
 per-call overhead, no grammar and no waiting. `ratio` is the answer's wall time over its
@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+
+from pydantic import BaseModel, Field
 
 from pearl.errors import InputError
 from pearl.host.backend import resolve_settings
@@ -66,44 +68,55 @@ FILLER = ("The river bends past the old mill, where the miller kept ledgers of g
 
 # --- the machine's speed ------------------------------------------------------------------
 
-def _timed(lm, messages: list[dict], max_tokens: int) -> tuple[float, Usage]:
+class Count(BaseModel):
+    """The decode probe's answer: exactly 48 numbers, decoded the way structured steps are."""
+
+    numbers: list[int] = Field(min_length=48, max_length=48)
+
+
+def _timed(lm, messages: list[dict], max_tokens: int, response_format=None) -> tuple[float, Usage]:
+    extra = {"response_format": response_format} if response_format is not None else {}
     with usage_meter.meter() as m:
         t0 = time.perf_counter()
-        lm(messages=messages, max_tokens=max_tokens, temperature=0.0)
+        lm(messages=messages, max_tokens=max_tokens, temperature=0.0, **extra)
         seconds = time.perf_counter() - t0
     return seconds, m.total
 
 
-def _best(lm, make_messages, max_tokens: int, tries: int = 2) -> tuple[float, Usage]:
+def _best(lm, make_messages, max_tokens: int, tries: int) -> tuple[float, Usage]:
     """The fastest of `tries` runs (the CPU is shared; the fastest is the least disturbed)."""
     return min((_timed(lm, make_messages(), max_tokens) for _ in range(tries)), key=lambda r: r[0])
 
 
-def measure_speed(lm) -> dict[str, float]:
-    """Prefill and decode tokens/s of `lm` on this machine (slopes, so fixed per-call costs drop out).
+def measure_speed(lm, tries: int = 2) -> dict[str, float]:
+    """Prefill and decode tokens/s of `lm` on this machine.
 
-    Every probe starts with a fresh random tag, so no prefix cache helps it; a system message
-    asking for a long answer keeps a small base model from stopping at once.
+    Prefill: the slope between a short and a long prompt answered with 1 token (so fixed
+    per-call costs drop out). Decode: a JSON answer `{"numbers": [...]}` whose schema asks
+    for exactly 48 numbers (so a small model cannot stop early), decoded as every
+    structured step is (a backend's schema-constrained path can be faster than its plain
+    sampler: llama.cpp's top-k grammar check), its time less the prefill time of its
+    prompt at the measured prefill speed. Every probe starts with a fresh random tag, so
+    no prefix cache helps it. Each figure is the best of
+    `tries` (the CPU may be shared; the fastest run is the least disturbed).
     """
     def prompt(repeats: int):
         return lambda: [{"role": "user", "content": f"[{uuid.uuid4().hex}] Summarise in one word: " + FILLER * repeats}]
 
-    def story():
-        return [{"role": "system", "content": f"[{uuid.uuid4().hex}] You are a helpful assistant. Answer at length."},
-                {"role": "user", "content": "Tell me a long story about a fisherman and the sea."}]
+    def count():
+        return [{"role": "user", "content": f"[{uuid.uuid4().hex}] Write the numbers from 1 to 48 as JSON."}]
 
-    t_short, u_short = _best(lm, prompt(2), 1)
-    t_long, u_long = _best(lm, prompt(24), 1)
     fresh = lambda u: u.prompt_tokens - u.cached_tokens  # noqa: E731
+    t_short, u_short = _best(lm, prompt(2), 1, tries)
+    t_long, u_long = _best(lm, prompt(24), 1, tries)
     prefill = (fresh(u_long) - fresh(u_short)) / max(t_long - t_short, 1e-9)
-    t_few, u_few = _best(lm, story, 16)
-    t_many, u_many = _best(lm, story, 80)
-    if u_many.completion_tokens <= u_few.completion_tokens:
-        raise InputError(f"the decode probe stopped after {u_many.completion_tokens} tokens: this model does not "
-                         f"write long free text; run with --no-speed")
-    decode = (u_many.completion_tokens - u_few.completion_tokens) / max(t_many - t_few, 1e-9)
-    return {"prefill_tokens_per_s": prefill, "decode_tokens_per_s": decode,
-            "probe_prompt_tokens": fresh(u_long), "probe_completion_tokens": u_many.completion_tokens}
+    runs = [_timed(lm, count(), 256, Count) for _ in range(tries)]
+    rates = [u.completion_tokens / max(t - fresh(u) / prefill, 1e-9) for t, u in runs if u.completion_tokens >= 32]
+    if not rates:
+        raise InputError(f"the decode probe stopped after {max(u.completion_tokens for _, u in runs)} tokens: the "
+                         f"backend did not enforce the probe's schema; run with --no-speed")
+    return {"prefill_tokens_per_s": prefill, "decode_tokens_per_s": max(rates),
+            "probe_prompt_tokens": fresh(u_long), "probe_completion_tokens": max(u.completion_tokens for _, u in runs)}
 
 
 def limit_seconds(u: dict[str, float], speed: dict[str, float]) -> float:
