@@ -1,10 +1,10 @@
 """Decision agreement of the cheaper anticipation modes with the 24-call `pairs` mode.
 
-    .venv/bin/python tests/bench/anticipation.py [--limit 3] [--modes pairs,strategy,table]
+    .venv/bin/python tests/bench/anticipation.py [--limit 3] [--start 0] [--modes pairs,strategy,table]
         [--backend NAME --backend-url URL --model M] [--out rows.jsonl]
 
-For each conversation (the first `--limit` lines of `tests/bench/conversations.jsonl`, or
-`--conversations FILE`), the `csa` pipeline's `risk` step runs once; then the `anticipate`
+For each conversation (`--limit` lines of `tests/bench/conversations.jsonl` from line
+`--start`, or of `--conversations FILE`), the `csa` pipeline's `risk` step runs once; then the `anticipate`
 step runs in every listed mode on that same assessment, each followed by `decide` with
 the `csa` pipeline's parameters. It prints, per mode, the calls, tokens and seconds of
 `anticipate`, and how often its decision (the chosen strategy, and whether it is inside
@@ -44,6 +44,7 @@ def main() -> None:
     ap.add_argument("--modes", default="pairs,strategy,table")
     ap.add_argument("--conversations", default=str(HERE / "conversations.jsonl"))
     ap.add_argument("--limit", type=int, default=3)
+    ap.add_argument("--start", type=int, default=0, help="skip this many conversations first")
     ap.add_argument("--backend", default=None)
     ap.add_argument("--backend-url", default=None)
     ap.add_argument("--model", default=None)
@@ -61,7 +62,7 @@ def main() -> None:
     lm = make_lm(settings, host)
     runners = {m: Runner(p, {"task": lm}, host, backend_name=settings.name) for m, p in runners.items()}
     lines = Path(args.conversations).read_text(encoding="utf-8").splitlines()
-    conversations = [to_conversation(json.loads(line)) for line in lines if line.strip()][: args.limit]
+    conversations = [to_conversation(json.loads(line)) for line in lines if line.strip()][args.start:][: args.limit]
 
     stats = {m: {"calls": 0, "prompt_tokens": 0, "cached_tokens": 0, "completion_tokens": 0, "seconds": 0.0,
                  "same_strategy": 0, "same_admissible": 0} for m in modes}
@@ -82,7 +83,7 @@ def main() -> None:
             s["same_admissible"] += decisions[mode][1] == decisions[modes[0]][1]
             if args.out:
                 with open(args.out, "a", encoding="utf-8") as f:
-                    f.write(json.dumps({"conversation": i, "mode": mode, "assessment": assessment.model_dump(),
+                    f.write(json.dumps({"conversation": args.start + i, "mode": mode, "assessment": assessment.model_dump(),
                                         "anticipate": rec.model_dump(), "decision": decision}) + "\n")
         print(f"conversation {i}: {assessment.category} {assessment.level}; "
               + "; ".join(f"{m} -> {d[0]}{'' if d[1] else ' (outside)'}" for m, d in decisions.items()), flush=True)
