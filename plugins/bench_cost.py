@@ -13,7 +13,9 @@ tokens/s (a schema-bound JSON completion's tokens over its time less its prompt'
 answer is the time its tokens would take at those speeds,
 `(prompt - cached) / prefill + completion / decode`: what the hardware needs with no
 per-call overhead, no grammar and no waiting. `ratio` is the answer's wall time over its
-limit (1.0 = at the physical limit).
+limit (1.0 = at the physical limit). Known limit of the probe: on `llamacpp` its
+48-item schema becomes a long grammar that is checked slowly, so it underestimated the
+decode speed about four times in tests/bench/COST.md; read the ratio with that in mind.
 
 `--set anticipate.mode=pairs --set refine.backward=node` reproduces the older, costlier
 `csa` (24 anticipation calls, one call per node in Lingo-BP); `--set` applies to every
