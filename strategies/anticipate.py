@@ -24,10 +24,13 @@ All three forecast the same numbers for the same pairs, so the decision (`decide
 them alike; `tests/bench/anticipation.py` measures how often the cheaper modes lead to the
 same decision as `pairs`.
 
-`pairs` is the default: on the embedded model it was faster than `table` (470 s vs
-644 s for the 24 forecasts, same prompt, same machine load class), because llama.cpp
-reuses the shared prefix and each pair decodes ~55 tokens, while the table decodes
-~1400 tokens in one stream; on a server backend the pairs also run as one batch.
+`pairs` is the step's default; the shipped `csa` pipeline uses `table`, for calls and
+prompt tokens (tests/bench/COST.md, 270M model, 2 shared cores: `pairs` 24 calls, 23.9k
+prompt tokens (19.8k of them cached), 1.1k completion tokens, 112-164 s; `table` 1 call,
+1.4k prompt, 1.3-1.4k completion tokens, 128-188 s in the cost runs, but once 1,630 s on a
+busier machine). The table decodes its ~1,400 tokens in one stream, so on llama.cpp it is
+not faster than the pairs, which reuse the shared prefix and, on a server backend, run as
+one batch. An earlier measurement on a loaded machine: pairs 470 s, table 644 s.
 
 A weight outside 1-10 (possible only from a backend that does not constrain decoding)
 is rejected (one retry, then `StepError`). The weights used to be 0-10, and the
