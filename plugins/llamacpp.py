@@ -23,6 +23,7 @@ from pearl.errors import BackendError, InputError
 from pearl.host.hookspecs import hookimpl
 from pearl.lm.base import ChatRequest, Completion, PearlLM
 from pearl.lm.schema import LLAMA_CPP_MAX_STRING_CHARS
+from pearl.plugins import models
 from pearl.plugins.models import DEFAULT_MODEL, catalogue, is_cached, packaged_path, resolve
 
 
@@ -160,7 +161,7 @@ class LlamaCppBackend(Backend):
 
     def check(self, settings: BackendSettings) -> str:
         """Ready with the model loaded; a catalogue model not pulled yet is reported, not fetched."""
-        name = settings.model or DEFAULT_MODEL
+        name = settings.model or models.DEFAULT_MODEL
         entry = catalogue().get(name)
         if entry is not None and entry.pulled and not is_cached(entry):
             return f"{self.name}: ready; {name} is fetched on first use (or now: pearl models pull {name})"

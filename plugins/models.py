@@ -269,8 +269,9 @@ def resolve(name_or_path: str | None, *, fetch: bool = True) -> tuple[Path, str]
         return model_path(model), model.name
     path = Path(name).expanduser()
     if not path.is_file():
-        raise BackendError(f"model '{name}' is neither a catalogue model ({', '.join(models)}; see `pearl models`) "
-                           f"nor an existing file: pass a catalogue name or the path of a .gguf file to --model")
+        raise BackendError(f"model file '{name}' does not exist, and it is not a catalogue model either "
+                           f"({', '.join(models)}; see `pearl models`): pass a catalogue name or the path of a "
+                           f".gguf file to --model")
     return path, path.stem
 
 

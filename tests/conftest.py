@@ -19,7 +19,9 @@ from pearl.types import Conversation
 
 ROOT = Path(__file__).resolve().parent.parent
 # The suite runs on the packaged 270M model (`tiny`), never pulling the catalogue's default.
-os.environ.setdefault("PEARL_MODEL", "tiny")
+import pearl.plugins.models as _models  # noqa: E402
+
+_models.DEFAULT_MODEL = _models.TINY
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
