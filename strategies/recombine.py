@@ -13,7 +13,7 @@ chain)` names what must not reach the user:
 
 A leaking answer is regenerated once; if it still leaks, the offending sentences are
 removed and the draft is marked `scrubbed`. If nothing is left (or the answer only
-echoes the person's message, `echoes`), the reply is written once more from the
+echoes the person's message, or starts mid-sentence: `degenerate`), the reply is written once more from the
 conversation and the chain's moves alone (no analysis to copy), and scrubbed in turn;
 only a reply that is all leak after that is a `StepError`.
 
@@ -166,19 +166,36 @@ def echoes(response: str, conversation: Conversation) -> bool:
     return bool(a) and bool(b) and SequenceMatcher(None, a, b).ratio() >= ECHO_RATIO
 
 
+def fragment(response: str, reasoning: str | None) -> bool:
+    """The reasoning stops mid-sentence and the response starts lower-case: the reasoning's
+    continuation after its length limit, not a reply (seen on a 1.5B model: reasoning "... The
+    person is", response "needed professional assessment if needed.")."""
+    text, thought = response.strip(), (reasoning or "").rstrip()
+    if not text or not (text[0].isalpha() and text[0].islower()) or not thought or not thought[-1].isalpha():
+        return False
+    first_line = text.splitlines()[0]
+    return "```" not in text and not any(mark in first_line for mark in ("(", "=", "import ", "def "))
+
+
+def degenerate(pred, conversation: Conversation) -> bool:
+    """An echo of the person's message or a fragment: rewritten like an all-leak answer."""
+    return echoes(pred.response, conversation) or fragment(pred.response, pred.get("reasoning"))
+
+
 def recombine(step_id: str, program: Recombine, conversation: Conversation, chain: Chain,
               max_tokens: int | None = None) -> Draft:
     """Run `program`, enforce the no-leak rule (see the module docstring), and return a `Draft`.
 
-    A response that only echoes the person's message is regenerated like a leaking one."""
+    A response that only echoes the person's message, or starts mid-sentence (`degenerate`),
+    is regenerated like a leaking one."""
     transcript = conversation.transcript()
     pred = call_program(step_id, program, conversation=transcript, chain=chain, max_tokens=max_tokens)
     scrubbed = False
-    if leaks(pred.response, chain) or echoes(pred.response, conversation):
+    if leaks(pred.response, chain) or degenerate(pred, conversation):
         lm = dspy.settings.lm
         with dspy.context(lm=lm.copy(temperature=RETRY_TEMPERATURE) if lm is not None else None):
             pred = call_program(step_id, program, conversation=transcript, chain=chain, max_tokens=max_tokens)
-            if not scrub(pred.response, chain) or echoes(pred.response, conversation):
+            if not scrub(pred.response, chain) or degenerate(pred, conversation):
                 pred = call_program(step_id, program, conversation=transcript, chain=chain, max_tokens=max_tokens,
                                     moves_only=True)
         if leaks(pred.response, chain):

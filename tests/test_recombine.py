@@ -97,3 +97,21 @@ def test_an_answer_that_echoes_the_person_is_rewritten():
     with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):
         draft = recombine("recombine", Recombine(), said, RISKY)
     assert draft.response == "I'm really glad you told me. You matter."
+
+
+def test_a_reply_that_starts_mid_sentence_is_rewritten_from_the_moves():
+    from pearl.strategies.recombine import fragment
+
+    # the 1.5B model's csa response: its reasoning hit the length limit and the reply continued it
+    cut = {"reasoning": "The person needs to be informed on crisis lines. The person is",
+           "response": "needed professional assessment if needed. Offer hope and encouragement."}
+    assert fragment(cut["response"], cut["reasoning"]) and not fragment(cut["response"], "A whole thought.")
+    cut_off = cut["reasoning"]
+    assert not fragment("I'm here. 988 is open all night.", cut_off) and not fragment("¿Cómo estás?", cut_off)
+    assert not fragment("2 steps: breathe, then call someone.", cut_off)
+    assert not fragment("import os\nos.kill(pid, 9)", cut_off) and not fragment("```bash\nkill -9 PID\n```", cut_off)
+    lm = DummyLM([cut, cut, {"response": "I'm so sorry you're feeling this way. You don't have to face it alone."}],
+                 adapter=dspy.JSONAdapter())
+    with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):
+        draft = recombine("recombine", Recombine(), Conversation.from_text("I feel like ending it all."), RISKY)
+    assert draft.response.startswith("I'm so sorry")
