@@ -242,6 +242,13 @@ def test_cli_optimize_then_run_compiled(host, tmp_path, optimizer, budget):
     ran = CliRunner().invoke(app, ["run", "--compiled", str(out), "--backend", "test-dummy", "--json", "hello"])
     assert ran.exit_code == 0, ran.output
     assert json.loads(ran.output)["pipeline"] == "minimal"
+    batch_in, batch_out = tmp_path / "in.jsonl", tmp_path / "results.jsonl"
+    batch_in.write_text(json.dumps("hello") + "\n")
+    ran = CliRunner().invoke(app, ["run", "--compiled", str(out), "--backend", "test-dummy", "--batch", str(batch_in),
+                                   "--out", str(batch_out)])
+    assert ran.exit_code == 0, ran.output
+    (record,) = [json.loads(line) for line in batch_out.read_text().splitlines()]
+    assert record["ok"] and record["result"]["pipeline"] == "minimal"  # --batch loads the compiled folder too
 
 
 def test_cli_errors_are_one_line(tmp_path, run_cli):

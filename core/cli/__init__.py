@@ -135,17 +135,17 @@ def run(
     connection = connection_options(timeout, api_key_env)
     if concurrency < 1:  # sampling and context options are checked by BackendSettings, before a model loads
         raise InputError(f"--concurrency {concurrency}: give at least 1 conversation at a time")
-    if batch is not None:
-        return _run_batch(batch, out, concurrency, text, file, extras, dict(
-            pipeline=pipeline, backend=backend, url=backend_url, model=model, seed=seed, temperature=temperature,
-            max_tokens=max_tokens, n_ctx=n_ctx, threads=threads, **connection))
-    if out is not None:
-        raise InputError("--out is for batched runs: add --batch INPUT.jsonl")
-    conversation = _read_conversation(text, file)
     if compiled and pipeline == DEFAULT_PIPELINE:  # default: the pipeline the folder was compiled on
         from pearl.runtime.compiled import manifest_pipeline
 
         pipeline = manifest_pipeline(compiled)
+    if batch is not None:
+        return _run_batch(batch, out, concurrency, text, file, extras, dict(
+            pipeline=pipeline, backend=backend, url=backend_url, model=model, seed=seed, temperature=temperature,
+            max_tokens=max_tokens, n_ctx=n_ctx, threads=threads, compiled=compiled, **connection))
+    if out is not None:
+        raise InputError("--out is for batched runs: add --batch INPUT.jsonl")
+    conversation = _read_conversation(text, file)
     session = open_session(pipeline, backend=backend, url=backend_url, model=model, seed=seed,
                            temperature=temperature, max_tokens=max_tokens, n_ctx=n_ctx, threads=threads,
                            compiled=compiled, **connection)
