@@ -1,6 +1,6 @@
 """`pearl bench cost`: what an answer costs, per pipeline and per step.
 
-A built-in plugin: it adds the `pearl bench` group (`register_commands`). Every pipeline
+A built-in plugin: it adds `cost` to the kernel's `pearl bench` group (`register_commands`). Every pipeline
 answers the same conversations (the first `--limit` of `CONVERSATIONS`, or of
 `--conversations FILE`) on one LM, loaded once: the embedded default, or whatever
 `--backend/--backend-url/--model` choose. For each pipeline and each of its steps it
@@ -273,6 +273,4 @@ def cost(
 
 @hookimpl
 def register_commands(cli):
-    bench = typer.Typer(help="Benchmarks of the shipped pipelines on this machine.", no_args_is_help=True)
-    bench.command("cost")(cost)
-    cli.add_typer(bench, name="bench")
+    cli.command(cost, name="cost", group="bench")

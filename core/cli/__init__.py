@@ -317,6 +317,11 @@ from pearl.cli.backend import backend_app  # noqa: E402
 
 app.add_typer(backend_app, name="backend")
 
+from pearl.cli.bench import bench_app, quality_command  # noqa: E402
+
+bench_app.command("quality")(quality_command)
+app.add_typer(bench_app, name="bench")
+
 from pearl.cli import evaluate as _eval_cli  # noqa: E402  (evaluation commands)
 
 _eval_cli.register(app)

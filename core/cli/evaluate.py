@@ -54,12 +54,11 @@ def eval_command(
     from pearl.runtime.session import open_session
     from pearl.cli import DEFAULT_PIPELINE
     from pearl.host.dataset import load_dataset, parse_filters, select
-    from pearl.evaluation.evaluate import ItemEvaluator, build_judges, default_judges, evaluate, judge_categoriser
+    from pearl.evaluation.evaluate import ItemEvaluator, build_judges, default_judges, judge_categoriser
     from pearl.host.manager import get_host
-    from pearl.io.jsonl import JsonlAppender
     from pearl.io.results import done_ids
 
-    from pearl.cli import connection_options, tell_draining
+    from pearl.cli import connection_options
     from pearl.host.dataset import parse_ref
     from pearl.io.paths import refuse_overwrite
 
@@ -84,30 +83,44 @@ def eval_command(
                       f"{len(todo)} to run · pipeline [bold]{session.pipeline.name}[/] · judges {', '.join(judge_names)}")
     categoriser = judge_categoriser(host, judge_objs, taxonomy)
     evaluator = ItemEvaluator(session, judge_objs, dataset=name, total=len(items), categoriser=categoriser)
-    counts = {"ok": 0, "error": 0}
-
-
-    with JsonlAppender(out) as writer:
-        if not progress or not todo:
-            written = evaluate(todo, evaluator, writer, concurrency=concurrency, on_interrupt=tell_draining,
-                               on_done=lambda r: counts.__setitem__(r.status, counts[r.status] + 1))
-        else:
-            columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                       TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
-            with Progress(*columns, console=err_console, transient=False) as bar:
-                task = bar.add_task(session.pipeline.name, total=len(todo), status="")
-
-                def on_done(record) -> None:
-                    counts[record.status] += 1
-                    bar.update(task, advance=1, status=f"{counts['ok']} ok · {counts['error']} errors")
-
-                written = evaluate(todo, evaluator, writer, concurrency=concurrency, on_done=on_done,
-                                   on_interrupt=tell_draining)
+    written, counts = run_items(todo, evaluator, out, concurrency=concurrency, progress=progress,
+                                description=session.pipeline.name)
     err_console.print(f"done: {counts['ok']} ok, {counts['error']} errors written to {out}")
     if written < len(todo):  # a first Ctrl-C: the items already running were finished and written
         err_console.print(f"[yellow]interrupted: {len(todo) - written} item(s) not started; "
                           f"run the same command again to resume[/]")
         raise typer.Exit(130)
+
+
+def run_items(todo: list, evaluator, out: Path, *, concurrency: int, progress: bool,
+              description: str) -> tuple[int, dict[str, int]]:
+    """Evaluate `todo`, appending each record to `out` as it finishes, with a progress bar.
+
+    Returns how many records were written (fewer than `len(todo)` after a first Ctrl-C)
+    and the count of `ok` and `error` records.
+    """
+    from pearl.cli import tell_draining
+    from pearl.evaluation.evaluate import evaluate
+    from pearl.io.jsonl import JsonlAppender
+
+    counts = {"ok": 0, "error": 0}
+    with JsonlAppender(out) as writer:
+        if not progress or not todo:
+            written = evaluate(todo, evaluator, writer, concurrency=concurrency, on_interrupt=tell_draining,
+                               on_done=lambda r: counts.__setitem__(r.status, counts[r.status] + 1))
+            return written, counts
+        columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+        with Progress(*columns, console=err_console, transient=False) as bar:
+            task = bar.add_task(description, total=len(todo), status="")
+
+            def on_done(record) -> None:
+                counts[record.status] += 1
+                bar.update(task, advance=1, status=f"{counts['ok']} ok · {counts['error']} errors")
+
+            written = evaluate(todo, evaluator, writer, concurrency=concurrency, on_done=on_done,
+                               on_interrupt=tell_draining)
+    return written, counts
 
 
 def eval_judge_command(
@@ -124,6 +137,8 @@ def eval_judge_command(
     as_json: bool = typer.Option(False, "--json", help="Print the measurement as JSON."),
     save: bool = typer.Option(False, "--save", help="Write a judge card (read by `pearl report`) into --cards."),
     cards: Path = typer.Option(Path("judge-cards"), "--cards", help="Folder of judge cards."),
+    verdicts: Optional[Path] = typer.Option(None, "--verdicts", help="JSONL file: each verdict is appended as it is made; run again with the same file to resume."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar (for judges that use an LM)."),
 ):
     """Measure a judge against human labels: accuracy, per-class P/R/F1, kappa, confusion, 95% CIs, cost per item."""
     import json as _json
@@ -154,8 +169,20 @@ def eval_judge_command(
 
         lm = make_lm(resolve_settings(BackendSettings(), name=backend, url=backend_url, model=model), host)
         model_name = str(getattr(lm, "model", "") or "")
-    result = measure(judge_obj, rows, lm=lm, labels=f"{name}:{Path(path).name if path else ''}", split=split,
-                     seed=seed, n_boot=bootstrap, model=model_name)
+    if verdicts is not None:
+        from pearl.io.paths import refuse_overwrite
+
+        refuse_overwrite(verdicts, [Path(path).expanduser()] if path else [], flag="--verdicts")
+    run = dict(lm=lm, labels=f"{name}:{Path(path).name if path else ''}", split=split, seed=seed, n_boot=bootstrap,
+               model=model_name, verdicts=verdicts)
+    if progress and judge_obj.uses_lm and rows:
+        columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TextColumn("ETA"), TimeRemainingColumn())
+        with Progress(*columns, console=err_console, transient=False) as bar:
+            task = bar.add_task(f"{judge} on {name}", total=len(rows))
+            result = measure(judge_obj, rows, on_verdict=lambda _: bar.update(task, advance=1), **run)
+    else:
+        result = measure(judge_obj, rows, **run)
     if as_json:
         console.print_json(_json.dumps(result.as_dict()))
     else:

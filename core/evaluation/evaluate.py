@@ -65,6 +65,22 @@ def judge_categoriser(host, judges: Iterable[str], taxonomy: str | None = None):
     return Categoriser(get_taxonomy(host, name))
 
 
+class RememberingCategoriser:
+    """A categoriser that answers each conversation once: several pipelines judged on the same
+    items (`pearl bench quality`) give the safety judge the same category for a prompt, at
+    the cost of one categorisation."""
+
+    def __init__(self, categoriser):
+        self.categoriser = categoriser
+        self.seen: dict[str, tuple] = {}
+
+    def __call__(self, conversation):
+        key = conversation.model_dump_json()
+        if key not in self.seen:
+            self.seen[key] = self.categoriser(conversation)
+        return self.seen[key]
+
+
 def risk_context(result: Result) -> tuple[str | None, list[str] | None]:
     """Category and guideline from the result's risk assessment, if the pipeline made one."""
     assessment = result.output_of(RiskAssessment)

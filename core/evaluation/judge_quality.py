@@ -20,7 +20,6 @@ across machines, and half / half in expectation. Tune on dev, report on test.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ import dspy
 
 from pearl.errors import InputError, PearlError
 from pearl.evaluation.agreement import (CategoricalReport, Cost, GradedReport, categorical_report, graded_report)
-from pearl.host.dataset import Item
+from pearl.host.dataset import Item, split_of  # noqa: F401  (split_of: part of this module's API)
 from pearl.host.judge import Judge, Judgement
 from pearl.lm.usage import meter
 from pearl.types import Conversation
@@ -74,12 +73,6 @@ def rows_from_items(items: Iterable[Item], name: str) -> list[LabelledRow]:
                                 str(lab.get("group") or item.conversation.transcript()), str(lab.get("source", name)),
                                 dict(lab)))
     return rows
-
-
-def split_of(group: str, seed: int = 0) -> str:
-    """'dev' or 'test' for a prompt (see the module docstring)."""
-    digest = hashlib.sha256(f"{seed}:{group.strip()}".encode("utf-8")).digest()
-    return "dev" if int.from_bytes(digest[:8], "big") % 2 == 0 else "test"
 
 
 def select_split(rows: list[LabelledRow], split: str, seed: int = 0) -> list[LabelledRow]:
@@ -151,44 +144,85 @@ def _report(scale: str, gold: list, pred: list, *, n_boot: int, seed: int):
     return categorical_report(gold, pred, SCALE_CLASSES[scale], n_boot=n_boot, seed=seed, binary=BINARY.get(scale))
 
 
+def judge_row(judge: Judge, row: LabelledRow, scale: str, lm=None) -> dict[str, Any]:
+    """Judge one row; the verdict record `measure` keeps (and `--verdicts` files hold, one per line)."""
+    t0 = time.perf_counter()
+    record: dict[str, Any] = {"id": row.id, "judge": judge.name, "pred": None, "codes": None, "tier": "(no verdict)",
+                              "model": "", "error": None}
+    with meter() as usage:
+        try:
+            with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):
+                verdict = judge.judge(row.conversation, row.response, category=row.labels.get("category") or None)
+            record.update(pred=read_verdict(verdict, scale), codes=sorted(getattr(verdict, "moderation", None) or []),
+                          tier=getattr(verdict, "decided_by", "") or verdict.judge,
+                          model=getattr(verdict, "model", "") or "")
+        except Exception as exc:  # a judge failing on one row is a wrong answer, not the end of the measurement
+            record["error"] = f"{row.id}: {type(exc).__name__}: {exc}"
+    record.update(calls=usage.total.calls, tokens=usage.total.prompt_tokens + usage.total.completion_tokens,
+                  seconds=time.perf_counter() - t0)
+    return record
+
+
+def read_verdicts(path, judge: str) -> dict[str, dict[str, Any]]:
+    """The verdict records of a `--verdicts` file, by row id; refuses a file written by another judge."""
+    from pathlib import Path
+
+    from pearl.io.jsonl import parsed
+
+    path = Path(path)
+    if not path.exists():
+        return {}
+    found: dict[str, dict[str, Any]] = {}
+    for number, value in parsed(path):
+        if not isinstance(value, dict) or "id" not in value or "pred" not in value:
+            raise InputError(f"{path}: line {number} is not a verdict record: give --verdicts a new file")
+        if value.get("judge") != judge:
+            raise InputError(f"{path}: holds verdicts of judge '{value.get('judge')}', not '{judge}': "
+                             f"give --verdicts another file")
+        found[str(value["id"])] = value
+    return found
+
+
 def measure(judge: Judge, rows: list[LabelledRow], *, lm=None, labels: str = "", split: str = "all", seed: int = 0,
-            n_boot: int = 1000, model: str = "") -> Measurement:
+            n_boot: int = 1000, model: str = "", verdicts=None,
+            on_verdict: Callable[[dict[str, Any]], None] | None = None) -> Measurement:
     """Run `judge` on every row (with `lm` active when the judge uses one) and compare with the human labels.
 
     `model` names what the judge ran on; when empty, the `model` fields of its verdicts are used.
     A row the judge cannot judge (it raises) counts as wrong and its error is kept (first five).
+    `verdicts`: a JSONL path; each row's verdict record is appended as soon as it is made, and
+    rows already there (same judge) are read back instead of judged again, so a long LLM-judge
+    measurement that stops resumes where it stopped. `on_verdict` is called after each row.
     """
+    from pearl.io.jsonl import JsonlAppender
+
     scales = {r.scale for r in rows}
     if len(scales) != 1:
         raise InputError(f"the rows mix label scales {sorted(scales)}: measure one labelled set at a time")
     scale = scales.pop() if rows else "refusal3"
-    preds: list[Any] = []
-    codes: list[set[str] | None] = []  # moderation codes a judge named (risk flags), per row
-    cost = Cost(items=len(rows))
-    tiers: Counter[str] = Counter()
-    models: Counter[str] = Counter()
-    errors: list[str] = []
-    started = time.perf_counter()
-    with meter() as usage:
+    done = read_verdicts(verdicts, judge.name) if verdicts is not None else {}
+    writer = JsonlAppender(verdicts) if verdicts is not None else None
+    records: list[dict[str, Any]] = []
+    try:
         for row in rows:
-            try:
-                with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):
-                    verdict = judge.judge(row.conversation, row.response, category=row.labels.get("category") or None)
-                preds.append(read_verdict(verdict, scale))
-                codes.append(set(getattr(verdict, "moderation", None) or []))
-                tiers[getattr(verdict, "decided_by", "") or verdict.judge] += 1
-                if getattr(verdict, "model", ""):
-                    models[verdict.model] += 1
-            except Exception as exc:  # a judge failing on one row is a wrong answer, not the end of the measurement
-                preds.append(None)
-                codes.append(None)
-                tiers["(no verdict)"] += 1
-                if len(errors) < 5:
-                    errors.append(f"{row.id}: {type(exc).__name__}: {exc}")
-    cost.seconds = time.perf_counter() - started
-    cost.calls = usage.total.calls
-    cost.tokens = usage.total.prompt_tokens + usage.total.completion_tokens
-    cost.by_tier = dict(tiers)
+            record = done.get(row.id)
+            if record is None:
+                record = judge_row(judge, row, scale, lm)
+                if writer is not None:
+                    writer.append(record)
+            records.append(record)
+            if on_verdict is not None:
+                on_verdict(record)
+    finally:
+        if writer is not None:
+            writer.close()
+    preds = [r["pred"] for r in records]
+    codes = [None if r["error"] else set(r["codes"] or []) for r in records]
+    tiers = Counter(r["tier"] for r in records)
+    models = Counter(r["model"] for r in records if r["model"])
+    errors = [r["error"] for r in records if r["error"]][:5]
+    cost = Cost(items=len(rows), calls=sum(r["calls"] for r in records), tokens=sum(r["tokens"] for r in records),
+                seconds=sum(r["seconds"] for r in records), by_tier=dict(tiers))
     gold = [r.human for r in rows]
     m = Measurement(judge=judge.name, model=model or ", ".join(sorted(models)), labels=labels, split=split, seed=seed, scale=scale, n=len(rows),
                     cost=cost, errors=errors)

@@ -73,7 +73,7 @@ def _score(record: ResultRecord, judge: str) -> float | None:
 
 # Judges whose verdict is the record's refusal kind, by preference: the escalating ensemble, when it ran,
 # had the last word.
-REFUSAL_JUDGES = ("refusal-escalate", "refusal")
+REFUSAL_JUDGES = ("refusal-escalate", "refusal", "refusal-rules")
 
 
 def record_refusal(record: ResultRecord) -> str | None:

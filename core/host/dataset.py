@@ -28,6 +28,7 @@ metrics group by and `select` filters on. A missing, empty or malformed file rai
 
 from __future__ import annotations
 
+import hashlib
 import random
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -56,6 +57,17 @@ class Dataset(ABC):
     @abstractmethod
     def load(self, path: Path, options: dict[str, Any]) -> Iterator[Item]:
         """Yield the items of the file or folder at `path`, in a stable order."""
+
+
+def split_of(prompt: str, seed: int = 0) -> str:
+    """'dev' or 'test': the documented, seeded split by prompt.
+
+    A prompt is on the dev side when the first 8 bytes of sha256("{seed}:{prompt}"),
+    read as an integer, are even. Every answer to one prompt lands on the same side, and
+    the split never depends on the other rows. Tune on dev, report on test.
+    """
+    digest = hashlib.sha256(f"{seed}:{prompt.strip()}".encode("utf-8")).digest()
+    return "dev" if int.from_bytes(digest[:8], "big") % 2 == 0 else "test"
 
 
 def parse_filters(pairs: Iterable[str]) -> dict[str, set[str]]:

@@ -1,0 +1,160 @@
+"""`pearl bench`: benchmarks that print figures. The kernel adds `pearl bench quality`;
+plugins add theirs to the group (`cli.command(fn, group="bench")`, e.g. `pearl bench cost`).
+
+`pearl bench quality` answers one fixed, seeded mix of prompts (a dataset, by default
+`quality-mix` over the shared data folder) with several pipelines on the same model,
+judges every answer with the same judges, and prints the side-by-side figures of
+`pearl.evaluation.quality`. Each pipeline's records go to `OUT/<label>.jsonl` as they
+finish (the `pearl eval` results format: `pearl report` reads them too), so a run that
+stops is resumed by the same command; the table is written to `OUT/quality.md` and
+`OUT/quality.json`. `--set STEP.PARAM=VALUE` changes a step parameter of every listed
+pipeline that has that step (e.g. `--set refine.schedule=[]` turns Lingo-BP off); a
+pipeline run with a `--set` gets its own label and file, so results never mix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from pydantic import ValidationError
+
+from pearl.errors import InputError
+
+bench_app = typer.Typer(help="Benchmarks of the shipped pipelines on this machine: quality side by side, cost.",
+                        no_args_is_help=True)
+
+QUALITY_PIPELINES = "direct,refuse-first,csa-lite,csa"
+
+
+def parse_sets(items: list[str]) -> list[tuple[str, str, object]]:
+    """`["refine.schedule=[]"]` -> `[("refine", "schedule", [])]`; the value is read as JSON when it parses."""
+    out = []
+    for item in items:
+        target, eq, value = item.partition("=")
+        step, dot, key = target.partition(".")
+        if not (eq and dot and step.strip() and key.strip()):
+            raise InputError(f"--set {item!r}: write STEP.PARAM=VALUE, e.g. refine.schedule=[]")
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value
+        out.append((step.strip(), key.strip(), parsed))
+    return out
+
+
+def apply_sets(session, sets: list[tuple[str, str, object]]) -> list[str]:
+    """Set step parameters on the session's pipeline (validated); return the `STEP.PARAM=VALUE` applied."""
+    applied = []
+    for step_id, key, value in sets:
+        step = session.pipeline.steps.get(step_id)
+        if step is None:
+            continue
+        params = step.params
+        if key not in type(params).model_fields:
+            raise InputError(f"--set {step_id}.{key}: step '{step_id}' has no parameter '{key}'; it has "
+                             f"{', '.join(type(params).model_fields) or 'none'}")
+        try:
+            step.params = type(params).model_validate({**params.model_dump(), key: value})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise InputError(f"--set {step_id}.{key}={json.dumps(value)}: {first['msg']}") from None
+        applied.append(f"{step_id}.{key}={json.dumps(value)}")
+    return applied
+
+
+def run_label(pipeline: str, applied: list[str]) -> str:
+    """The pipeline's column and file name: its name, plus a short tag of the `--set`s applied to it."""
+    if not applied:
+        return pipeline
+    return f"{pipeline}+{hashlib.sha256(' '.join(applied).encode()).hexdigest()[:6]}"
+
+
+def quality_command(
+    data: Path = typer.Option(Path("../shared/data"), "--data", help="The shared data folder (xstest/, strata_sword/, labels/) the mix is drawn from."),
+    out: Path = typer.Option(Path("bench-quality"), "--out", "-o", help="Folder for the results (one JSONL per pipeline, resumed), quality.md and quality.json."),
+    pipelines: str = typer.Option(QUALITY_PIPELINES, "--pipelines", help="Comma-separated pipeline names or .toml files."),
+    per_group: int = typer.Option(4, "--per-group", help="Prompts per group: XSTest safe, XSTest unsafe, Strata-Sword L1 en, cn, crisis."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the sample."),
+    split: str = typer.Option("test", "--split", help="test (never tuned on), dev or all: the seeded split by prompt."),
+    other: Optional[str] = typer.Option(None, "--dataset", help="Use DATASET:PATH instead of the mix: any dataset whose items carry an 'expect' label (safe, unsafe or crisis), e.g. jsonl:items.jsonl."),
+    sets: Optional[List[str]] = typer.Option(None, "--set", help="STEP.PARAM=VALUE for every listed pipeline with that step (repeatable)."),
+    judges: Optional[str] = typer.Option(None, "--judges", help="Comma list of judges; default refusal, safety, satisfaction."),
+    taxonomy: Optional[str] = typer.Option(None, "--taxonomy", help="Taxonomy the safety judge's categories come from (default: oyster when installed; 'none' to use each pipeline's own assessment)."),
+    concurrency: int = typer.Option(1, "--concurrency", "-c", min=1, help="Items in flight at once (1 for the embedded model)."),
+    backend: Optional[str] = typer.Option(None, "--backend", "-b", help="Backend of the evaluated model."),
+    backend_url: Optional[str] = typer.Option(None, "--backend-url", help="Server URL of the evaluated model."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Evaluated model: catalogue name or GGUF path (`pearl models`)."),
+    judge_backend: Optional[str] = typer.Option(None, "--judge-backend", help="Backend of the judge model (default: the evaluated one)."),
+    judge_url: Optional[str] = typer.Option(None, "--judge-url", help="Server URL of the judge model."),
+    judge_model: Optional[str] = typer.Option(None, "--judge-model", help="Judge model (default: the evaluated one)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the embedded model."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", min=100, help="Bootstrap resamples for the 95% intervals."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar per pipeline."),
+    as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
+):
+    """Answer the same seeded mix with several pipelines; print constructive score, over-refusal, harmful
+    compliance, supportive rate and cost per answer side by side, with 95% intervals."""
+    from pearl.cli.evaluate import err_console, run_items
+    from pearl.evaluation.evaluate import (ItemEvaluator, RememberingCategoriser, build_judges, default_judges,
+                                           judge_categoriser)
+    from pearl.evaluation.quality import EXPECTS, compute, render
+    from pearl.host.dataset import load_dataset
+    from pearl.host.manager import get_host
+    from pearl.io.results import done_ids, latest_by_id, read_records
+    from pearl.runtime.session import open_session
+
+    names = [p.strip() for p in pipelines.split(",") if p.strip()]
+    if not names:
+        raise InputError("--pipelines: name at least one pipeline, e.g. direct,csa")
+    if per_group < 1:
+        raise InputError(f"--per-group {per_group}: give 1 or more prompts per group")
+    parsed = parse_sets(sets or [])
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: is a file; give a folder (it is created when missing)")
+    host = get_host()
+    if other:
+        dataset, items = load_dataset(other, host)
+        if not any(item.labels.get("expect") in EXPECTS for item in items):
+            raise InputError(f"--dataset {other}: no item has an 'expect' label (safe, unsafe or crisis): add one per "
+                             f"item, or leave --dataset out to use the quality mix")
+        described = other
+    else:
+        dataset, items = load_dataset(f"quality-mix:{data}", host, {"per_group": per_group, "seed": seed, "split": split})
+        described = f"quality-mix ({per_group} per group, split {split}, seed {seed})"
+    judge_names = [j.strip() for j in judges.split(",") if j.strip()] if judges else default_judges(host)
+    judge_objs = build_judges(host, judge_names)
+    categoriser = judge_categoriser(host, judge_objs, taxonomy)
+    categoriser = RememberingCategoriser(categoriser) if categoriser is not None else None
+    judge_choice = {"name": judge_backend, "model": judge_model, "url": judge_url}
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name in names:
+        session = open_session(name, backend=backend, url=backend_url, model=model, threads=threads, host=host,
+                               judge=judge_choice if any(judge_choice.values()) else None)
+        label = run_label(session.pipeline.name, apply_sets(session, parsed))
+        path = out / f"{label}.jsonl"
+        finished = done_ids(path, dataset=dataset, pipeline=session.pipeline.name, retry_errors=False)
+        todo = [item for item in items if item.id not in finished]
+        err_console.print(f"[bold]{label}[/]: {len(items)} items, {len(items) - len(todo)} already in {path}, "
+                          f"{len(todo)} to run · model {session.settings.model or '(pipeline default)'} · "
+                          f"judges {', '.join(judge_names)}")
+        evaluator = ItemEvaluator(session, judge_objs, dataset=dataset, total=len(items), categoriser=categoriser)
+        written, _ = run_items(todo, evaluator, path, concurrency=concurrency, progress=progress, description=label)
+        if written < len(todo):
+            err_console.print(f"[yellow]interrupted: run the same command again to resume[/]")
+            raise typer.Exit(130)
+        records, _ = read_records(path)
+        wanted = {item.id for item in items}
+        latest = [r for r in latest_by_id(records).values() if r.id in wanted]
+        rows.append((label, compute(label, latest, n_boot=bootstrap, seed=seed)))
+    title = f"{described}, model {session.settings.model or '(pipeline default)'}, judges {', '.join(judge_names)}"
+    table = render([q for _, q in rows], title=title)
+    (out / "quality.md").write_text(table + (f"\n--set {' '.join(sets)} (pipelines with a + in their name)\n"
+                                             if sets else ""), encoding="utf-8")
+    figures = {"title": title, "sets": list(sets or []), "pipelines": [q.as_dict() for _, q in rows]}
+    (out / "quality.json").write_text(json.dumps(figures, indent=2), encoding="utf-8")
+    typer.echo(json.dumps(figures, indent=2) if as_json else table)
