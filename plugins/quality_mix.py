@@ -17,8 +17,9 @@ Every item carries the labels `group`, `expect` and `split` beside its source's 
 (`type` for XSTest, `language`/`level`/`attack_method` for Strata-Sword); the metrics of
 `pearl.evaluation.quality` read `expect`. Options (`load(path, options)`):
 `per_group` (default `PER_GROUP`), `seed` (of the sample, default 0), `split` (`test`,
-the default: nothing was tuned on it; `dev`; or `all`). The items and their order are a
-function of the files and the options only, so two runs, or two pipelines, get the same
+the default: nothing was tuned on it; `dev`; or `all`). The groups are taken in turn (one
+item of each, then the next of each), so the first N items cover every group. The items and
+their order are a function of the files and the options only, so two runs, or two pipelines, get the same
 mix. A missing source file is a `DatasetError` naming it.
 """
 
@@ -84,23 +85,24 @@ def prompt_of(item: Item) -> str:
 
 
 def mix(root: Path, *, per_group: int = PER_GROUP, seed: int = 0, split: str = "test") -> list[Item]:
-    """The mix: for each group, `per_group` items of `split`, drawn with `seed`, kept in file order."""
+    """The mix: for each group, `per_group` items of `split`, drawn with `seed` (in file order within the
+    group), the groups taken in turn: the first item of each group, then the second of each, ..."""
     if split not in SPLITS:
         raise DatasetError(f"quality-mix split {split!r}: use dev, test or all")
     if per_group < 1:
         raise DatasetError(f"quality-mix per_group {per_group}: give 1 or more items per group")
-    out: list[Item] = []
+    chosen: list[list[Item]] = []
     for group, items in source_groups(root).items():
         pool = [i for i in items if split == "all" or split_of(prompt_of(i)) == split]
         if not pool:
             raise DatasetError(f"{root}: group {group} has no {split} items: check the data folder")
         picked = sorted(random.Random(f"{seed}:{group}").sample(range(len(pool)), min(per_group, len(pool))))
-        for i in picked:
-            item = pool[i]
-            labels = {**item.labels, "group": group, "expect": EXPECT[group],
-                      "split": split_of(prompt_of(item))}
-            out.append(Item(id=f"{group}/{item.id}", conversation=item.conversation, labels=labels))
-    return out
+        chosen.append([Item(id=f"{group}/{pool[i].id}", conversation=pool[i].conversation,
+                            labels={**pool[i].labels, "group": group, "expect": EXPECT[group],
+                                    "split": split_of(prompt_of(pool[i]))})
+                       for i in picked])
+    # Round robin over the groups, so the first N items of the mix (`--limit N`) cover every group.
+    return [group[k] for k in range(max(map(len, chosen))) for group in chosen if k < len(group)]
 
 
 class QualityMix(Dataset):

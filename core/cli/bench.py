@@ -79,6 +79,7 @@ def quality_command(
     pipelines: str = typer.Option(QUALITY_PIPELINES, "--pipelines", help="Comma-separated pipeline names or .toml files."),
     per_group: int = typer.Option(4, "--per-group", help="Prompts per group: XSTest safe, XSTest unsafe, Strata-Sword L1 en, cn, crisis."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sample."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Answer only the first N items of the mix (it takes the groups in turn, so every group is covered)."),
     split: str = typer.Option("test", "--split", help="test (never tuned on), dev or all: the seeded split by prompt."),
     other: Optional[str] = typer.Option(None, "--dataset", help="Use DATASET:PATH instead of the mix: any dataset whose items carry an 'expect' label (safe, unsafe or crisis), e.g. jsonl:items.jsonl."),
     sets: Optional[List[str]] = typer.Option(None, "--set", help="STEP.PARAM=VALUE for every listed pipeline with that step (repeatable)."),
@@ -112,6 +113,8 @@ def quality_command(
         raise InputError("--pipelines: name at least one pipeline, e.g. direct,csa")
     if per_group < 1:
         raise InputError(f"--per-group {per_group}: give 1 or more prompts per group")
+    if limit is not None and limit < 1:
+        raise InputError(f"--limit {limit}: give 1 or more items")
     parsed = parse_sets(sets or [])
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: is a file; give a folder (it is created when missing)")
@@ -125,6 +128,7 @@ def quality_command(
     else:
         dataset, items = load_dataset(f"quality-mix:{data}", host, {"per_group": per_group, "seed": seed, "split": split})
         described = f"quality-mix ({per_group} per group, split {split}, seed {seed})"
+    items = items[:limit] if limit is not None else items
     judge_names = [j.strip() for j in judges.split(",") if j.strip()] if judges else default_judges(host)
     judge_objs = build_judges(host, judge_names)
     categoriser = judge_categoriser(host, judge_objs, taxonomy)
@@ -149,12 +153,17 @@ def quality_command(
             raise typer.Exit(130)
         records, _ = read_records(path)
         wanted = {item.id for item in items}
-        latest = [r for r in latest_by_id(records).values() if r.id in wanted]
-        rows.append((label, compute(label, latest, n_boot=bootstrap, seed=seed)))
-    title = f"{described}, model {session.settings.model or '(pipeline default)'}, judges {', '.join(judge_names)}"
-    table = render([q for _, q in rows], title=title)
+        rows.append((label, [r for r in latest_by_id(records).values() if r.id in wanted]))
+    # Compare like with like: only the items every pipeline has a record of (one that crashed counts).
+    common = set.intersection(*({r.id for r in recs} for _, recs in rows))
+    figures_of = [compute(label, [r for r in recs if r.id in common], n_boot=bootstrap, seed=seed) for label, recs in rows]
+    title = (f"{described}{f', first {limit}' if limit else ''}, model {session.settings.model or '(pipeline default)'}, "
+             f"judges {', '.join(judge_names)}")
+    if len(common) < len(items):
+        title += f"; on the {len(common)} of {len(items)} items every pipeline answered"
+    table = render(figures_of, title=title)
     (out / "quality.md").write_text(table + (f"\n--set {' '.join(sets)} (pipelines with a + in their name)\n"
                                              if sets else ""), encoding="utf-8")
-    figures = {"title": title, "sets": list(sets or []), "pipelines": [q.as_dict() for _, q in rows]}
+    figures = {"title": title, "sets": list(sets or []), "items": len(common), "pipelines": [q.as_dict() for q in figures_of]}
     (out / "quality.json").write_text(json.dumps(figures, indent=2), encoding="utf-8")
     typer.echo(json.dumps(figures, indent=2) if as_json else table)
