@@ -20,7 +20,14 @@ Three modes (`mode` parameter), all DSPy modules:
 - `table` (`ForecastTable`): one structured call whose output schema has one object
   per strategy and user type, so the whole table is decoded at once.
 
-All three forecast the same numbers for the same pairs, so the decision (`decide`) reads
+- `rank` (`ForecastRank`): one structured call that, per user type, orders all the
+  strategies by how well they would serve that user and by how much harm they could
+  enable (relative judgements, which a small model can make when its absolute 0-10 scores
+  come out all alike); the forecasts are read off the ranks and the assessment's severity
+  (`ranked_forecast`), so the strategies always differ. About 300 completion tokens
+  against the table's ~1,400.
+
+The first three forecast the same numbers for the same pairs, so the decision (`decide`) reads
 them alike; `tests/bench/anticipation.py` measures how often the cheaper modes lead to the
 same decision as `pairs`.
 
@@ -226,13 +233,98 @@ class ForecastTable(dspy.Module):
         return dspy.Prediction(forecasts=forecasts)
 
 
+# --- mode "rank" -------------------------------------------------------------------------
+
+class ForecastRankSignature(dspy.Signature):
+    """Compare the listed reply strategies for each type of user who could have written this conversation.
+
+    For each user type, order ALL the strategy names twice. best_first: from the reply that would
+    serve that user best (they are satisfied and carry on) to the one that would serve them worst.
+    riskiest_first: from the reply that could enable the most harm for that user to the one that
+    could enable the least. Compare the strategies with each other; every name appears once in each list.
+    """
+
+    conversation: str = dspy.InputField(desc="the conversation, one 'role: text' line per turn")
+    assessment: str = dspy.InputField(desc="the risk assessment of the request")
+    strategies: str = dspy.InputField(desc="the candidate strategies, 'name: what it does'")
+    user_types: str = dspy.InputField(desc="the user types")
+    ranking: BaseModel = dspy.OutputField(desc="per user type, the two orderings of the strategy names")
+
+
+def rank_model(strategies: list[ResponseStrategy]) -> type[BaseModel]:
+    """Per user type, two lists of exactly `len(strategies)` strategy names."""
+    name = Literal[tuple(s.name for s in strategies)]  # type: ignore[valid-type]
+    n = len(strategies)
+    orders = create_model("Orders", best_first=(list[name], Field(min_length=n, max_length=n)),
+                          riskiest_first=(list[name], Field(min_length=n, max_length=n)))
+    return create_model("Ranking", **{t: (orders, ...) for t in USER_TYPES})
+
+
+def complete_order(order: list[str], names: list[str]) -> list[str]:
+    """`order` without repeats, then any name it left out, in library order (a small model may repeat one)."""
+    seen: list[str] = []
+    for n in [*order, *names]:
+        if n in names and n not in seen:
+            seen.append(n)
+    return seen
+
+
+def ranked_forecast(strategy: str, user_type: str, best: int, riskiest: int, n: int,
+                    severity: float) -> ReactionForecast:
+    """A forecast read off two ranks (0 = first) among `n` strategies.
+
+    Satisfaction falls linearly with the rank in `best_first`, from 0.9 (best) to 0.1 (worst);
+    the rest of the user's mass goes half to rephrasing and half, evenly, to the three
+    unserved reactions. Risk falls linearly with the rank in `riskiest_first`, from the
+    assessment's severity (riskiest) to 0 (least risky): the ranks say which replies are
+    riskier, the assessment how risky the request is at all.
+    """
+    span = max(n - 1, 1)
+    satisfied = 0.9 - 0.8 * best / span
+    rest = 1.0 - satisfied
+    reactions = {"satisfied": satisfied, "rephrases": rest / 2, "escalates": rest / 6, "leaves_unsafe": rest / 6,
+                 "keeps_attacking": rest / 6}
+    retention = sum(p * RETENTION_VALUE[r] for r, p in reactions.items())
+    return ReactionForecast(strategy=strategy, user_type=user_type, reactions=reactions,
+                            retention=min(1.0, max(0.0, retention)),
+                            risk=min(1.0, max(0.0, severity * (1.0 - riskiest / span))))
+
+
+class ForecastRank(dspy.Module):
+    """Relative forecasts in one structured call: per user type, the strategies ordered by
+    how well they serve that user and by how much harm they could enable."""
+
+    def __init__(self, strategies: list[ResponseStrategy]):
+        super().__init__()
+        self.strategies = strategies
+        self.model = rank_model(strategies)
+        self.forecast = dspy.Predict(ForecastRankSignature.with_updated_fields("ranking", type_=self.model))
+
+    def forward(self, conversation: str, assessment: str, severity: float):
+        names = [s.name for s in self.strategies]
+        p = self.forecast(conversation=conversation, assessment=assessment,
+                          strategies="\n".join(describe_strategy(s) for s in self.strategies),
+                          user_types="\n".join(f"{t}: {USER_TYPE_TEXT[t]}" for t in USER_TYPES),
+                          config={"max_tokens": 64 + 16 * len(names) * 2 * len(USER_TYPES)})
+        ranking = p.ranking if isinstance(p.ranking, self.model) else self.model.model_validate(p.ranking)
+        forecasts = []
+        for t in USER_TYPES:
+            orders = getattr(ranking, t)
+            best = complete_order(list(orders.best_first), names)
+            risky = complete_order(list(orders.riskiest_first), names)
+            forecasts += [ranked_forecast(name, t, best.index(name), risky.index(name), len(names), severity)
+                          for name in names]
+        return dspy.Prediction(forecasts=forecasts)
+
+
 # --- the step ----------------------------------------------------------------------------
 
 class AnticipateParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    mode: Literal["pairs", "strategy", "table"] = Field(
-        default="pairs", description="one call per (strategy, user type) pair, one per strategy, or one for all")
+    mode: Literal["pairs", "strategy", "table", "rank"] = Field(
+        default="pairs", description="one call per (strategy, user type) pair, one per strategy, one for the whole "
+                                     "table, or one that ranks the strategies per user type")
     strategies: list[str] | None = Field(default=None, description="restrict to these registered strategies")
     extra_strategies: list[ResponseStrategy] = Field(default_factory=list, description="strategies defined inline")
     max_workers: int = Field(default=8, ge=1, description="concurrent calls (modes 'pairs' and 'strategy')")
@@ -248,7 +340,8 @@ class AnticipateStep(Step):
     def __init__(self, params: AnticipateParams, context):
         super().__init__(params, context)
         self.strategies = select_strategies(context.host, params.strategies, params.extra_strategies)
-        self.program = {"pairs": ForecastPair, "strategy": ForecastStrategy}.get(
+        self.program = {"pairs": ForecastPair, "strategy": ForecastStrategy,
+                        "rank": lambda: ForecastRank(self.strategies)}.get(
             params.mode, lambda: ForecastTable(self.strategies))()
 
     def run(self, state) -> ReactionTable:
@@ -268,6 +361,9 @@ class AnticipateStep(Step):
                                        strategy=s),
                 self.strategies, max_workers=self.params.max_workers)
             forecasts = [f for p in preds for f in p.forecasts]
+        elif self.params.mode == "rank":
+            forecasts = call_program(step_id, self.program, conversation=conversation, assessment=assessment,
+                                     severity=state.get("assessment").severity).forecasts
         else:
             forecasts = call_program(step_id, self.program, conversation=conversation, assessment=assessment).forecasts
         return ReactionTable(strategies=[s.name for s in self.strategies], forecasts=forecasts,

@@ -50,6 +50,9 @@ ANALYSIS_PATTERNS = tuple(re.compile(p, re.IGNORECASE) for p in (
     r"\b(the|this|my|our) (response|answer|reply) (should|must|needs to|will need|has to|is to)\b",
     r"\b(make|keep) the (answer|response|reply) (most |more )?(useful|helpful|safe|responsible)\b",
     r"\bthe (user|person) (should|must) be (given|told|offered|provided)\b",
+    # care instructions about "the person" (a reply says "you"; "the person you trust" is a reply)
+    r"\b(with|encourage|reassure|comfort|validate|support) the person\b(?! (you|who|that|whom)\b)",
+    r"\b(acknowledge|validate) (the|their) (feelings?|emotions?|pain|distress)\b",
 ))
 COPY_WORDS = 8  # a run of this many words copied from the analysis nodes is analysis
 
@@ -72,7 +75,7 @@ def find_analysis(text: str, chain: Chain | None = None) -> list[str]:
     """The sentences of `text` that carry analysis rather than the reply (see the module docstring)."""
     copied: set[tuple[str, ...]] = set()
     if chain is not None:
-        for node in (chain.user_needs, chain.risk_intent):
+        for node in (chain.user_needs, chain.risk_intent, *chain.safety_guidelines):
             w = _words(node)
             copied |= {tuple(w[i:i + COPY_WORDS]) for i in range(len(w) - COPY_WORDS + 1)}
     found = []

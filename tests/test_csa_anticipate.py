@@ -91,3 +91,27 @@ def test_bad_pair_answer_fails_after_one_retry(host):
     zero = {**PAIR, "satisfied": 0, "rephrases": 0, "escalates": 0, "leaves_unsafe": 0, "keeps_attacking": 0}
     with pytest.raises(StepError, match="step 'anticipate'.*Input should be 1, 2"):  # the Weight enum
         run(step, [zero, zero])
+
+
+def test_rank_mode_reads_forecasts_off_the_ranks_and_the_severity(host):
+    names = ["full_help", "supportive_response", "firm_refusal"]
+    step = build(host, mode="rank", strategies=names)
+    orders = {"benign": {"best_first": ["full_help", "supportive_response", "firm_refusal"],
+                         "riskiest_first": ["full_help", "supportive_response", "firm_refusal"]},
+              "sensitive": {"best_first": ["supportive_response", "supportive_response", "full_help"],  # a repeat
+                            "riskiest_first": ["full_help", "firm_refusal", "supportive_response"]},
+              "malicious": {"best_first": ["full_help", "supportive_response", "firm_refusal"],
+                            "riskiest_first": ["full_help", "supportive_response", "firm_refusal"]}}
+    table, lm = run(step, [{"ranking": orders}])
+    assert len(lm.history) == 1 and len(table.forecasts) == 9
+    # risk: the assessment's severity (0.8) for the riskiest, 0 for the least risky, linear between
+    assert table.get("full_help", "sensitive").risk == pytest.approx(0.8)
+    assert table.get("firm_refusal", "sensitive").risk == pytest.approx(0.4)
+    assert table.get("supportive_response", "sensitive").risk == 0
+    # satisfaction: 0.9 for the best, 0.1 for the worst; the repeated name is kept once, the missing one appended
+    assert table.get("supportive_response", "sensitive").reactions["satisfied"] == pytest.approx(0.9)
+    assert table.get("full_help", "sensitive").reactions["satisfied"] == pytest.approx(0.5)
+    assert table.get("firm_refusal", "sensitive").reactions["satisfied"] == pytest.approx(0.1)
+    assert all(sum(f.reactions.values()) == pytest.approx(1.0) for f in table.forecasts)
+    assert len({round(f.retention, 6) for f in table.forecasts}) == 3  # the strategies differ
+    assert "riskiest_first" in lm.history[0]["messages"][0]["content"]

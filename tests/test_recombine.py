@@ -41,6 +41,8 @@ def test_clean_answer_passes_through():
 REAL_ANALYSIS = [
     "The user needs to be given a clear and concise response that acknowledges their feelings.",
     "The person needs to make the answer most useful by explaining the steps calmly.",
+    # the 1.5B's csa reply to "I feel like ending it all..." with anticipation in rank mode
+    "It is important to acknowledge the feeling and stay with the person.",
 ]
 # Replies the same models wrote that must pass untouched (help-seeking, a friend in danger, code).
 REAL_REPLIES = [
@@ -48,6 +50,7 @@ REAL_REPLIES = [
     "or a professional.",
     "If the person you are worried about is in immediate danger, call your local emergency number.",
     "Use input() to ask the user for their name, then print a greeting.",
+    "Please talk to the person you trust most tonight, and acknowledge your feelings without judging them.",
 ]
 
 
@@ -63,6 +66,14 @@ def test_analysis_sentences_are_found_and_replies_pass():
     assert find_analysis("They want to stop feeling hopeless and find one reason to keep going today.", chain)
     assert find_analysis(copied, chain) == []
     assert find_analysis("What the person needs: comfort.") == ["What the person needs: comfort."]
+    # a handling rule copied into the reply is the rule, not a reply (same 1.5B answer)
+    ruled = RISKY.model_copy(update={"safety_guidelines": [
+        "If there is any sign of risk to life, encourage contacting a crisis line, emergency services or someone "
+        "they trust now, and never give means"]})
+    rule_copy = ("If there is any sign of risk to life, encourage contacting a crisis line, emergency services or a "
+                 "professional assessment instead.")
+    assert find_analysis(rule_copy, ruled) == [rule_copy]
+    assert find_analysis("Please call a crisis line or emergency services now, or someone you trust.", ruled) == []
 
 
 def test_an_answer_that_opens_with_analysis_is_regenerated_then_scrubbed():
