@@ -63,6 +63,15 @@ def _quiet_stderr():
         os.close(saved)
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask under `taskset` or a container's cpuset), else
+    the machine's count. More llama.cpp threads than usable CPUs wait on each other at every step."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 def _load_llama(path: Path, n_ctx: int, threads: int | None, seed: int | None):
     """The cached `(Llama, lock)` for these settings: one llama context is not thread-safe,
     so every LM that shares it (a task and a judge LM, copies made for retries) shares its lock."""
@@ -75,7 +84,7 @@ def _load_llama(path: Path, n_ctx: int, threads: int | None, seed: int | None):
                 llama = GrammarFastLlama(
                     model_path=str(path),
                     n_ctx=n_ctx,
-                    n_threads=threads or max(1, os.cpu_count() or 1),
+                    n_threads=threads or usable_cpus(),
                     seed=seed if seed is not None else -1,
                     verbose=False,
                 )

@@ -110,7 +110,7 @@ def run(
     temperature: Optional[float] = typer.Option(None, "--temperature", help="Sampling temperature (default 0)."),
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Tokens per LM call for free text; structured calls get room for their whole JSON answer."),
     n_ctx: Optional[int] = typer.Option(None, "--n-ctx", help="Context length for the embedded model."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the embedded model."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the embedded model (default: the CPUs this process may run on)."),
     as_json: bool = typer.Option(False, "--json", help="Print the whole Result as JSON."),
     compiled: Optional[str] = typer.Option(None, "--compiled", help="A folder from `pearl optimize`: load its compiled steps."),
     explain: bool = typer.Option(False, "--explain", help="Show how the answer was reached: the pipeline's own panels (plugins add them), the response and per-step usage."),
