@@ -16,7 +16,9 @@ Protocol. Rows are split dev / test by prompt with `pearl.evaluation.judge_quali
 2. the shipped model: trained on every source's dev rows, reported on every test row;
 3. the rule judge alone on the same test rows, for comparison.
 
-`--save` writes the shipped model to strategies/data/refusal_classifier.json.
+`--save` writes the shipped model to strategies/data/refusal_classifier.json. The settings'
+defaults (feature groups, L2, min_count, the `full` / `partial` logit offsets, the pruning
+tolerance) are those `tune_refusal_classifier.py` chose by cross-validation inside the dev split.
 
     .venv/bin/python tests/bench/judges/train_refusal_classifier.py --xstest-dir /path/to/model_completions [--save]
 """
@@ -26,6 +28,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+import numpy as np
 
 from pearl.evaluation.agreement import categorical_report
 from pearl.evaluation.judge_quality import BINARY, split_of
@@ -55,9 +59,13 @@ def load(xstest_dir: Path | None) -> list[dict]:
     return rows
 
 
-def train(rows: list[dict], **kw) -> rc.RefusalClassifier:
-    return rc.fit([r["text"] for r in rows], [r["gold"] for r in rows], prompts=[r["prompt"] for r in rows],
-                  weights=[1.0 if r["three_way"] else PYRIT_WEIGHT for r in rows], **kw)
+def train(rows: list[dict], *, offsets: tuple[float, float, float] = (0.0, 0.0, 0.0), prune: float = 0.0,
+          **kw) -> rc.RefusalClassifier:
+    """Fit on `rows`; add the per-class logit `offsets` (none, full, partial) to the bias; drop weights below `prune`."""
+    model = rc.fit([r["text"] for r in rows], [r["gold"] for r in rows], prompts=[r["prompt"] for r in rows],
+                   weights=[1.0 if r["three_way"] else PYRIT_WEIGHT for r in rows], **kw)
+    model.bias = model.bias + np.asarray(offsets)
+    return model.pruned(prune) if prune else model
 
 
 def best(model: rc.RefusalClassifier, text: tuple[str, str]) -> str:
@@ -83,12 +91,22 @@ def main() -> None:
     ap.add_argument("--xstest-dir", type=Path, help="folder with the XSTest repository's xstest_v2_completions_*.csv")
     ap.add_argument("--save", action="store_true", help="write the model trained on all dev rows into the package")
     ap.add_argument("--threshold", type=float, default=0.6)
-    ap.add_argument("--l2", type=float, default=1e-3)
+    # The defaults below were chosen by tune_refusal_classifier.py (cross-validation inside the dev split).
+    ap.add_argument("--l2", type=float, default=3e-3)
+    ap.add_argument("--groups", default="+".join(rc.DEFAULT_GROUPS), help="feature groups, '+'-joined (rc.GROUPS)")
+    ap.add_argument("--partial-weight", type=float, default=1.0, help="weight of a `partial` training row")
+    ap.add_argument("--min-count", type=int, default=5)
+    ap.add_argument("--offset-full", type=float, default=0.75, help="added to the `full` logit")
+    ap.add_argument("--offset-partial", type=float, default=-0.25, help="added to the `partial` logit")
+    ap.add_argument("--prune", type=float, default=0.02, help="drop features whose centred weights are all below this")
     ap.add_argument("--skip-loso", action="store_true", help="skip the leave-one-source-out runs (1.5 min each)")
     args = ap.parse_args()
     rows = load(args.xstest_dir)
     sources = sorted({r["source"] for r in rows})
-    kw = dict(l2=args.l2, threshold=args.threshold)
+    kw = dict(l2=args.l2, threshold=args.threshold, groups=tuple(args.groups.split("+")), min_count=args.min_count,
+              class_weight={"partial": args.partial_weight}, offsets=(0.0, args.offset_full, args.offset_partial),
+              prune=args.prune)
+    print("settings:", kw)
     print(f"{len(rows)} rows from {len(sources)} sources; dev {sum(r['split'] == 'dev' for r in rows)}")
     print("\n## leave one source out (train: other sources' dev rows; report: this source's test rows)")
     for s in [] if args.skip_loso else sources:
@@ -111,7 +129,8 @@ def main() -> None:
                       "rows": sum(r["split"] == "dev" for r in rows),
                       "licences": {"xstest": "annotations CC-BY-4.0 (Röttger et al., XSTest); completions under their "
                                              "model providers' terms", "pyrit": "MIT (Azure/PyRIT 1.1.0)"},
-                      "script": "tests/bench/judges/train_refusal_classifier.py"}
+                      "script": "tests/bench/judges/train_refusal_classifier.py",
+                      "settings": {k: v for k, v in kw.items() if k != "threshold"}}
         model.save()
         print(f"saved {rc.WEIGHTS} ({rc.WEIGHTS.stat().st_size // 1024} KiB, {len(model.vocabulary)} features)")
 
