@@ -217,7 +217,8 @@ def test_otlp_exporter_delivers_to_a_collector(host, spans):
 def test_spans_are_flushed_on_ctrl_c(tmp_path):
     path = tmp_path / "interrupted.jsonl"
     script = textwrap.dedent(f"""
-        import sys, time
+        import signal, sys, time
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a background job starts with SIGINT ignored
         from pearl.traces.configure import configure_tracing
         from pearl.traces.spans import run_span
         configure_tracing("jsonl:{path}")
