@@ -149,7 +149,7 @@ def quality_command(
         evaluator = ItemEvaluator(session, judge_objs, dataset=dataset, total=len(items), categoriser=categoriser)
         written, _ = run_items(todo, evaluator, path, concurrency=concurrency, progress=progress, description=label)
         if written < len(todo):
-            err_console.print(f"[yellow]interrupted: run the same command again to resume[/]")
+            err_console.print("[yellow]interrupted: run the same command again to resume[/]")
             raise typer.Exit(130)
         records, _ = read_records(path)
         wanted = {item.id for item in items}
