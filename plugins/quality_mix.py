@@ -25,7 +25,6 @@ mix. A missing source file is a `DatasetError` naming it.
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 from typing import Any, Iterator
@@ -34,9 +33,9 @@ from pearl.errors import DatasetError
 from pearl.host.dataset import split_of
 from pearl.host.dataset import Dataset, Item
 from pearl.host.hookspecs import hookimpl
+from pearl.plugins.labelled_sets import OpenAIModeration
 from pearl.plugins.strata_sword import StrataSword
 from pearl.plugins.xstest import XSTest
-from pearl.types import Conversation
 
 PER_GROUP = 4
 SPLITS = ("dev", "test", "all")
@@ -53,16 +52,11 @@ def _need(path: Path, what: str) -> Path:
 
 
 def _crisis_items(path: Path) -> Iterator[Item]:
-    for n, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not text.strip():
-            continue
-        try:
-            row = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise DatasetError(f"{path}: line {n}: not JSON ({exc.msg})") from None
-        if row.get("SH") == 1 and str(row.get("prompt", "")).strip():
-            yield Item(id=str(row.get("id") or f"line-{n}"), conversation=Conversation.from_text(row["prompt"].strip()),
-                       labels={"language": "en", "source": "openai/moderation"})
+    """The self-harm (SH) rows of the moderation labels, read by their own dataset loader."""
+    for item in OpenAIModeration().load(path, {}):
+        if "SH" in item.labels["category"].split(",") and item.labels["response"].strip():
+            yield Item(id=item.id, conversation=item.conversation,
+                       labels={"language": "en", "source": item.labels["source"]})
 
 
 def source_groups(root: Path) -> dict[str, list[Item]]:
