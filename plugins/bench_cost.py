@@ -94,31 +94,44 @@ def measure_speed(lm, tries: int = 2) -> dict[str, float]:
     """Prefill and decode tokens/s of `lm` on this machine.
 
     Prefill: the slope between a short and a long prompt answered with 1 token (so fixed
-    per-call costs drop out). Decode: a JSON answer `{"numbers": [...]}` whose schema asks
-    for exactly 48 numbers (so a small model cannot stop early), decoded as every
-    structured step is (a backend's schema-constrained path can be faster than its plain
-    sampler: llama.cpp's top-k grammar check), its time less the prefill time of its
-    prompt at the measured prefill speed. Every probe starts with a fresh random tag, so
-    no prefix cache helps it. Each figure is the best of
-    `tries` (the CPU may be shared; the fastest run is the least disturbed).
+    per-call costs drop out). Decode: the faster of two probes, each timed less the prefill
+    time of its prompt at the measured prefill speed:
+    - free text, "the numbers from 1 to 300, comma-separated", up to 96 tokens: the plain
+      sampler, which is the hardware's limit (an instruct model writes the whole list);
+    - a JSON answer whose schema asks for exactly 48 numbers, decoded as every structured
+      step is, for a model that stops free text at once (a base model). On llama.cpp its
+      grammar check makes it slower, so it alone underestimates the decode speed.
+    A probe counts only when it produced at least 32 tokens. Every probe starts with a
+    fresh random tag, so no prefix cache helps it. Each figure is the best of `tries`
+    (the CPU may be shared; the fastest run is the least disturbed).
     """
     def prompt(repeats: int):
         return lambda: [{"role": "user", "content": f"[{uuid.uuid4().hex}] Summarise in one word: " + FILLER * repeats}]
 
-    def count():
-        return [{"role": "user", "content": f"[{uuid.uuid4().hex}] Write the numbers from 1 to 48 as JSON."}]
+    def count(n: int):
+        return [{"role": "user", "content": f"[{uuid.uuid4().hex}] Write the numbers from 1 to {n}"
+                                            f"{', comma-separated, and nothing else' if n > 48 else ' as JSON'}."}]
 
     fresh = lambda u: u.prompt_tokens - u.cached_tokens  # noqa: E731
     t_short, u_short = _best(lm, prompt(2), 1, tries)
     t_long, u_long = _best(lm, prompt(24), 1, tries)
     prefill = (fresh(u_long) - fresh(u_short)) / max(t_long - t_short, 1e-9)
-    runs = [_timed(lm, count(), 256, Count) for _ in range(tries)]
-    rates = [u.completion_tokens / max(t - fresh(u) / prefill, 1e-9) for t, u in runs if u.completion_tokens >= 32]
-    if not rates:
-        raise InputError(f"the decode probe stopped after {max(u.completion_tokens for _, u in runs)} tokens: the "
+
+    def rate(runs) -> float | None:
+        rates = [u.completion_tokens / max(t - fresh(u) / prefill, 1e-9) for t, u in runs if u.completion_tokens >= 32]
+        return max(rates) if rates else None
+
+    free_runs = [_timed(lm, count(300), 96) for _ in range(tries)]
+    schema_runs = [_timed(lm, count(48), 256, Count) for _ in range(tries)]
+    free, structured = rate(free_runs), rate(schema_runs)
+    if free is None and structured is None:
+        longest = max(u.completion_tokens for _, u in free_runs + schema_runs)
+        raise InputError(f"the decode probes stopped after {longest} tokens: the model ends free text at once and the "
                          f"backend did not enforce the probe's schema; run with --no-speed")
-    return {"prefill_tokens_per_s": prefill, "decode_tokens_per_s": max(rates),
-            "probe_prompt_tokens": fresh(u_long), "probe_completion_tokens": max(u.completion_tokens for _, u in runs)}
+    return {"prefill_tokens_per_s": prefill, "decode_tokens_per_s": max(r for r in (free, structured) if r),
+            "decode_free_tokens_per_s": free or 0.0, "decode_structured_tokens_per_s": structured or 0.0,
+            "probe_prompt_tokens": fresh(u_long),
+            "probe_completion_tokens": max(u.completion_tokens for _, u in free_runs + schema_runs)}
 
 
 def limit_seconds(u: dict[str, float], speed: dict[str, float]) -> float:
@@ -233,7 +246,9 @@ def render(report: dict) -> str:
              f"--refine {report['refine'] if report['refine'] is not None else '(pipeline)'}"]
     if speed:
         lines.append(f"this machine: prefill {speed['prefill_tokens_per_s']:.0f} tok/s, "
-                     f"decode {speed['decode_tokens_per_s']:.1f} tok/s")
+                     f"decode {speed['decode_tokens_per_s']:.1f} tok/s (free text "
+                     f"{speed.get('decode_free_tokens_per_s', 0):.1f}, schema-bound "
+                     f"{speed.get('decode_structured_tokens_per_s', 0):.1f})")
     head = f"{'per answer':<24} {'calls':>6} {'prompt':>8} {'cached':>8} {'compl':>7} {'seconds':>8}"
     if speed:
         head += f" {'limit s':>8} {'ratio':>6}"

@@ -40,3 +40,55 @@ def test_bench_cost_prints_calls_and_tokens_per_answer(run_cli):
     assert len(chats) >= 2
     text = run_cli(["bench", "cost", "--pipelines", "direct", "--limit", "0"])
     assert text.returncode == 2 and "--limit 0" in text.stderr
+
+
+class ClockedLM:
+    """Test double: answers after a simulated time of `prompt/prefill + completion/decode` seconds.
+
+    `free_tokens` is how many tokens it writes as free text (a base model stops at once) and
+    `schema_decode` the decode speed of its schema-bound path (llama.cpp's grammar is slower).
+    """
+
+    def __init__(self, clock, *, prefill=200.0, decode=20.0, schema_decode=5.0, free_tokens=96):
+        self.clock, self.prefill, self.decode, self.schema_decode = clock, prefill, decode, schema_decode
+        self.free_tokens = free_tokens
+
+    def __call__(self, messages, max_tokens, temperature, response_format=None):
+        from pearl.lm import usage
+        prompt = len(messages[0]["content"].split())
+        completion = (48 * 2 if response_format else min(self.free_tokens, max_tokens)) if max_tokens > 1 else 1
+        speed = self.schema_decode if response_format else self.decode
+        self.clock.now += prompt / self.prefill + completion / speed
+        usage.record(prompt_tokens=prompt, completion_tokens=completion)
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self):
+        return self.now
+
+
+def test_speed_probe_takes_the_faster_of_free_text_and_schema_bound_decoding(monkeypatch):
+    from pearl.plugins import bench_cost
+    clock = FakeClock()
+    monkeypatch.setattr(bench_cost, "time", clock)
+    speed = bench_cost.measure_speed(ClockedLM(clock))
+    assert speed["prefill_tokens_per_s"] == pytest.approx(200.0)
+    assert speed["decode_free_tokens_per_s"] == pytest.approx(20.0)
+    assert speed["decode_structured_tokens_per_s"] == pytest.approx(5.0)
+    assert speed["decode_tokens_per_s"] == pytest.approx(20.0)
+    base = bench_cost.measure_speed(ClockedLM(clock, free_tokens=3))  # a base model stops free text at once
+    assert base["decode_free_tokens_per_s"] == 0.0 and base["decode_tokens_per_s"] == pytest.approx(5.0)
+    with pytest.raises(InputError, match="--no-speed"):
+        bench_cost.measure_speed(_Stubborn(clock))
+
+
+class _Stubborn(ClockedLM):
+    """Test double: stops after 3 tokens whether or not a schema is asked for."""
+
+    def __call__(self, messages, max_tokens, temperature, response_format=None):
+        from pearl.lm import usage
+        self.clock.now += 0.1
+        usage.record(prompt_tokens=len(messages[0]["content"].split()), completion_tokens=min(3, max_tokens))
