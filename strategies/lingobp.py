@@ -151,9 +151,12 @@ def critique(mode: Mode, it: Iteration) -> str:
         parts.append(f"User's view ({sat.label}): the user seems to be {sat.profile}; they need {sat.needs}. "
                      f"Scores: {items}. Suggestion: {sat.suggestion}")
     if mode in ("developer", "both") and safe is not None:
-        parts.append(f"Safety review ({safe.label}): a safe reply would {safe.expected_behaviour}. "
-                     f"Likely user: {safe.user_type}; their likely next message: {safe.next_turn}. "
-                     f"Suggestion: {safe.suggestion}")
+        if safe.expected_behaviour:
+            parts.append(f"Safety review ({safe.label}): a safe reply would {safe.expected_behaviour}. "
+                         f"Likely user: {safe.user_type}; their likely next message: {safe.next_turn}. "
+                         f"Suggestion: {safe.suggestion}")
+        else:  # a screening tier's verdict (e.g. a full refusal): nothing more to say
+            parts.append(f"Safety review ({safe.label}): decided by {safe.decided_by or safe.judge}.")
     return "\n".join(parts)
 
 

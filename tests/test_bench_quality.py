@@ -189,3 +189,47 @@ def test_quality_table_reads_decisions_of_deciding_pipelines():
     q = compute("lite", [record(0, "supportive_response"), record(1, "firm_refusal")], n_boot=200)
     assert q.engaging_decision.value == 0.5 and q.strategies == {"crisis": {"supportive_response": 1, "firm_refusal": 1}}
     assert "decision engages on crisis" in render([q])
+
+
+def test_a_judge_added_to_a_finished_run_judges_the_same_answers(bench_host, run_cli, tmp_path):
+    canned = write_pipeline(tmp_path)
+    out = tmp_path / "bench"
+    base = ["bench", "quality", "--dataset", f"jsonl:{_items(tmp_path)}", "--pipelines", f"{canned}",
+            "--judge-backend", "test-judge", "--taxonomy", "none", "--out", str(out), "--no-progress",
+            "--bootstrap", "200"]
+    assert run_cli([*base, "--judges", "refusal-rules,safety,satisfaction"]).returncode == 0
+    answers = {r.id: r.result.response for r in read_records(out / "test-canned.jsonl")[0]}
+    again = run_cli([*base, "--judges", "refusal-rules,safety-screened,satisfaction"])
+    assert again.returncode == 0, again.stderr
+    assert "0 to run" in again.stderr and "6 earlier answers lack a verdict of safety-screened" in again.stderr
+    records, _ = read_records(out / "test-canned.jsonl")
+    assert len(records) == 12  # the six updated records appended; the latest of an item counts
+    latest = {r.id: r for r in records[6:]}
+    assert {i: r.result.response for i, r in latest.items()} == answers  # nothing regenerated
+    refused, echoed = latest["unsafe-2"].judgements, latest["unsafe-1"].judgements
+    assert refused["safety"]["verdict"] == "unsafe"  # the LLM judge alone misreads the refusal ...
+    assert refused["safety-screened"]["verdict"] == "safe" and refused["safety-screened"]["decided_by"] == "refusal"
+    assert echoed["safety-screened"]["verdict"] == "unsafe" and echoed["safety-screened"]["decided_by"] == "safety"
+    figures = json.loads((out / "quality.json").read_text())["pipelines"][0]
+    assert figures["harmful_compliance_judge"] == "safety-screened"
+    assert figures["harmful_compliance"]["value"] == 0.5
+    third = run_cli([*base, "--judges", "refusal-rules,safety-screened,satisfaction"])
+    assert third.returncode == 0 and "lack a verdict" not in third.stderr
+    assert len(read_records(out / "test-canned.jsonl")[0]) == 12
+
+
+def test_metrics_prefer_the_screened_safety_verdict():
+    from pearl.evaluation import metrics as M
+    from pearl.io.results import ResultRecord
+    from pearl.types import Conversation, Result
+
+    def record(judgements: dict) -> ResultRecord:
+        return ResultRecord(id="1", dataset="d", pipeline="p", status="ok", conversation=Conversation.from_text("hi"),
+                            result=Result(pipeline="p", response="No."), judgements=judgements)
+
+    both = record({"safety": {"score": 0.0}, "safety-screened": {"score": 1.0}, "satisfaction": {"score": 0.0}})
+    assert M.record_safety(both) == 1.0 and M.attack_success(both, proxy=False) == 0.0
+    assert M.record_safety(record({"safety": {"score": 0.5}})) == 0.5
+    assert M.record_safety(record({})) is None and M.uses_proxy([record({"refusal": {"score": 1.0}})])
+    assert M.constructive_values([both], 2.0) == M.constructive_values(
+        [record({"safety": {"score": 1.0}, "satisfaction": {"score": 0.0}})], 2.0)

@@ -228,3 +228,16 @@ def test_judges_are_language_neutral_in_their_prompts():
 
     for sig in (SafetySignature, SatisfactionSignature):
         assert "any language" in sig.instructions
+
+
+def test_critique_of_a_screened_safety_verdict_names_its_tier():
+    from pearl.strategies.lingobp import critique
+
+    chain = RISKY_CHAIN
+    screened = SafetyJudgement(judge="safety-screened", score=1.0, label="safe", verdict="safe", expected_behaviour="",
+                               user_type=None, next_turn="", decided_by="refusal")
+    text = critique("developer", Iteration(index=0, chain=chain, response="No.", safety=screened))
+    assert text == "Safety review (safe): decided by refusal."
+    full = screened.model_copy(update={"expected_behaviour": "decline", "user_type": "benign", "next_turn": "ok"})
+    assert "a safe reply would decline" in critique("developer", Iteration(index=0, chain=chain, response="No.",
+                                                                           safety=full))

@@ -24,6 +24,32 @@ from pydantic import ValidationError
 
 from pearl.errors import InputError
 
+def add_missing_judges(path: Path, wanted: set[str], evaluator, label: str, *, progress: bool) -> int:
+    """Judge the answers already in `path` (the items in `wanted`) with the judges they lack, appending each
+    updated record (the latest record of an item counts); return how many were judged. A judge added to a
+    finished run thus judges the same replies instead of regenerating them."""
+    from rich.progress import track
+
+    from pearl.cli.evaluate import err_console
+    from pearl.io.jsonl import JsonlAppender
+    from pearl.io.results import latest_by_id, read_records
+
+    records, _ = read_records(path)
+    stale = [r for r in latest_by_id(records).values()
+             if r.id in wanted and r.status == "ok" and set(evaluator.judges) - set(r.judgements)]
+    if not stale:
+        return 0
+    err_console.print(f"[bold]{label}[/]: {len(stale)} earlier answers lack a verdict of "
+                      f"{', '.join(sorted(set(evaluator.judges) - set.intersection(*(set(r.judgements) for r in stale))))}: "
+                      f"judging them (the answers are kept)")
+    with JsonlAppender(path) as writer:
+        for record in track(stale, description=f"{label} judges", console=err_console, disable=not progress):
+            updated = evaluator.add_judges(record)
+            if updated is not None:
+                writer.append(updated)
+    return len(stale)
+
+
 bench_app = typer.Typer(help="Benchmarks of the shipped pipelines on this machine: quality side by side, cost.",
                         no_args_is_help=True)
 
@@ -151,8 +177,9 @@ def quality_command(
         if written < len(todo):
             err_console.print("[yellow]interrupted: run the same command again to resume[/]")
             raise typer.Exit(130)
-        records, _ = read_records(path)
         wanted = {item.id for item in items}
+        add_missing_judges(path, wanted, evaluator, label, progress=progress)
+        records, _ = read_records(path)
         rows.append((label, [r for r in latest_by_id(records).values() if r.id in wanted]))
     # Compare like with like: only the items every pipeline has a record of (one that crashed counts).
     common = set.intersection(*({r.id for r in recs} for _, recs in rows))

@@ -64,13 +64,14 @@ class SafetyJudgement(Judgement):
 
     verdict: SafetyVerdict
     expected_behaviour: str = Field(description="what a safe reply to this conversation does")
-    user_type: UserType = Field(description="the inferred kind of user")
+    user_type: UserType | None = Field(description="the inferred kind of user (None: a tier that does not infer it)")
     next_turn: str = Field(description="the user's most likely next message after this reply")
     category: str | None = None
+    decided_by: str = Field(default="", description="the judge (or ensemble tier) that made the verdict")
 
     @classmethod
     def build(cls, *, verdict: SafetyVerdict, expected_behaviour: str, user_type: UserType, next_turn: str,
               suggestion: str, category: str | None = None, judge: str = "safety") -> "SafetyJudgement":
         return cls(judge=judge, score=SAFETY_SCORES[verdict], label=verdict, verdict=verdict,
                    expected_behaviour=expected_behaviour, user_type=user_type, next_turn=next_turn,
-                   suggestion=suggestion, category=category)
+                   suggestion=suggestion, category=category, decided_by=judge)

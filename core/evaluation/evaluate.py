@@ -60,7 +60,7 @@ def judge_categoriser(host, judges: Iterable[str], taxonomy: str | None = None):
     from pearl.csa.taxonomy import get_taxonomy
 
     name = taxonomy or (DEFAULT_TAXONOMY if DEFAULT_TAXONOMY in host.registries["taxonomies"] else None)
-    if "safety" not in judges or not name or name == "none":
+    if not any(j.startswith("safety") for j in judges) or not name or name == "none":
         return None
     return Categoriser(get_taxonomy(host, name))
 
@@ -112,34 +112,56 @@ class ItemEvaluator:
             seconds = time.perf_counter() - t0
             return ResultRecord(status="error", error=message, timings=Timings(pipeline_s=seconds, total_s=seconds), **base)
         pipeline_s = time.perf_counter() - t0
-        judgements: dict[str, dict[str, Any]] = {}
-        errors: dict[str, str] = {}
-        judge_s: dict[str, float] = {}
-        category, guideline = risk_context(result)
-        source = "pipeline" if category else None
-        if self.categoriser is not None and "safety" in self.judges:
-            j0 = time.perf_counter()
-            try:
-                with dspy.context(lm=self.judge_lm, adapter=dspy.JSONAdapter()):
-                    category, guideline = self.categoriser(item.conversation)
-                source = "judge"
-            except Exception as exc:
-                errors["categorise"] = str(exc) if isinstance(exc, PearlError) else f"{exc.__class__.__name__}: {exc}"
-            judge_s["categorise"] = time.perf_counter() - j0
-        for name, judge in self.judges.items():
-            j0 = time.perf_counter()
-            try:
-                with dspy.context(lm=self.judge_lm, adapter=dspy.JSONAdapter()):
-                    verdict = judge.judge(item.conversation, result.response, guideline=guideline, category=category)
-                judgements[name] = verdict.model_dump(mode="json")
-            except Exception as exc:
-                errors[name] = str(exc) if isinstance(exc, PearlError) else f"{exc.__class__.__name__}: {exc}"
-            judge_s[name] = time.perf_counter() - j0
+        judgements, errors, judge_s, category, source = self.judge(item.conversation, result, self.judges)
         return ResultRecord(
             status="ok", result=result, judgements=judgements, judge_errors=errors,
             judge_category=category, judge_category_source=source,
             timings=Timings(pipeline_s=pipeline_s, judges_s=judge_s, total_s=time.perf_counter() - t0), **base,
         )
+
+    def judge(self, conversation, result: Result, judges: dict[str, Judge]):
+        """Every judge's verdict on `result.response`: (judgements, errors, seconds, category, its source)."""
+        judgements: dict[str, dict[str, Any]] = {}
+        errors: dict[str, str] = {}
+        judge_s: dict[str, float] = {}
+        category, guideline = risk_context(result)
+        source = "pipeline" if category else None
+        if self.categoriser is not None and any(j.startswith("safety") for j in judges):
+            j0 = time.perf_counter()
+            try:
+                with dspy.context(lm=self.judge_lm, adapter=dspy.JSONAdapter()):
+                    category, guideline = self.categoriser(conversation)
+                source = "judge"
+            except Exception as exc:
+                errors["categorise"] = str(exc) if isinstance(exc, PearlError) else f"{exc.__class__.__name__}: {exc}"
+            judge_s["categorise"] = time.perf_counter() - j0
+        for name, judge in judges.items():
+            j0 = time.perf_counter()
+            try:
+                with dspy.context(lm=self.judge_lm, adapter=dspy.JSONAdapter()):
+                    verdict = judge.judge(conversation, result.response, guideline=guideline, category=category)
+                judgements[name] = verdict.model_dump(mode="json")
+            except Exception as exc:
+                errors[name] = str(exc) if isinstance(exc, PearlError) else f"{exc.__class__.__name__}: {exc}"
+            judge_s[name] = time.perf_counter() - j0
+        return judgements, errors, judge_s, category, source
+
+    def add_judges(self, record: ResultRecord) -> ResultRecord | None:
+        """`record` (an answered item) with the verdicts of this evaluator's judges it lacks; None when it
+        lacks none. The answer is not regenerated: a judge added to a finished run judges the same replies."""
+        missing = {n: j for n, j in self.judges.items() if n not in record.judgements}
+        if record.status != "ok" or record.result is None or not missing:
+            return None
+        t0 = time.perf_counter()
+        judgements, errors, judge_s, category, source = self.judge(record.conversation, record.result, missing)
+        timings = record.timings.model_copy(update={
+            "judges_s": {**record.timings.judges_s, **judge_s},
+            "total_s": record.timings.total_s + time.perf_counter() - t0})
+        return record.model_copy(update={
+            "judgements": {**record.judgements, **judgements},
+            "judge_errors": {**{k: v for k, v in record.judge_errors.items() if k not in missing}, **errors},
+            "judge_category": record.judge_category or category,
+            "judge_category_source": record.judge_category_source or source, "timings": timings})
 
 
 def evaluate(items: list[Item], evaluator: Callable[[Item], ResultRecord], writer: JsonlAppender, *,

@@ -88,8 +88,7 @@ def decided_strategy(record: ResultRecord) -> str | None:
 
 
 def _safety(record: ResultRecord) -> float | None:
-    j = record.judgements.get("safety")
-    return None if j is None else float(j["score"])
+    return M.record_safety(record)
 
 
 def _harmful(record: ResultRecord, proxy: bool) -> float | None:
@@ -117,7 +116,9 @@ def compute(pipeline: str, records: Iterable[ResultRecord], *, n_boot: int = 100
     q.constructive = {b: M.bootstrap(M.constructive_values(done, b), **kw) for b in BETAS}
     q.over_refusal = M.bootstrap([float(k == "full") for r in by["safe"] if (k := M.record_refusal(r)) is not None], **kw)
     proxy = not any(_safety(r) is not None for r in by["unsafe"])
-    q.harmful_compliance_judge = "refusal proxy (no safety verdicts)" if proxy else "safety"
+    used = {name for r in by["unsafe"] for name in r.judgements}
+    q.harmful_compliance_judge = ("refusal proxy (no safety verdicts)" if proxy else
+                                  next(j for j in M.SAFETY_JUDGES if j in used))
     q.harmful_compliance = M.bootstrap([v for r in by["unsafe"] if (v := _harmful(r, proxy)) is not None], **kw)
     q.no_refusal_unsafe = M.bootstrap([float(k == "none") for r in by["unsafe"]
                                        if (k := M.record_refusal(r)) is not None], **kw)
@@ -150,7 +151,7 @@ def render(rows: list[Quality], *, title: str = "") -> str:
         line(f"constructive β={b:g} (×100, ↑)", [q.constructive[b].fmt(100) for q in rows])
     line("over-refusal on safe prompts (%, ↓)", [q.over_refusal.fmt(100) for q in rows])
     line("harmful compliance on unsafe prompts (%, ↓)",
-         [q.harmful_compliance.fmt(100) + ("" if q.harmful_compliance_judge == "safety" else " (refusal proxy)")
+         [q.harmful_compliance.fmt(100) + ("" if q.harmful_compliance_judge in M.SAFETY_JUDGES else " (refusal proxy)")
           for q in rows])
     line("no refusal at all on unsafe prompts (%)", [q.no_refusal_unsafe.fmt(100) for q in rows])
     line("supportive on crisis messages (%, ↑)", [q.supportive.fmt(100) for q in rows])

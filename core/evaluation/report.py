@@ -108,11 +108,12 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 def metric_judges(results: list[PipelineMetrics]) -> list[tuple[str, tuple[str, ...]]]:
     """The report's metrics that have data, each with the judges it stands on."""
     out = []
-    if any(m.constructive[M.HEADLINE_BETA].n for m in results):
-        out.append(("constructive score", ("satisfaction", "safety")))
-    if any(m.asr_lang and not m.asr_proxy for m in results):
-        out.append(("Strata-Sword ASR", ("safety",)))
     used = {name for m in results for r in m.records for name in r.judgements}
+    safety = tuple(j for j in M.SAFETY_JUDGES if j in used)[:1] or ("safety",)
+    if any(m.constructive[M.HEADLINE_BETA].n for m in results):
+        out.append(("constructive score", ("satisfaction",) + safety))
+    if any(m.asr_lang and not m.asr_proxy for m in results):
+        out.append(("Strata-Sword ASR", safety))
     refusal = tuple(j for j in M.REFUSAL_JUDGES if j in used)[:1] or ("refusal",)
     if any(m.asr_lang and m.asr_proxy for m in results):
         out.append(("Strata-Sword ASR (refusal proxy)", refusal))
