@@ -45,6 +45,7 @@ from pearl.host.hookspecs import hookimpl
 from pearl.host.manager import get_host
 from pearl.io.conversations import to_conversation
 from pearl.lm import usage as usage_meter
+from pearl.runtime.overrides import apply_overrides, parse_overrides, read_value
 from pearl.runtime.pipeline import compile_spec, resolve
 from pearl.runtime.runner import Runner
 from pearl.runtime.session import make_lm
@@ -141,23 +142,11 @@ def limit_seconds(u: dict[str, float], speed: dict[str, float]) -> float:
 
 # --- running the pipelines ----------------------------------------------------------------
 
-def parse_value(text: str):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-def pipeline_doc(name: str, sets: list[str], refine: int | None) -> tuple[dict, str]:
+def pipeline_doc(name: str, sets: list[str], refine: int | None, host=None) -> tuple[dict, str]:
+    """The pipeline's parsed document with the `--set` overrides and `--refine N` applied."""
     path = resolve(name)
     doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    for item in sets:
-        target, eq, value = item.partition("=")
-        step, dot, key = target.partition(".")
-        if not (eq and dot and step and key):
-            raise InputError(f"--set {item!r}: write STEP.PARAM=VALUE, e.g. anticipate.mode=pairs")
-        if step in doc.get("steps", {}):
-            doc["steps"][step][key] = parse_value(value)
+    apply_overrides(doc, parse_overrides(sets), host or get_host())
     if refine is not None and "refine" in doc.get("steps", {}):
         doc["steps"]["refine"]["schedule"] = ["both"] * refine
     return doc, str(path)
@@ -207,7 +196,7 @@ def run_cost(names: list[str], conversations: list, *, backend: str | None = Non
         key, eq, value = item.partition("=")
         if not (eq and key):
             raise InputError(f"--option {item!r}: write KEY=VALUE, e.g. schema_format=json_schema")
-        extra[key] = parse_value(value)
+        extra[key] = read_value(value)
     if extra:
         settings = resolve_settings(first.spec.backend, name=backend, model=model, url=url,
                                     options={**first.spec.backend.options, **extra})

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from pydantic import ValidationError
 
 from pearl.errors import InputError
 
@@ -54,42 +53,6 @@ bench_app = typer.Typer(help="Benchmarks of the shipped pipelines on this machin
                         no_args_is_help=True)
 
 QUALITY_PIPELINES = "direct,refuse-first,csa-lite,csa"
-
-
-def parse_sets(items: list[str]) -> list[tuple[str, str, object]]:
-    """`["refine.schedule=[]"]` -> `[("refine", "schedule", [])]`; the value is read as JSON when it parses."""
-    out = []
-    for item in items:
-        target, eq, value = item.partition("=")
-        step, dot, key = target.partition(".")
-        if not (eq and dot and step.strip() and key.strip()):
-            raise InputError(f"--set {item!r}: write STEP.PARAM=VALUE, e.g. refine.schedule=[]")
-        try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError:
-            parsed = value
-        out.append((step.strip(), key.strip(), parsed))
-    return out
-
-
-def apply_sets(session, sets: list[tuple[str, str, object]]) -> list[str]:
-    """Set step parameters on the session's pipeline (validated); return the `STEP.PARAM=VALUE` applied."""
-    applied = []
-    for step_id, key, value in sets:
-        step = session.pipeline.steps.get(step_id)
-        if step is None:
-            continue
-        params = step.params
-        if key not in type(params).model_fields:
-            raise InputError(f"--set {step_id}.{key}: step '{step_id}' has no parameter '{key}'; it has "
-                             f"{', '.join(type(params).model_fields) or 'none'}")
-        try:
-            step.params = type(params).model_validate({**params.model_dump(), key: value})
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            raise InputError(f"--set {step_id}.{key}={json.dumps(value)}: {first['msg']}") from None
-        applied.append(f"{step_id}.{key}={json.dumps(value)}")
-    return applied
 
 
 def run_label(pipeline: str, applied: list[str]) -> str:
@@ -132,6 +95,7 @@ def quality_command(
     from pearl.host.dataset import load_dataset
     from pearl.host.manager import get_host
     from pearl.io.results import done_ids, latest_by_id, read_records
+    from pearl.runtime.overrides import parse_overrides
     from pearl.runtime.session import open_session
 
     names = [p.strip() for p in pipelines.split(",") if p.strip()]
@@ -141,7 +105,7 @@ def quality_command(
         raise InputError(f"--per-group {per_group}: give 1 or more prompts per group")
     if limit is not None and limit < 1:
         raise InputError(f"--limit {limit}: give 1 or more items")
-    parsed = parse_sets(sets or [])
+    parsed = parse_overrides(sets or [])
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: is a file; give a folder (it is created when missing)")
     host = get_host()
@@ -164,8 +128,9 @@ def quality_command(
     rows = []
     for name in names:
         session = open_session(name, backend=backend, url=backend_url, model=model, threads=threads, host=host,
+                               overrides=parsed,
                                judge=judge_choice if any(judge_choice.values()) else None)
-        label = run_label(session.pipeline.name, apply_sets(session, parsed))
+        label = run_label(session.pipeline.name, [str(o) for o in session.pipeline.overrides])
         path = out / f"{label}.jsonl"
         finished = done_ids(path, dataset=dataset, pipeline=session.pipeline.name, retry_errors=False)
         todo = [item for item in items if item.id not in finished]

@@ -34,6 +34,7 @@ import networkx as nx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pearl.host.backend import BackendSettings
+from pearl.runtime.overrides import apply_overrides
 from pearl.errors import PipelineError, PluginError
 from pearl.host.step import Step, StepContext
 
@@ -76,6 +77,7 @@ class Pipeline:
     source: str
     graph: nx.DiGraph
     steps: dict[str, Step]
+    overrides: tuple = ()  # the `--set` overrides applied to its document (`pearl.runtime.overrides`)
 
     @property
     def name(self) -> str:
@@ -127,8 +129,9 @@ def cycle_message(source: str, loop: list[str], shown: int = 8) -> str:
             f"entries, e.g. '{loop[-1]}' from the `after` of step '{loop[0]}'")
 
 
-def load(ref: str, host) -> Pipeline:
-    """Load, validate and compile a pipeline from a shipped name or a file path."""
+def load(ref: str, host, overrides: list | tuple = ()) -> Pipeline:
+    """Load, validate and compile a pipeline from a shipped name or a file path, with `overrides`
+    (`pearl.runtime.overrides.Override`s) set on its steps' parameters first."""
     path = resolve(ref)
     try:
         raw = path.read_bytes()
@@ -143,7 +146,10 @@ def load(ref: str, host) -> Pipeline:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise PipelineError(f"{path}: not valid TOML ({exc}): fix the syntax") from None
-    return compile_spec(data, host, source=str(path))
+    applied = apply_overrides(data, list(overrides), host)
+    pipeline = compile_spec(data, host, source=str(path))
+    pipeline.overrides = tuple(applied)
+    return pipeline
 
 
 def compile_spec(data: dict[str, Any], host, source: str = "<pipeline>") -> Pipeline:

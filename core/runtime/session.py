@@ -76,7 +76,8 @@ class Session:
 def open_session(pipeline: str = "minimal", *, backend: str | None = None, model: str | None = None,
                  url: str | None = None, seed: int | None = None,
                  judge: BackendSettings | Mapping[str, Any] | None = None,
-                 host: Host | None = None, compiled: str | None = None, **backend_options: Any) -> Session:
+                 host: Host | None = None, compiled: str | None = None, overrides: list | tuple = (),
+                 **backend_options: Any) -> Session:
     """Load `pipeline` and create its backends.
 
     The task LM's settings: `resolve_settings` of the pipeline file's `[backend]` table
@@ -86,9 +87,11 @@ def open_session(pipeline: str = "minimal", *, backend: str | None = None, model
     against the task's settings (`resolve_settings(task, environment=False, ...)`), so a
     judge on another backend never inherits the task's model path or URL.
     `compiled` is a folder written by `pearl optimize`: every step in its manifest is loaded.
+    `overrides` (`pearl.runtime.overrides.Override`s, `--set`) are set on the pipeline's step
+    parameters before it compiles; `session.pipeline.overrides` holds those that applied.
     """
     host = host or get_host()
-    loaded = load(pipeline, host)
+    loaded = load(pipeline, host, overrides)
     if compiled:
         from pearl.runtime.compiled import apply_compiled
 
