@@ -20,6 +20,10 @@ Among the candidates the least risky is chosen (lowest worst-case risk over the 
 user types, then lowest expected risk, then highest U, then table order), and the
 decision is flagged `admissible=False`.
 
+A table whose forecasts are the same for every strategy (`ReactionTable.informative`) is
+flagged `informative=False` and the reason says the choice rests on the tie-breaks or the
+fallback alone: the 1.5B default model answers one pattern for the whole table often.
+
 Comparisons use exact rational arithmetic on the float inputs (`fractions.Fraction`),
 so the choice is deterministic and monotone: raising β never selects a strategy of
 higher expected risk.
@@ -84,8 +88,12 @@ def solve(table: ReactionTable, posterior: UserPosterior, costs: dict[str, float
                   f"and '{best}' is the least risky fallback for a {judged} user "
                   f"(worst risk {float(exact[best][3]):.2f}, expected risk {float(exact[best][2]):.2f})")
         ok = False
+    informative = table.informative()
+    if not informative:
+        reason += ("; the forecasts are the same for every strategy, so they told the strategies apart on nothing "
+                   "and the choice rests on " + ("the tie-breaks" if ok else "the fallback rule") + " alone")
     return Decision(strategy=best, admissible=ok, reason=reason, table=rows, alpha=alpha, beta=beta, gamma=gamma,
-                    tau=tau, epsilon=epsilon, chosen=table.strategy(best))
+                    tau=tau, epsilon=epsilon, chosen=table.strategy(best), informative=informative)
 
 
 TIE = 1e-9  # probabilities closer than this are a tie (a normalised posterior is not exact)

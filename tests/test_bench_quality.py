@@ -233,3 +233,20 @@ def test_metrics_prefer_the_screened_safety_verdict():
     assert M.record_safety(record({})) is None and M.uses_proxy([record({"refusal": {"score": 1.0}})])
     assert M.constructive_values([both], 2.0) == M.constructive_values(
         [record({"safety": {"score": 1.0}, "satisfaction": {"score": 0.0}})], 2.0)
+
+
+def test_quality_counts_decisions_made_on_forecasts_that_tell_strategies_apart():
+    from pearl.io.results import ResultRecord
+    from pearl.types import Conversation, Result, StepRecord
+
+    def record(i: int, informative: bool | None) -> ResultRecord:
+        decision = {"strategy": "safe_completion"} | ({} if informative is None else {"informative": informative})
+        step = StepRecord(step="plan", use="lite-plan", slot="plan", type="tests.Plan", output={"decision": decision},
+                          started=0.0, seconds=0.1)
+        return ResultRecord(id=str(i), dataset="d", pipeline="lite", status="ok", labels={"expect": "safe"},
+                            conversation=Conversation.from_text("hi"),
+                            result=Result(pipeline="lite", response="Sure.", steps={"plan": step}))
+
+    q = compute("lite", [record(0, False), record(1, True), record(2, None), record(3, False)], n_boot=200)
+    assert q.informative_decision.value == pytest.approx(1 / 3) and q.informative_decision.n == 3  # no flag: left out
+    assert "decided on forecasts that tell strategies apart" in render([q])

@@ -184,3 +184,20 @@ def test_without_a_strategy_for_the_judged_user_a_firm_refusal_is_still_reserved
     only_refusal = library_table({"firm_refusal": 0.4})
     d = solve(only_refusal, sensitive, {"firm_refusal": 0.1}, alpha=1, beta=2, gamma=0.1, tau=0.3, epsilon=0.1)
     assert d.strategy == "firm_refusal" and not d.admissible
+
+
+def test_a_table_that_forecasts_the_same_for_every_strategy_is_flagged():
+    same = make_table({"a": uniform(0.3, 1.0), "b": uniform(0.3, 1.0), "c": uniform(0.3, 1.0)})
+    d = solve(same, UserPosterior(benign=0.5, sensitive=0.5, malicious=0), {"a": 0.1, "b": 0.2, "c": 0.3},
+              alpha=1, beta=2, gamma=0.1, tau=0.3, epsilon=0.1)
+    assert not same.informative() and not d.informative and not d.admissible
+    assert "the same for every strategy" in d.reason and "the fallback rule alone" in d.reason
+    admissible = solve(make_table({"a": uniform(0.3, 0.0), "b": uniform(0.3, 0.0)}),
+                       UserPosterior(benign=1, sensitive=0, malicious=0), {"a": 0.1, "b": 0.1},
+                       alpha=1, beta=2, gamma=0.1, tau=0.3, epsilon=0.1)
+    assert admissible.admissible and not admissible.informative and "the tie-breaks alone" in admissible.reason
+    # one strategy differing for one user type is enough to tell them apart
+    mixed = make_table({"a": uniform(0.3, 1.0), "b": {**uniform(0.3, 1.0), "malicious": (0.3, 0.9)}})
+    d = solve(mixed, UserPosterior(benign=1, sensitive=0, malicious=0), {"a": 0.1, "b": 0.1},
+              alpha=1, beta=2, gamma=0.1, tau=0.3, epsilon=0.1)
+    assert mixed.informative() and d.informative and "the same for every strategy" not in d.reason

@@ -224,6 +224,16 @@ class ReactionTable(BaseModel):
                 return f
         raise KeyError((strategy, user_type))
 
+    def informative(self) -> bool:
+        """False when, for every user type, every strategy got the same forecast (reactions, retention, risk):
+        such a table cannot tell the strategies apart (a small model may answer one pattern throughout)."""
+        by_type: dict[str, set] = {}
+        for f in self.forecasts:
+            key = (tuple(sorted((r, round(p, 6)) for r, p in f.reactions.items())), round(f.retention, 6),
+                   round(f.risk, 6))
+            by_type.setdefault(f.user_type, set()).add(key)
+        return any(len(keys) > 1 for keys in by_type.values())
+
 
 class UtilityRow(BaseModel):
     """One strategy's line in the leader's utility table."""
@@ -250,6 +260,8 @@ class Decision(BaseModel):
     tau: float
     epsilon: float
     chosen: ResponseStrategy | None = Field(default=None, description="the record of `strategy`")
+    informative: bool = Field(default=True, description="False when the forecasts were the same for every strategy, "
+                                                        "so the choice rests on the tie-breaks or the fallback alone")
 
     # --- on its step's span (the `pearl.traces.attributes.SpanDescribed` protocol) ---
     def _chosen_row(self) -> UtilityRow | None:
