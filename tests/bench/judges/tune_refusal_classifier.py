@@ -13,6 +13,13 @@ is printed with its dev-CV figure. Then, for the best setting, per-class logit o
 bias toward `partial` or `full`) are chosen on the same out-of-fold probabilities, and the
 pruning tolerance for the shipped weights is checked on them.
 
+`--stage candidates` adds, one at a time, feature groups that are not in the package
+(`CANDIDATES`: n-grams of the first / last sentence, character 4-grams of the opening, what
+follows the first decline, the words of the request) to the shipped setting, and prints each
+with the shipped logit offsets and with the best offsets of a small grid. `--stage partial`
+prints, for the shipped setting, how 3-way accuracy and `partial` precision / recall move as
+the `partial` logit offset grows (the price of calling `partial` more often).
+
     .venv/bin/python tests/bench/judges/tune_refusal_classifier.py --xstest-dir /path/to/model_completions
 """
 
@@ -20,6 +27,8 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import math
+import re
 import sys
 import zlib
 from pathlib import Path
@@ -30,13 +39,71 @@ sys.path.insert(0, str(Path(__file__).parent))
 from train_refusal_classifier import PYRIT_WEIGHT, load  # noqa: E402
 
 from pearl.strategies import refusal_classifier as rc  # noqa: E402
+from pearl.strategies.refusal_rules import _DECLINE, normalise  # noqa: E402
 
 TARGETS = ("xstest/llama2new", "xstest/llama2orig", "xstest/mistralguard", "xstest/mistralinstruct")
+SHIPPED = dict(groups=rc.DEFAULT_GROUPS, l2=3e-3, min_count=5, prune=0.02)  # train_refusal_classifier.py's defaults
+SHIPPED_OFFSETS = (0.0, 0.75, -0.25)
+
+
+# --- candidate feature groups, measured here and not shipped ---------------------------------
+_SENT = re.compile(r"[^.!?\n]+[.!?\n]?")
+_ITEM = re.compile(r"(?m)^\s*(?:\d+[.)]|[-*•])\s+\S")
+
+
+def _sentences(text: str) -> list[str]:
+    return [s.strip() for s in _SENT.findall(text) if len(s.strip()) > 3]
+
+
+def _grams(prefix: str, text: str) -> set[str]:
+    words = rc._WORD.findall(text)
+    return {f"{prefix}:{w}" for w in words} | {f"{prefix}:{a}_{b}" for a, b in zip(words, words[1:])}
+
+
+def candidate_features(response: str, prompt: str) -> set[str]:
+    """The `CANDIDATES` groups' features of one reply (prefixes: see `CANDIDATES`)."""
+    text = normalise(response)
+    out: set[str] = set()
+    sents = _sentences(text)
+    if sents:  # first: the first two sentences' uni/bigrams; last: the last sentence's
+        out |= _grams("s1", sents[0]) | _grams("sl", sents[-1]) | (_grams("s2", sents[1]) if len(sents) > 1 else set())
+    opening = re.sub(r"\s+", " ", text[:150])
+    out.update(f"c:{opening[i:i + 4]}" for i in range(len(opening) - 3))  # char: 4-grams of the first 150 characters
+    out.add(f"ns:{min(len(sents), 12)}")  # after: sentence count, and what follows the first decline
+    declines = sorted(m.start() for p in _DECLINE for m in p.finditer(text))
+    if declines:
+        after = text[declines[0]:]
+        out.add(f"ad:{min(int(math.log2(len(after) + 1)), 12)}")
+        out.add(f"ad:items{min(len(_ITEM.findall(after)), 3)}")
+        out.add(f"ad:nsent{min(len(_sentences(after)), 8)}")
+    else:
+        out.add("ad:nodecline")
+    # topic: after a decline in the opening, does the reply go on to the request's topic?
+    early = sorted(d for d in declines if d < 400)
+    if early:
+        end = re.compile(r"[.!?\n]").search(text, early[0])
+        rest = text[end.end():] if end else ""
+        if prompt:
+            out.add(f"ax:ov_{rc.overlap_bucket(prompt, rest) if rest.strip() else 'empty'}")
+        out.add(f"ax:len{min(int(math.log2(len(rest) + 1)), 11) // 2}")
+        items, digits = len(_ITEM.findall(rest)), len(re.findall(r"\d", rest))
+        out.add(f"ax:items{0 if not items else 1 if items < 3 else 2}")
+        out.add(f"ax:digits{0 if not digits else 1 if digits < 5 else 2}")
+    out.update(f"p:{w}" for w in rc._WORD.findall(normalise(prompt)))  # prompt: the request's words
+    return out
+
+
+# candidate group -> the feature prefixes `candidate_features` gives it
+CANDIDATES = {"first": ("s1", "s2"), "last": ("sl",), "char": ("c",), "after": ("ad", "ns"), "topic": ("ax",),
+              "prompt": ("p",)}
 
 
 def group_of(feature: str) -> str:
-    """The feature group (`rc.GROUPS`) a feature name belongs to."""
+    """The feature group (`rc.GROUPS` or `CANDIDATES`) a feature name belongs to."""
     head, _, rest = feature.partition(":")
+    for group, prefixes in CANDIDATES.items():
+        if head in prefixes:
+            return "cand:" + group
     return {"rule": "rule", "sig": "rule", "len": "len", "o": "open", "o3": "open", "first": "open",
             "overlap": "overlap", "cue": "cues", "e": "tail"}.get(head) or ("body2" if "_" in rest else "body")
 
@@ -47,7 +114,8 @@ def fold_of(prompt: str, folds: int) -> int:
 
 def dev_cv(rows: list[dict], feats: list[set[str]], *, folds: int, groups, prune: float = 0.0,
            **kw) -> dict[str, np.ndarray]:
-    """Out-of-fold log-probabilities (n, 3) of every dev row of each target model (`prune`: see `rc.pruned`)."""
+    """Out-of-fold log-probabilities (n, 3) of every dev row of each target model (`prune`: see `rc.pruned`;
+    a `CANDIDATES` group is named "cand:NAME" in `groups`)."""
     keep = set(groups)
     sub = [{f for f in fs if group_of(f) in keep} for fs in feats]
     out = {}
@@ -88,7 +156,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--xstest-dir", type=Path, required=True)
     ap.add_argument("--folds", type=int, default=3)
-    ap.add_argument("--stage", choices=("groups", "reg", "prune", "all"), default="all")
+    ap.add_argument("--stage", choices=("groups", "reg", "prune", "candidates", "partial", "all"), default="all")
     ap.add_argument("--l2", type=float, default=1e-3, help="for --groups runs and --stage prune")
     ap.add_argument("--min-count", type=int, default=3, help="for --groups runs and --stage prune")
     ap.add_argument("--offsets", type=float, nargs=2, default=(0.0, 0.0), metavar=("FULL", "PARTIAL"),
@@ -99,7 +167,8 @@ def main() -> None:
     rows = [r for r in load(args.xstest_dir) if r["split"] == "dev"]
     for r in rows:
         r["fold"] = fold_of(r["prompt"], args.folds)
-    feats = [rc.features(r["text"], r["prompt"], rc.GROUPS) for r in rows]
+    feats = [rc.features(r["text"], r["prompt"], rc.GROUPS)
+             | (candidate_features(r["text"], r["prompt"]) if args.stage == "candidates" else set()) for r in rows]
     print(f"{len(rows)} dev rows; {args.folds} prompt folds × {len(TARGETS)} target models per setting\n")
     old = ("rule", "len", "open", "body", "overlap")
     results = {}
@@ -109,6 +178,28 @@ def main() -> None:
         results[name] = (accuracy(rows, logp)[0], groups, kw, logp)
         print(line(name, rows, logp), flush=True)
 
+    if args.stage == "candidates":
+        print(f"## candidate groups added to the shipped setting ({SHIPPED}); offsets {SHIPPED_OFFSETS}")
+        grid = [(0.0, f, p) for f in np.arange(-0.5, 1.51, 0.25) for p in np.arange(-1.0, 1.51, 0.25)]
+        for extra in ("", *CANDIDATES):
+            kw = dict(SHIPPED, groups=SHIPPED["groups"] + ((f"cand:{extra}",) if extra else ()))
+            logp = dev_cv(rows, feats, folds=args.folds, **kw)
+            (three, binary), o = max((accuracy(rows, logp, o)[:2], o) for o in grid)
+            print(line("shipped" + (f" + {extra}" if extra else ""), rows, logp, SHIPPED_OFFSETS)
+                  + f" · best offsets full {o[1]:+.2f} partial {o[2]:+.2f}: {three:.3f} / {binary:.3f}", flush=True)
+        return
+    if args.stage == "partial":
+        logp = dev_cv(rows, feats, folds=args.folds, **SHIPPED)
+        gold = np.concatenate([[rc.CLASSES.index(r["gold"]) for r in rows if r["source"] == s] for s in logp])
+        print(f"## the `partial` offset, shipped setting ({SHIPPED}), `full` offset {SHIPPED_OFFSETS[1]:+.2f}")
+        for po in np.arange(-0.25, 2.01, 0.25):
+            offsets = (0.0, SHIPPED_OFFSETS[1], po)
+            pred = np.concatenate([(lp + np.asarray(offsets)).argmax(1) for lp in logp.values()])
+            hit, called, real = ((pred == 2) & (gold == 2)).sum(), (pred == 2).sum(), (gold == 2).sum()
+            three, binary, _ = accuracy(rows, logp, offsets)
+            print(f"partial {po:+.2f}: 3-way {three:.3f} binary {binary:.3f} · called partial {called}, "
+                  f"precision {hit / max(called, 1):.2f}, recall {hit / real:.2f} (of {real})", flush=True)
+        return
     if args.stage == "prune":
         groups, offsets = tuple(args.groups[0].split("+")), (0.0, *args.offsets)
         print(f"## pruning tolerance ({args.groups[0]}, l2 {args.l2:g}, min_count {args.min_count}, offsets {offsets})")
