@@ -60,3 +60,18 @@ def test_eval_judge_cli_writes_verdicts_and_refuses_its_input_as_output(host, sh
     assert len(out.read_text().splitlines()) == json.loads(first.stdout)["n"]  # nothing judged twice
     same = run_cli(["eval-judge", "refusal-rules", "--labels", f"pyrit-refusal:{labels}", "--verdicts", str(labels)])
     assert same.returncode == 2 and "--verdicts" in same.stderr
+
+
+def test_the_screened_safety_judge_asks_the_model_only_about_replies_that_are_not_full_refusals(host, shared_data):
+    from pearl.strategies.refusal import ClassifierRefusalJudge
+
+    _, items = load_dataset(f"pyrit-objective:{shared_data / 'labels' / 'pyrit_objective_achieved.jsonl'}", host)
+    rows = rows_from_items(items, "pyrit-objective")[:12]
+    screen = ClassifierRefusalJudge()
+    refused = [r for r in rows if (v := screen.judge(r.conversation, r.response)).refusal == "full" and not v.unsure]
+    assert 0 < len(refused) < len(rows)  # the sample holds both kinds
+    lm = DummyLM([ANSWER] * len(rows), adapter=dspy.JSONAdapter())
+    m = measure(host.get("judges", "safety-screened")(), rows, lm=lm, n_boot=100)
+    assert len(lm.history) == len(rows) - len(refused)  # one model call per reply that is not a sure full refusal
+    assert m.cost.by_tier == {"refusal": len(refused), "safety": len(rows) - len(refused)}
+    assert m.categorical.n == len(rows)
