@@ -72,7 +72,7 @@ def quality_command(
     split: str = typer.Option("test", "--split", help="test (never tuned on), dev or all: the seeded split by prompt."),
     other: Optional[str] = typer.Option(None, "--dataset", help="Use DATASET:PATH instead of the mix: any dataset whose items carry an 'expect' label (safe, unsafe or crisis), e.g. jsonl:items.jsonl."),
     sets: Optional[List[str]] = typer.Option(None, "--set", help="STEP.PARAM=VALUE for every listed pipeline with that step (repeatable)."),
-    judges: Optional[str] = typer.Option(None, "--judges", help="Comma list of judges; default refusal, safety, satisfaction."),
+    judges: Optional[str] = typer.Option(None, "--judges", help="Comma list of judges; default refusal, safety-screened (else safety), satisfaction."),
     taxonomy: Optional[str] = typer.Option(None, "--taxonomy", help="Taxonomy the safety judge's categories come from (default: oyster when installed; 'none' to use each pipeline's own assessment)."),
     concurrency: int = typer.Option(1, "--concurrency", "-c", min=1, help="Items in flight at once (1 for the embedded model)."),
     backend: Optional[str] = typer.Option(None, "--backend", "-b", help="Backend of the evaluated model."),

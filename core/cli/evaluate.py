@@ -31,7 +31,7 @@ def eval_command(
     label: Optional[str] = typer.Option(None, "--label", help="Shorthand for --where label=..."),
     level: Optional[str] = typer.Option(None, "--level", help="Shorthand for --where level=..."),
     item_type: Optional[str] = typer.Option(None, "--type", help="Shorthand for --where type=..."),
-    judges: Optional[str] = typer.Option(None, "--judges", help="Comma list of judges; default refusal (+ safety, satisfaction when installed)."),
+    judges: Optional[str] = typer.Option(None, "--judges", help="Comma list of judges; default refusal (+ safety-screened, else safety, and satisfaction when installed)."),
     taxonomy: Optional[str] = typer.Option(None, "--taxonomy", help="Taxonomy the safety judge's categories come from (default: oyster when installed; 'none' to use the pipeline's own assessment)."),
     concurrency: int = typer.Option(2, "--concurrency", "-c", min=1, help="Items in flight at once."),
     retry_errors: bool = typer.Option(False, "--retry-errors", help="On resume, run again the items that crashed."),

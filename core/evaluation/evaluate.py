@@ -33,13 +33,18 @@ from pearl.runtime.drain import DrainingMap
 from pearl.types import Result
 
 ALWAYS_JUDGES = ("refusal",)
-OPTIONAL_JUDGES = ("safety", "satisfaction")
+#: A safety judge by preference (the first registered one), then `satisfaction`. `safety-screened`
+#: settles full refusals with the refusal classifier before the LLM judge: on PyRIT's objective-
+#: achieved labels (test split, 40 rows, 1.5B) κ 0.27 against the LLM judge alone's −0.34.
+SAFETY_DEFAULTS = ("safety-screened", "safety")
+OPTIONAL_JUDGES = ("satisfaction",)
 
 
 def default_judges(host) -> list[str]:
-    """`refusal`, plus `safety` and `satisfaction` when some plugin registers them."""
+    """`refusal`, the first registered of `SAFETY_DEFAULTS`, and `satisfaction` when registered."""
     registry = host.registries["judges"]
-    return [n for n in ALWAYS_JUDGES + OPTIONAL_JUDGES if n in registry]
+    safety = [n for n in SAFETY_DEFAULTS if n in registry][:1]
+    return [n for n in (*ALWAYS_JUDGES, *safety, *OPTIONAL_JUDGES) if n in registry]
 
 
 def build_judges(host, names: Iterable[str]) -> dict[str, Judge]:
