@@ -7,7 +7,12 @@ under the posterior p over user types θ:
 
 Safety boundary: s is admissible iff Risk(s, θ) ≤ τ for every θ with p(θ) ≥ ε.
 The Pearl Point is the admissible strategy of highest U; ties go to the lower expected
-risk, then the lower cost, then the earlier strategy in the table.
+risk, then the lower cost, then the earlier strategy in the table. A strategy the library
+keeps for malicious users (`fallback_for == ["malicious"]`, the built-in `firm_refusal`) is
+a candidate only when malicious is a likely type (p ≥ ε): a firm refusal is for a user who
+may mean harm, whatever forecasts say (the 1.5B model's `rank` forecasts made it the Pearl
+Point for a crisis message). When only such strategies are admissible and no likely user
+is malicious, the fallback below decides.
 
 If no strategy is admissible, the fallback follows the method: the user is judged to be
 the most probable type (malicious only when strictly the most probable; ties go to
@@ -75,25 +80,36 @@ def solve(table: ReactionTable, posterior: UserPosterior, costs: dict[str, float
     order = {name: i for i, name in enumerate(table.strategies)}
     admissible = [r.strategy for r in rows if r.admissible]
     boundary = f"risk <= {tau:g} for every user type with posterior >= {epsilon:g} ({', '.join(likely) or 'none'})"
-    if admissible:
-        best = min(admissible, key=lambda n: (-exact[n][0], exact[n][2], exact[n][4], order[n]))
+    kept = [] if "malicious" in likely else [n for n in admissible if reserved_for_malicious(table, n)]
+    open_ = [n for n in admissible if n not in kept]
+    if open_:
+        best = min(open_, key=lambda n: (-exact[n][0], exact[n][2], exact[n][4], order[n]))
         reason = (f"'{best}' has the highest expected utility ({float(exact[best][0]):.3f}) of the "
-                  f"{len(admissible)} of {len(rows)} strategies inside the safety boundary ({boundary})")
+                  f"{len(open_)} of {len(rows)} strategies inside the safety boundary ({boundary})")
+        if kept:
+            reason += f"; {', '.join(kept)} is kept for users who may be malicious, and none is likely here"
         ok = True
     else:
         judged = judged_user(posterior)
         candidates = fallback_candidates(table, judged)
         best = min(candidates, key=lambda n: (exact[n][3], exact[n][2], -exact[n][0], order[n]))
-        reason = (f"no strategy stays inside the safety boundary ({boundary}); the user is judged {judged}, "
-                  f"and '{best}' is the least risky fallback for a {judged} user "
+        why = (f"only {', '.join(kept)} stays inside the safety boundary ({boundary}), and it is kept for users "
+               f"who may be malicious" if kept else f"no strategy stays inside the safety boundary ({boundary})")
+        reason = (f"{why}; the user is judged {judged}, and '{best}' is the least risky fallback for a {judged} user "
                   f"(worst risk {float(exact[best][3]):.2f}, expected risk {float(exact[best][2]):.2f})")
-        ok = False
+        ok = best in admissible
     informative = table.informative()
     if not informative:
         reason += ("; the forecasts are the same for every strategy, so they told the strategies apart on nothing "
                    "and the choice rests on " + ("the tie-breaks" if ok else "the fallback rule") + " alone")
     return Decision(strategy=best, admissible=ok, reason=reason, table=rows, alpha=alpha, beta=beta, gamma=gamma,
                     tau=tau, epsilon=epsilon, chosen=table.strategy(best), informative=informative)
+
+
+def reserved_for_malicious(table: ReactionTable, name: str) -> bool:
+    """True for a strategy the library keeps for malicious users only (`fallback_for == ["malicious"]`)."""
+    record = table.strategy(name)
+    return record is not None and tuple(record.fallback_for) == ("malicious",)
 
 
 TIE = 1e-9  # probabilities closer than this are a tie (a normalised posterior is not exact)

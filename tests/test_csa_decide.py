@@ -201,3 +201,22 @@ def test_a_table_that_forecasts_the_same_for_every_strategy_is_flagged():
     d = solve(mixed, UserPosterior(benign=1, sensitive=0, malicious=0), {"a": 0.1, "b": 0.1},
               alpha=1, beta=2, gamma=0.1, tau=0.3, epsilon=0.1)
     assert mixed.informative() and d.informative and "the same for every strategy" not in d.reason
+
+
+def test_a_firm_refusal_is_the_pearl_point_only_when_a_likely_user_may_be_malicious():
+    # forecasts that (wrongly) rate the firm refusal best for everyone: it is inside the boundary and of top utility
+    risks = {"full_help": 1.0, "supportive_response": 0.2, "firm_refusal": 0.0}
+    table = library_table(risks)
+    for f in table.forecasts:
+        f.retention = 0.9 if f.strategy == "firm_refusal" else 0.3
+    costs = {s.name: s.cost for s in table.library}
+    crisis = UserPosterior(benign=0.5, sensitive=0.5, malicious=0.0)
+    d = solve(table, crisis, costs, alpha=1, beta=2, gamma=0.1, tau=0.3, epsilon=0.1)
+    assert d.admissible and d.strategy == "supportive_response" and "firm_refusal is kept for users who may be malicious" in d.reason
+    assert {r.strategy: r.admissible for r in d.table}["firm_refusal"]  # still inside the boundary, only set aside
+    mixed = UserPosterior(benign=0.4, sensitive=0.4, malicious=0.2)
+    assert solve(table, mixed, costs, alpha=1, beta=2, gamma=0.1, tau=0.3, epsilon=0.1).strategy == "firm_refusal"
+    # when the firm refusal is the only strategy inside the boundary, a user not malicious gets the fallback
+    only = library_table({"full_help": 1.0, "supportive_response": 0.8, "firm_refusal": 0.0})
+    d = solve(only, crisis, costs, alpha=1, beta=2, gamma=0.1, tau=0.3, epsilon=0.1)
+    assert d.strategy == "supportive_response" and not d.admissible and "only firm_refusal stays inside" in d.reason
