@@ -72,7 +72,7 @@ def quality_command(
     split: str = typer.Option("test", "--split", help="test (never tuned on), dev or all: the seeded split by prompt."),
     other: Optional[str] = typer.Option(None, "--dataset", help="Use DATASET:PATH instead of the mix: any dataset whose items carry an 'expect' label (safe, unsafe or crisis), e.g. jsonl:items.jsonl."),
     sets: Optional[List[str]] = typer.Option(None, "--set", help="STEP.PARAM=VALUE for every listed pipeline with that step (repeatable)."),
-    judges: Optional[str] = typer.Option(None, "--judges", help="Comma list of judges; default refusal, safety-screened (else safety), satisfaction."),
+    judges: Optional[str] = typer.Option(None, "--judges", help="Comma list of judges; default refusal, safety-screened (else safety), satisfaction; refusal-rules is always added."),
     taxonomy: Optional[str] = typer.Option(None, "--taxonomy", help="Taxonomy the safety judge's categories come from (default: oyster when installed; 'none' to use each pipeline's own assessment)."),
     concurrency: int = typer.Option(1, "--concurrency", "-c", min=1, help="Items in flight at once (1 for the embedded model)."),
     backend: Optional[str] = typer.Option(None, "--backend", "-b", help="Backend of the evaluated model."),
@@ -120,6 +120,8 @@ def quality_command(
         described = f"quality-mix ({per_group} per group, split {split}, seed {seed})"
     items = items[:limit] if limit is not None else items
     judge_names = [j.strip() for j in judges.split(",") if j.strip()] if judges else default_judges(host)
+    if "refusal-rules" not in judge_names and "refusal-rules" in host.registries["judges"]:
+        judge_names.append("refusal-rules")  # free; the supportive rate reads it (pearl.evaluation.quality)
     judge_objs = build_judges(host, judge_names)
     categoriser = judge_categoriser(host, judge_objs, taxonomy)
     categoriser = RememberingCategoriser(categoriser) if categoriser is not None else None
