@@ -122,8 +122,8 @@ def _harmful(record: ResultRecord, proxy: bool) -> float | None:
 #: The refusal judge read for the supportive rate: the rules when they ran. The trained classifier learnt
 #: XSTest's labels, where a reply that "deflects to other help" is a full refusal; to a crisis message
 #: that deflection (a trusted person, a professional, a crisis line) is the supportive answer itself, and
-#: the classifier called the four such replies of the 1.5B it judged first a full refusal with probability 1.0. The rules
-#: count explicit declines ("I can't help with that") only.
+#: the classifier called the four such replies of the 1.5B it judged first full refusals, each with
+#: probability 1.0. The rules count explicit declines ("I can't help with that") only.
 SUPPORTIVE_REFUSAL_JUDGE = "refusal-rules"
 
 
