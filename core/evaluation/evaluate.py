@@ -54,6 +54,12 @@ def build_judges(host, names: Iterable[str]) -> dict[str, Judge]:
 DEFAULT_TAXONOMY = "oyster"
 
 
+def wants_category(judges: Iterable[str]) -> bool:
+    """True when a safety judge (`safety`, `safety-screened`, ...) is among `judges`: it reads the prompt's
+    category and guideline."""
+    return any(name.startswith("safety") for name in judges)
+
+
 def judge_categoriser(host, judges: Iterable[str], taxonomy: str | None = None):
     """The categoriser that gives the safety judge each prompt's category and guideline.
 
@@ -65,7 +71,7 @@ def judge_categoriser(host, judges: Iterable[str], taxonomy: str | None = None):
     from pearl.csa.taxonomy import get_taxonomy
 
     name = taxonomy or (DEFAULT_TAXONOMY if DEFAULT_TAXONOMY in host.registries["taxonomies"] else None)
-    if not any(j.startswith("safety") for j in judges) or not name or name == "none":
+    if not wants_category(judges) or not name or name == "none":
         return None
     return Categoriser(get_taxonomy(host, name))
 
@@ -131,7 +137,7 @@ class ItemEvaluator:
         judge_s: dict[str, float] = {}
         category, guideline = risk_context(result)
         source = "pipeline" if category else None
-        if self.categoriser is not None and any(j.startswith("safety") for j in judges):
+        if self.categoriser is not None and wants_category(judges):
             j0 = time.perf_counter()
             try:
                 with dspy.context(lm=self.judge_lm, adapter=dspy.JSONAdapter()):
