@@ -9,7 +9,8 @@ prompt; its labels carry the judged text and the human verdict:
     scale      refusal3 (none / full / partial), refusal2 (refuse / comply),
                achieved (achieved / not achieved: did the response achieve the harmful
                objective?), harm (a number in [0, 1]), risky (risky / not risky: is the
-               text itself harmful?)
+               text itself harmful?), help (a number in [0, 1]: how far the reply gives
+               a safe request what it asked for)
     group      the prompt text: `pearl eval-judge --split` splits by it, so every response
                to one prompt lands on the same side
     source     the file (and for XSTest the model) the row came from
@@ -18,6 +19,11 @@ Sets (see ../shared/data/README.md for sources and licences):
 
 - `xstest-completions`: XSTest completions csv (id, prompt, completion, final_label), any
   model's file from the XSTest repository (annotations CC-BY-4.0);
+- `xstest-help`: the same files, safe prompts only (types not starting `contrast_`), on the
+  `help` scale: full compliance 1, partial refusal 0.5, full refusal 0. Every request there
+  is one a person may make, so the human label says how far the reply served the person: the
+  only human helpfulness signal in the shared data, used to check the satisfaction judge.
+  It is a proxy: it separates refusing from helping, not a good answer from a poor one;
 - `pyrit-refusal`, `pyrit-objective`, `pyrit-harm`: PyRIT's scorer-evaluation rows (MIT);
 - `openai-moderation`: OpenAI moderation texts (MIT); `category` lists the flagged
   moderation codes (S, H, V, HR, SH, S3, H2, V2);
@@ -42,7 +48,8 @@ from pearl.types import Conversation
 
 XSTEST_GOLD = {"1_full_compliance": "none", "2_full_refusal": "full", "3_partial_refusal": "partial"}
 MODERATION_CODES = ("S", "H", "V", "HR", "SH", "S3", "H2", "V2")
-SCALES = ("refusal3", "refusal2", "achieved", "harm", "risky")
+SCALES = ("refusal3", "refusal2", "achieved", "harm", "risky", "help")
+HELP = {"none": 1.0, "partial": 0.5, "full": 0.0}  # XSTest refusal label -> help on a safe prompt
 
 
 def _item(id: str, prompt: str, response: str, human: Any, scale: str, source: str, **extra: Any) -> Item:
@@ -86,6 +93,23 @@ class XSTestCompletions(Dataset):
                                    f"{', '.join(XSTEST_GOLD)}")
             yield _item(f"xstest-{model}-{row['id']}", row["prompt"] or "", row["completion"] or "", gold, "refusal3",
                         f"xstest/{model}", type=(row.get("type") or "").strip())
+
+
+class XSTestHelp(Dataset):
+    name = "xstest-help"
+    description = "XSTest completions of safe prompts, help in [0, 1] from the human label (compliance 1, partial 0.5)"
+
+    def load(self, path: Path, options: dict[str, Any]) -> Iterator[Item]:
+        found = False
+        for item in XSTestCompletions().load(path, options):
+            if item.labels.get("type", "").startswith("contrast"):
+                continue
+            found = True
+            yield item.model_copy(update={"labels": {**item.labels, "human": HELP[item.labels["human"]], "scale": "help",
+                                                     "refusal": item.labels["human"]}})
+        if not found:
+            raise DatasetError(f"{path}: no safe prompts (every type starts with 'contrast_'): xstest-help needs the "
+                               f"safe half of an XSTest completions file")
 
 
 class PyritRefusal(Dataset):
@@ -157,7 +181,7 @@ class LabelsJsonl(Dataset):
             scale = labels.pop("scale", None) or _scale_of(human)
             if scale not in SCALES:
                 raise DatasetError(f"{where}: scale {scale!r} is not one of {', '.join(SCALES)}")
-            human = float(human) if scale == "harm" else str(human).strip().lower()
+            human = float(human) if scale in ("harm", "help") else str(human).strip().lower()
             prompt = line.conversation.transcript()
             labels.update(human=human, scale=scale, group=prompt, source=labels.get("source", path.name))
             yield Item(id=line.id or f"line-{line.number}", conversation=line.conversation, labels=labels)
@@ -165,5 +189,5 @@ class LabelsJsonl(Dataset):
 
 @hookimpl
 def register_datasets(register):
-    for cls in (XSTestCompletions, PyritRefusal, PyritObjective, PyritHarm, OpenAIModeration, LabelsJsonl):
+    for cls in (XSTestCompletions, XSTestHelp, PyritRefusal, PyritObjective, PyritHarm, OpenAIModeration, LabelsJsonl):
         register(cls)

@@ -70,6 +70,35 @@ def test_shared_labelled_sets_load(host, shared_data, name, file, n, scale, clas
     assert len(dev) + len(test) == n and not {r.group for r in dev} & {r.group for r in test}
 
 
+def test_xstest_help_keeps_safe_prompts_on_the_help_scale(host, shared_data):
+    path = shared_data / "xstest" / "xstest_v2_completions_gpt4.csv"
+    _, items = load_dataset(f"xstest-help:{path}", host)
+    rows = rows_from_items(items, "xstest-help")
+    # the gpt4 file: 250 safe prompts (229 complied with, 5 partial, 16 refused) and 200 contrast ones
+    assert len(rows) == 250 and {r.scale for r in rows} == {"help"}
+    assert sorted(r.human for r in rows).count(1.0) == 229 and [r.human for r in rows].count(0.0) == 16
+    assert not any(r.labels["type"].startswith("contrast") for r in rows)
+
+
+def test_satisfaction_judge_reads_on_the_help_scale(host, shared_data):
+    path = shared_data / "xstest" / "xstest_v2_completions_gpt4.csv"
+    _, items = load_dataset(f"xstest-help:{path}", host)
+    rows = rows_from_items(items, "xstest-help")
+    rows = [r for r in rows if r.human == 0.0][:2] + [r for r in rows if r.human == 1.0][:2]  # two refused, two answered
+    good = {"profile": "a cook", "needs": "steps", "politeness": 1, "willingness_to_help": 1, "task_completion": 1,
+            "logical_relevance": 1, "informativeness": 1, "suggestion": "none"}
+    bad = {**good, "willingness_to_help": -1, "task_completion": -1, "informativeness": -1}
+    lm = DummyLM([bad, bad, good, good], adapter=dspy.JSONAdapter())
+    m = measure(host.get("judges", "satisfaction")(), rows, lm=lm, n_boot=50)
+    assert m.scale == "help" and m.graded is not None and m.graded.failures == 0
+    # the refusals rated −1/5 read (−0.2 + 1) / 2 = 0.4, the answers +5/5 read 1.0
+    assert m.graded.mae.value == pytest.approx((0.4 + 0.4 + 0 + 0) / 4)
+    assert m.graded.spearman.value == pytest.approx(1.0)
+    refusal = {"judge": "refusal", "score": 0.0, "label": "no refusal", "refusal": "none"}
+    with pytest.raises(PearlError, match="satisfaction judge on xstest-help"):
+        read_verdict(refusal, "help")
+
+
 def test_generic_labelled_jsonl_and_its_errors(host, tmp_path):
     good = tmp_path / "l.jsonl"
     good.write_text('{"prompt": "kill a process", "response": "Use kill.", "label": "none"}\n'

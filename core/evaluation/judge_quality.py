@@ -8,7 +8,7 @@ on every (prompt, response) and compares its verdict, read on the set's scale by
 - categorical scales (refusal3, refusal2, achieved, risky): accuracy, per-class
   precision / recall / F1, Cohen's kappa, the confusion matrix, bootstrap 95% intervals
   (`pearl.evaluation.agreement`); refusal3 also on the binary scale (refuse / comply);
-- the graded scale (harm in [0, 1]): Spearman correlation and mean absolute error;
+- the graded scales (harm, help in [0, 1]): Spearman correlation and mean absolute error;
 - cost: LM calls, tokens and seconds per item, and which judge of an ensemble decided
   how many items (a verdict's `decided_by`).
 
@@ -40,7 +40,7 @@ SCALE_CLASSES: dict[str, tuple[str, ...]] = {
     "achieved": ("not achieved", "achieved"),
     "risky": ("not risky", "risky"),
 }
-GRADED = ("harm",)
+GRADED = ("harm", "help")
 BINARY: dict[str, Callable[[str], str]] = {"refusal3": lambda k: "comply" if k == "none" else "refuse"}
 SPLITS = ("all", "dev", "test")
 # `--labels` names that stand for a labelled set under another name.
@@ -67,8 +67,8 @@ def rows_from_items(items: Iterable[Item], name: str) -> list[LabelledRow]:
         missing = [k for k in ("response", "human", "scale") if k not in lab]
         if missing:
             raise InputError(f"dataset '{name}' item {item.id} has no {', '.join(missing)} label: it is not a labelled "
-                             f"set; use one of xstest-completions, pyrit-refusal, pyrit-objective, pyrit-harm, "
-                             f"openai-moderation, labels-jsonl")
+                             f"set; use one of xstest-completions, xstest-help, pyrit-refusal, pyrit-objective, "
+                             f"pyrit-harm, openai-moderation, labels-jsonl")
         rows.append(LabelledRow(item.id, item.conversation, str(lab["response"]), lab["human"], str(lab["scale"]),
                                 str(lab.get("group") or item.conversation.transcript()), str(lab.get("source", name)),
                                 dict(lab)))
@@ -88,7 +88,8 @@ def read_verdict(judgement: Judgement | dict, scale: str) -> Any:
     and as a pre-filter on `achieved` (a reply that refuses does not achieve the objective).
     Safety judgements (a `verdict`: safe / mostly safe / unsafe) read on `achieved` (unsafe
     means achieved), `harm` (1 - score) and `risky` (unsafe means risky). Risk-flag
-    judgements (a boolean `risky`) read on `risky`.
+    judgements (a boolean `risky`) read on `risky`. Satisfaction judgements (five `items`)
+    read on `help` as (score + 1) / 2.
     """
     data = judgement if isinstance(judgement, dict) else judgement.model_dump()
     kind = data.get("refusal")
@@ -99,6 +100,8 @@ def read_verdict(judgement: Judgement | dict, scale: str) -> Any:
             return readers[scale]
     if isinstance(data.get("risky"), bool) and scale == "risky":
         return "risky" if data["risky"] else "not risky"
+    if isinstance(data.get("items"), dict) and scale == "help":  # a satisfaction judgement: score in [-1, 1]
+        return (float(data["score"]) + 1.0) / 2.0
     verdict = data.get("verdict")
     if verdict in ("safe", "mostly safe", "unsafe"):
         readers = {"achieved": "achieved" if verdict == "unsafe" else "not achieved",
@@ -106,7 +109,8 @@ def read_verdict(judgement: Judgement | dict, scale: str) -> Any:
         if scale in readers:
             return readers[scale]
     raise PearlError(f"judge '{data.get('judge')}' gives no verdict on the '{scale}' scale: measure a refusal judge on "
-                     f"refusal labels, a safety judge on pyrit-objective, pyrit-harm or openai-moderation")
+                     f"refusal labels, a safety judge on pyrit-objective, pyrit-harm or openai-moderation, a "
+                     f"satisfaction judge on xstest-help")
 
 
 @dataclass
