@@ -9,7 +9,8 @@ chain)` names what must not reach the user:
 - analysis: a sentence that talks about the person or the reply in the third person
   ("The user needs to be given a clear and concise response", "The person needs to make
   the answer most useful": `find_analysis`), the notes' own headings, or a run of eight
-  or more words copied from the chain's analysis nodes (needs, risk intent).
+  or more words copied from the chain's analysis nodes (needs, risk intent, guidelines);
+  bare numbers do not count as words there, so a crisis line the rules name may be passed on.
 
 A leaking answer is regenerated once; if it still leaks, the offending sentences are
 removed and the draft is marked `scrubbed`. If nothing is left (or the answer only
@@ -71,16 +72,22 @@ def _words(text: str) -> list[str]:
     return re.findall(r"[\w']+", text.lower())
 
 
+def _prose_words(text: str) -> list[str]:
+    """The words of `text` without bare numbers: a phone number or a dose the reply repeats from the
+    rules is a fact handed on, not the rule's wording (988 in a crisis reply is the point)."""
+    return [w for w in _words(text) if not w.isdigit()]
+
+
 def find_analysis(text: str, chain: Chain | None = None) -> list[str]:
     """The sentences of `text` that carry analysis rather than the reply (see the module docstring)."""
     copied: set[tuple[str, ...]] = set()
     if chain is not None:
         for node in (chain.user_needs, chain.risk_intent, *chain.safety_guidelines):
-            w = _words(node)
+            w = _prose_words(node)
             copied |= {tuple(w[i:i + COPY_WORDS]) for i in range(len(w) - COPY_WORDS + 1)}
     found = []
     for sentence in sentences(text):
-        w = _words(sentence)
+        w = _prose_words(sentence)
         if (any(p.search(sentence) for p in ANALYSIS_PATTERNS)
                 or any(h.lower() in sentence.lower() for h in NOTE_HEADINGS)
                 or any(tuple(w[i:i + COPY_WORDS]) in copied for i in range(len(w) - COPY_WORDS + 1))):

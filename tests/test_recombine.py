@@ -74,6 +74,14 @@ def test_analysis_sentences_are_found_and_replies_pass():
                  "professional assessment instead.")
     assert find_analysis(rule_copy, ruled) == [rule_copy]
     assert find_analysis("Please call a crisis line or emergency services now, or someone you trust.", ruled) == []
+    # a number the rules give is handed on, not copied wording (the 1.5B's reply kept the rule's tail)
+    numbered = RISKY.model_copy(update={"safety_guidelines": [
+        "Never give means; if life may be at risk, urge calling a crisis line now: 988 (US), 116 123 (Samaritans, "
+        "UK) or emergency services."]})
+    handed_on = "Please call a crisis line right now: 988 (US), 116 123 (Samaritans, UK) or emergency services."
+    assert find_analysis(handed_on, numbered) == []
+    copied_rule = "If life may be at risk, urge calling a crisis line now: 988 (US) or emergency services."
+    assert find_analysis(copied_rule, numbered) == [copied_rule]
 
 
 def test_an_answer_that_opens_with_analysis_is_regenerated_then_scrubbed():
