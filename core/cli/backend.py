@@ -22,9 +22,9 @@ console = Console()
 
 @backend_app.command()
 def check(
-    backend: Optional[str] = typer.Option(None, "--backend", "-b", help="Check only this backend [env: PEARL_BACKEND]."),
-    backend_url: Optional[str] = typer.Option(None, "--backend-url", help="Server URL [env: PEARL_BACKEND_URL]."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model path or id [env: PEARL_MODEL]."),
+    backend: Optional[str] = typer.Option(None, "--backend", "-b", help="Check only this backend (environment: PEARL_BACKEND)."),
+    backend_url: Optional[str] = typer.Option(None, "--backend-url", help="Server URL (environment: PEARL_BACKEND_URL)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model path or id (environment: PEARL_MODEL)."),
 ):
     """Report which backends are reachable and ready (one line each)."""
     from pearl.host.backend import BackendSettings
