@@ -18,7 +18,7 @@ JUDGED = {**sat_answer(1), **safety_answer("safe")}  # one answer both judges ac
 
 def run_csa(host):
     pipeline = load("csa", host)
-    assert pipeline.order() == ["risk", "anticipate", "decide", "draft", "recombine", "refine"]
+    assert pipeline.order() == ["risk", "anticipate", "decide", "draft", "recombine", "refine", "help"]
     table = {"table": {s: {t: PAIR for t in USER_TYPES} for s in BUILTIN_NAMES}}  # anticipate: mode "table"
     lm = DummyLM([CLASSIFY, ADAPT, table, DRAFT, RECOMBINE, JUDGED, JUDGED], adapter=dspy.JSONAdapter())
     return Runner(pipeline, {"task": lm}, host).run(Conversation.from_text("I feel like ending it all.")), lm
@@ -27,8 +27,11 @@ def run_csa(host):
 def test_csa_pipeline_wires_every_step(host):
     result, lm = run_csa(host)
     assert len(lm.history) == 2 + 1 + 2 + 2
-    assert result.response == RECOMBINE["response"]  # judged perfect: refinement stops at once
-    assert set(result.steps) == {"risk", "anticipate", "decide", "draft", "recombine", "refine"}
+    # judged perfect: refinement stops at once; the reply names no contact, so the help line follows it
+    assert result.output("refine")["response"] == RECOMBINE["response"]
+    assert result.response.startswith(RECOMBINE["response"] + "\n\n") and "988" in result.response
+    assert result.output("help")["added"] is True
+    assert set(result.steps) == {"risk", "anticipate", "decide", "draft", "recombine", "refine", "help"}
     assert result.output("refine")["stop_reason"] == "converged"
     decision = result.output("decide")
     assert decision["strategy"] in BUILTIN_NAMES and len(decision["table"]) == 8

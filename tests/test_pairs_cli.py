@@ -130,6 +130,7 @@ def test_cli_export_pairs_error_is_one_line(run_cli, tmp_path):
 
 def test_shipped_csa_pipeline_refines_and_takes_refine_n(host):
     pipeline = load("csa", host)
-    assert pipeline.spec.answer == "refined" and pipeline.steps["refine"].params.schedule == ["both"] * 3
+    assert pipeline.spec.answer == "reply" and pipeline.steps["help"].params.source == "refined"
+    assert pipeline.steps["refine"].params.schedule == ["both"] * 3
     set_refine_iterations(SimpleNamespace(pipeline=pipeline), 2)
     assert pipeline.steps["refine"].params.schedule == ["both", "both"]

@@ -60,6 +60,8 @@ class RiskCategory(BaseModel):
     description: str = ""
     guideline: list[str] = Field(default_factory=list)
     names: dict[str, str] = Field(default_factory=dict, description="names in other languages, by language tag")
+    help_lines: dict[str, str] = Field(default_factory=dict,
+                                       description="by language tag, one sentence naming where a person at risk gets help now")
 
 
 class Taxonomy(BaseModel):

@@ -17,6 +17,7 @@ What it may provide::
                  it `extra="forbid"` so misspelled keys are errors)
     inputs       slot -> model type the step reads from `state`; the compiler checks that
                  an earlier step (or the conversation, slot "conversation") provides each
+                 (a step whose parameters name a slot sets its own in `__init__`)
     description  one line, shown by `pearl plugins`
     uses_lm      False for a step that never calls a language model (shown by `pearl
                  plugins`; default True)
