@@ -26,8 +26,10 @@ user types, then lowest expected risk, then highest U, then table order), and th
 decision is flagged `admissible=False`.
 
 A table whose forecasts are the same for every strategy (`ReactionTable.informative`) is
-flagged `informative=False` and the reason says the choice rests on the tie-breaks or the
-fallback alone: the 1.5B default model answers one pattern for the whole table often.
+flagged `informative=False` and decided by the fallback rule above, whether or not its
+strategies are admissible: the 1.5B default model answers one pattern for the whole table
+often, and among strategies forecast alike the tie-breaks would pick the lowest cost, which
+is a refusal (`csa-lite` declined 3 of 4 safe test prompts that way).
 
 Comparisons use exact rational arithmetic on the float inputs (`fractions.Fraction`),
 so the choice is deterministic and monotone: raising β never selects a strategy of
@@ -82,7 +84,8 @@ def solve(table: ReactionTable, posterior: UserPosterior, costs: dict[str, float
     boundary = f"risk <= {tau:g} for every user type with posterior >= {epsilon:g} ({', '.join(likely) or 'none'})"
     kept = [] if "malicious" in likely else [n for n in admissible if reserved_for_malicious(table, n)]
     open_ = [n for n in admissible if n not in kept]
-    if open_:
+    informative = table.informative()
+    if open_ and informative:
         best = min(open_, key=lambda n: (-exact[n][0], exact[n][2], exact[n][4], order[n]))
         reason = (f"'{best}' has the highest expected utility ({float(exact[best][0]):.3f}) of the "
                   f"{len(open_)} of {len(rows)} strategies inside the safety boundary ({boundary})")
@@ -93,15 +96,18 @@ def solve(table: ReactionTable, posterior: UserPosterior, costs: dict[str, float
         judged = judged_user(posterior)
         candidates = fallback_candidates(table, judged)
         best = min(candidates, key=lambda n: (exact[n][3], exact[n][2], -exact[n][0], order[n]))
-        why = (f"only {', '.join(kept)} stays inside the safety boundary ({boundary}), and it is kept for users "
-               f"who may be malicious" if kept else f"no strategy stays inside the safety boundary ({boundary})")
+        if not informative:
+            why = "the forecasts are the same for every strategy, so they tell the strategies apart on nothing; " + (
+                f"{len(admissible)} of {len(rows)} stay inside the safety boundary ({boundary})" if admissible
+                else f"no strategy stays inside the safety boundary ({boundary})")
+        elif kept:
+            why = (f"only {', '.join(kept)} stays inside the safety boundary ({boundary}), and it is kept for users "
+                   f"who may be malicious")
+        else:
+            why = f"no strategy stays inside the safety boundary ({boundary})"
         reason = (f"{why}; the user is judged {judged}, and '{best}' is the least risky fallback for a {judged} user "
                   f"(worst risk {float(exact[best][3]):.2f}, expected risk {float(exact[best][2]):.2f})")
         ok = best in admissible
-    informative = table.informative()
-    if not informative:
-        reason += ("; the forecasts are the same for every strategy, so they told the strategies apart on nothing "
-                   "and the choice rests on " + ("the tie-breaks" if ok else "the fallback rule") + " alone")
     return Decision(strategy=best, admissible=ok, reason=reason, table=rows, alpha=alpha, beta=beta, gamma=gamma,
                     tau=tau, epsilon=epsilon, chosen=table.strategy(best), informative=informative)
 

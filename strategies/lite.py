@@ -48,9 +48,10 @@ from pearl.strategies.risk import (ATTACK_FORMS, INTERACTIONS, NO_GROUP, catalog
                                    reconcile_category)
 from pearl.types import Conversation
 
-#: The short list `lite-plan` forecasts by default: one strategy per broad kind of answer.
+#: The short list `lite-plan` forecasts by default: one strategy per broad kind of answer, and the
+#: fallback of each user type `decide` may judge (`safe_completion` for a benign one).
 DEFAULT_LITE_STRATEGIES: tuple[str, ...] = (
-    "full_help", "help_with_safety_context", "supportive_response", "refuse_with_alternatives",
+    "full_help", "help_with_safety_context", "safe_completion", "supportive_response", "refuse_with_alternatives",
 )
 
 #: Completion budget for the assessment fields (rationale, enums, weights).

@@ -60,11 +60,13 @@ def test_none_admissible_picks_least_risky_and_flags():
 
 
 def test_ties_are_broken_deterministically():
-    table = make_table({"x": uniform(0.5, 0.1), "y": uniform(0.5, 0.1), "z": uniform(0.5, 0.1)})
+    # w, worse for everyone, makes the table informative, so the tie-breaks (not the fallback) decide
+    table = make_table({"x": uniform(0.5, 0.1), "y": uniform(0.5, 0.1), "z": uniform(0.5, 0.1), "w": uniform(0.1, 0.1)})
     post = UserPosterior(benign=0.2, sensitive=0.3, malicious=0.5)
-    d = solve(table, post, {"x": 0.5, "y": 0.2, "z": 0.2}, alpha=1, beta=1, gamma=0, tau=1, epsilon=0.1)
+    costs = {"x": 0.5, "y": 0.2, "z": 0.2, "w": 0.0}
+    d = solve(table, post, costs, alpha=1, beta=1, gamma=0, tau=1, epsilon=0.1)
     assert d.strategy == "y"  # equal utility and risk: the lower cost, then table order
-    d = solve(table, post, {"x": 0.5, "y": 0.2, "z": 0.2}, alpha=1, beta=1, gamma=1, tau=1, epsilon=0.1)
+    d = solve(table, post, costs, alpha=1, beta=1, gamma=1, tau=1, epsilon=0.1)
     assert d.strategy == "y"
 
 
@@ -191,11 +193,22 @@ def test_a_table_that_forecasts_the_same_for_every_strategy_is_flagged():
     d = solve(same, UserPosterior(benign=0.5, sensitive=0.5, malicious=0), {"a": 0.1, "b": 0.2, "c": 0.3},
               alpha=1, beta=2, gamma=0.1, tau=0.3, epsilon=0.1)
     assert not same.informative() and not d.informative and not d.admissible
-    assert "the same for every strategy" in d.reason and "the fallback rule alone" in d.reason
+    assert "the same for every strategy" in d.reason and "least risky fallback" in d.reason
     admissible = solve(make_table({"a": uniform(0.3, 0.0), "b": uniform(0.3, 0.0)}),
                        UserPosterior(benign=1, sensitive=0, malicious=0), {"a": 0.1, "b": 0.1},
                        alpha=1, beta=2, gamma=0.1, tau=0.3, epsilon=0.1)
-    assert admissible.admissible and not admissible.informative and "the tie-breaks alone" in admissible.reason
+    assert admissible.admissible and not admissible.informative and "least risky fallback" in admissible.reason
+    # alike and all admissible: the fallback decides, not the cost tie-break that picked a refusal for a benign
+    # user (csa-lite's 1.5B tables: every cell "satisfied", risk 0)
+    alike = library_table({"full_help": 0.0, "supportive_response": 0.0, "refuse_with_alternatives": 0.0,
+                           "safe_completion": 0.0})
+    costs = {s.name: s.cost for s in alike.library}
+    benign = solve(alike, UserPosterior(benign=1, sensitive=0, malicious=0), costs, alpha=1, beta=2, gamma=0.1,
+                   tau=0.3, epsilon=0.1)
+    assert benign.strategy == "safe_completion" and benign.admissible
+    sensitive = solve(alike, UserPosterior(benign=0.3, sensitive=0.7, malicious=0), costs, alpha=1, beta=2,
+                      gamma=0.1, tau=0.3, epsilon=0.1)
+    assert sensitive.strategy == "supportive_response"
     # one strategy differing for one user type is enough to tell them apart
     mixed = make_table({"a": uniform(0.3, 1.0), "b": {**uniform(0.3, 1.0), "malicious": (0.3, 0.9)}})
     d = solve(mixed, UserPosterior(benign=1, sensitive=0, malicious=0), {"a": 0.1, "b": 0.1},
