@@ -147,7 +147,8 @@ def judges_section(results: list[PipelineMetrics], cards: dict[str, list[dict]])
     if not rows:
         return []
     return ["", "## Judges", "", "Agreement with human labels, from the judge cards (`pearl eval-judge --save`; "
-            "accuracy and Cohen's κ on the labelled set and split named); 'decided by' counts the verdicts each "
+            "accuracy and Cohen's κ, or Spearman and mean absolute error for graded labels, on the labelled set "
+            "and split named); 'decided by' counts the verdicts each "
             "judge (or tier of an ensemble) made.", "",
             _table(["metric", "judge", "decided by", "agreement with humans"], rows)]
 
