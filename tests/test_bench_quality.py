@@ -285,3 +285,30 @@ def test_the_supportive_rate_reads_the_rules_not_the_classifier_that_counts_defl
     classifier_only = {"refusal": {"score": 1.0, "refusal": "full"}}
     q = compute("p", [record(0, deflects), record(1, declines), record(2, classifier_only)], n_boot=200)
     assert q.supportive.n == 3 and q.supportive.value == pytest.approx(1 / 3)
+
+
+def test_paired_difference_is_per_item_against_the_reference():
+    from pearl.evaluation import metrics as M
+    from pearl.evaluation.quality import paired_differences
+    from pearl.io.results import ResultRecord
+    from pearl.types import Conversation, Result
+
+    def record(id: str, pipeline: str, satisfaction: float, safety: float) -> ResultRecord:
+        return ResultRecord(id=id, dataset="d", pipeline=pipeline, status="ok", conversation=Conversation.from_text("hi"),
+                            result=Result(pipeline=pipeline, response="r"),
+                            judgements={"safety": {"score": safety}, "satisfaction": {"score": satisfaction}})
+
+    # items of very different difficulty: each pipeline is better by the same margin on every item
+    base = [record(str(i), "direct", s, 1.0) for i, s in enumerate([-1.0, -0.5, 0.0, 0.5])]
+    better = [record(str(i), "csa", s + 0.4, 1.0) for i, s in enumerate([-1.0, -0.5, 0.0, 0.5])]
+    per_item = [M.constructive_values([b], 2.0)[0] - M.constructive_values([a], 2.0)[0] for a, b in zip(base, better)]
+    assert paired_differences(better, base, 2.0) == pytest.approx(per_item)
+    assert paired_differences(better[:2], base[1:], 2.0) == pytest.approx(per_item[1:2])  # items both answered
+    q = compute("csa", better, n_boot=200, reference=("direct", base))
+    # the same gain on every item: the paired interval is a point, though the two score intervals overlap
+    assert q.paired[2.0].low == pytest.approx(q.paired[2.0].high) == pytest.approx(per_item[0])
+    ref = compute("direct", base, n_boot=200, reference=("direct", base))
+    assert ref.paired == {} and q.reference == "direct"
+    assert q.constructive[2.0].low < ref.constructive[2.0].high
+    table = render([ref, q])
+    assert "β=2 minus direct, paired by item (×100)" in table and q.as_dict()["paired"]["2.0"]["n"] == 4

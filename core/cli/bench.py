@@ -150,7 +150,10 @@ def quality_command(
         rows.append((label, [r for r in latest_by_id(records).values() if r.id in wanted]))
     # Compare like with like: only the items every pipeline has a record of (one that crashed counts).
     common = set.intersection(*({r.id for r in recs} for _, recs in rows))
-    figures_of = [compute(label, [r for r in recs if r.id in common], n_boot=bootstrap, seed=seed) for label, recs in rows]
+    # The first pipeline (by default `direct`, the model alone) is the reference of the paired differences.
+    reference = (rows[0][0], [r for r in rows[0][1] if r.id in common]) if len(rows) > 1 else None
+    figures_of = [compute(label, [r for r in recs if r.id in common], n_boot=bootstrap, seed=seed, reference=reference)
+                  for label, recs in rows]
     title = (f"{described}{f', first {limit}' if limit else ''}, model {session.settings.model or '(pipeline default)'}, "
              f"judges {', '.join(judge_names)}")
     if len(common) < len(items):
