@@ -6,7 +6,7 @@ chain). This step closes that gap without a model call. A taxonomy category may 
 `help_lines`: one sentence per language tag with concrete contacts (the built-in oyster
 taxonomy gives them for `mental_health`). When the assessment (slot `assessment`) places the
 request in such a category and flags it (`RiskAssessment.is_risky`), and the reply (the
-slot named by `source`) names no contact yet — no run of three or more digits, which is how
+slot named by `source`) names no contact yet — no number of three or more digits (spaces or hyphens between them allowed), which is how
 every listed line is written — the category's sentence for the conversation's language is
 appended as its own paragraph. Otherwise the reply passes unchanged.
 
