@@ -6,8 +6,8 @@ chain). This step closes that gap without a model call. A taxonomy category may 
 `help_lines`: one sentence per language tag with concrete contacts (the built-in oyster
 taxonomy gives them for `mental_health`). When the assessment (slot `assessment`) places the
 request in such a category and flags it (`RiskAssessment.is_risky`), and the reply (the
-slot named by `source`) names no contact yet — no number of three or more digits (spaces or hyphens between them allowed), which is how
-every listed line is written — the category's sentence for the conversation's language is
+slot named by `source`) names no contact yet — no number of three or more digits, spaces or
+hyphens allowed between them, which is how every listed line is written — the category's sentence for the conversation's language is
 appended as its own paragraph. Otherwise the reply passes unchanged.
 
 Output: slot `reply`, a `pearl.types.Answer` (response, reasoning carried over) with
@@ -36,7 +36,8 @@ CONTACT = re.compile(r"\d[\d\s-]{2,}\d|\d{3,}")  # 988, 116 123, 400-161-9995
 class HelpLinesParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    source: str = Field(default="refined", description="the slot whose reply is checked (a step output with `response`)")
+    source: str = Field(default="refined",
+                        description="the slot whose reply is checked (a step output with `response`)")
 
 
 class HelpLinesAnswer(BaseModel):
