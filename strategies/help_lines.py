@@ -7,8 +7,8 @@ chain). This step closes that gap without a model call. A taxonomy category may 
 taxonomy gives them for `mental_health`). When the assessment (slot `assessment`) places the
 request in such a category and flags it (`RiskAssessment.is_risky`), and the reply (the
 slot named by `source`) names no contact yet — no number of three or more digits, spaces or
-hyphens allowed between them, which is how every listed line is written — the category's sentence for the conversation's language is
-appended as its own paragraph. Otherwise the reply passes unchanged.
+hyphens allowed between them, which is how every listed line is written — the category's
+sentence for the conversation's language is appended as its own paragraph. Otherwise the reply passes unchanged.
 
 Output: slot `reply`, a `pearl.types.Answer` (response, reasoning carried over) with
 `added` saying whether a line was appended, so reports can count it.
