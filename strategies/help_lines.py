@@ -10,7 +10,7 @@ slot named by `source`) names no contact yet — no number of three or more digi
 hyphens allowed between them, which is how every listed line is written — the category's
 sentence for the conversation's language is appended as its own paragraph. Otherwise the reply passes unchanged.
 
-Output: slot `reply`, a `pearl.types.Answer` (response, reasoning carried over) with
+Output: slot `reply`, a `pearl.types.Answer` subclass (response, reasoning carried over) with
 `added` saying whether a line was appended, so reports can count it.
 
 Parameters: `source` (default `refined`), the slot holding the reply to check; any step
@@ -28,7 +28,7 @@ from pearl.csa.taxonomy import get_taxonomy
 from pearl.host.hookspecs import hookimpl
 from pearl.host.step import Step
 from pearl.strategies.guard import refusal_language
-from pearl.types import Conversation
+from pearl.types import Answer, Conversation
 
 CONTACT = re.compile(r"\d[\d\s-]{2,}\d|\d{3,}")  # 988, 116 123, 400-161-9995
 
@@ -40,11 +40,9 @@ class HelpLinesParams(BaseModel):
                         description="the slot whose reply is checked (a step output with `response`)")
 
 
-class HelpLinesAnswer(BaseModel):
+class HelpLinesAnswer(Answer):
     """The reply, with the category's help line appended when it named none."""
 
-    response: str
-    reasoning: str | None = None
     added: bool = Field(default=False, description="a help line was appended")
 
 
