@@ -18,6 +18,7 @@ from pearl.host.hookspecs import hookimpl
 from pearl.runtime.programs import call_program
 from pearl.host.step import Step
 from pearl.strategies.direct import AnswerSignature
+from pearl.strategies.language import language_of
 from pearl.types import Answer, Conversation
 
 REFUSALS: dict[str, str] = {
@@ -28,8 +29,9 @@ _CJK = re.compile(r"[\u4e00-\u9fff]")
 
 
 def refusal_language(conversation: Conversation) -> str:
-    """The conversation's language if a refusal text exists for it; else guessed from the script."""
-    tag = (conversation.language or "").split("-")[0].lower()
+    """The conversation's language (`pearl.strategies.language.language_of`) if a refusal text
+    exists for it; else Chinese for a message with Han characters, English otherwise."""
+    tag = language_of(conversation)
     if tag in REFUSALS:
         return tag
     return "zh" if _CJK.search(conversation.last_user_message) else "en"
