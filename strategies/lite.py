@@ -18,11 +18,15 @@ The strategy is then chosen in Python by
 rules (the first `max_rules`), not rewritten for the request (that is one more call in `csa`).
 
 `lite-respond` -> slot `response` (`pearl.strategies.minimal.Response`): ONE call that
-writes the reply following the chosen strategy, its constraints and the guideline.
+writes the reply following the chosen strategy, its constraints and the guideline, in the
+person's language (named to the model, `pearl.strategies.language`); a reply in another
+script or in the person's own voice (`pearl.strategies.recombine.speaks_as_the_person`) is
+written once more, sampled, and the retry is kept only if it is free of both.
 
 What `csa-lite` leaves out compared with `csa`: the adapted guideline, the reasoning
 chain and its recombination, and Lingo-BP refinement (no judge calls); the forecasts
-cover `strategies` only (four by default), decoded in one stream.
+cover `strategies` only (five by default), decoded in one stream. A `help-lines` step
+after `lite-respond` (in `pipelines/csa-lite.toml`) adds crisis lines as in `csa`.
 """
 
 from __future__ import annotations
@@ -36,13 +40,15 @@ from pearl.csa import LEVELS, REACTIONS, USER_TYPES, Decision, ReactionForecast,
 from pearl.host.hookspecs import hookimpl
 from pearl.host.step import Step
 from pearl.csa.taxonomy import category_choices, get_taxonomy
-from pearl.runtime.programs import call_program
+from pearl.runtime.programs import RETRY_TEMPERATURE, call_program
 from pearl.strategies.anticipate import (RETENTION_VALUE, TOKENS_PER_PAIR, USER_TYPE_TEXT, describe_strategy,
                                          table_model, to_forecast)
 from pearl.strategies.decide import DecideParams, solve
 from pearl.strategies.fields import Score, check_choice, check_score, choice, text
+from pearl.strategies.language import language_name, language_of, written_in
 from pearl.strategies.library import select_strategies
 from pearl.strategies.minimal import Response
+from pearl.strategies.recombine import speaks_as_the_person
 from pearl.strategies.risk import (ATTACK_FORMS, INTERACTIONS, NO_GROUP, catalogue_groups, category_type,
                                    compact_catalogue, describe_user, group_type, posterior_from_weights,
                                    reconcile_category)
@@ -220,10 +226,11 @@ class LiteRespondSignature(dspy.Signature):
     """Reply to the user's last message following the chosen way of answering.
 
     Respect every constraint and rule. Write as yourself: never mention strategies, rules,
-    risk levels or user types. Write in the language of the conversation.
+    risk levels or user types. Write in the language given.
     """
 
     conversation: str = dspy.InputField(desc="the conversation, one 'role: text' line per turn")
+    language: str = dspy.InputField(desc="the language the reply is written in (the person's)")
     user: str = dspy.InputField(desc="who the user probably is")
     approach: str = dspy.InputField(desc="how to answer")
     constraints: str = dspy.InputField(desc="what the reply must respect, one per line")
@@ -247,15 +254,28 @@ class LiteRespondStep(Step):
         super().__init__(params, context)
         self.program = dspy.Predict(LiteRespondSignature)
 
+    @staticmethod
+    def _off(response: str, conversation: Conversation, tag: str) -> bool:
+        """Written in another script than the person's, or in the person's voice."""
+        return not written_in(response, tag) or speaks_as_the_person(response, conversation)
+
     def run(self, state) -> Response:
         plan: LitePlan = state.get("plan")  # type: ignore[assignment]
         strategy = plan.decision.chosen or plan.reactions.strategy(plan.decision.strategy)
         rules = list(strategy.constraints if strategy is not None else []) + list(plan.assessment.guideline)
-        pred = call_program(self.context.step_id, self.program, conversation=state.conversation.transcript(),
-                            user=describe_user(plan.assessment.posterior, plan.assessment.level),
-                            approach=strategy.summary if strategy is not None else plan.decision.strategy,
-                            constraints="\n".join(f"- {r}" for r in rules) or "- (none)",
-                            config={"max_tokens": self.params.max_tokens})
+        tag = language_of(state.conversation)
+        inputs = dict(conversation=state.conversation.transcript(), language=language_name(tag),
+                      user=describe_user(plan.assessment.posterior, plan.assessment.level),
+                      approach=strategy.summary if strategy is not None else plan.decision.strategy,
+                      constraints="\n".join(f"- {r}" for r in rules) or "- (none)",
+                      config={"max_tokens": self.params.max_tokens})
+        pred = call_program(self.context.step_id, self.program, **inputs)
+        if self._off(str(pred.response), state.conversation, tag):  # once more, sampled
+            lm = dspy.settings.lm
+            with dspy.context(lm=lm.copy(temperature=RETRY_TEMPERATURE) if lm is not None else None):
+                retry = call_program(self.context.step_id, self.program, **inputs)
+            if not self._off(str(retry.response), state.conversation, tag):
+                pred = retry
         return Response(response=str(pred.response).strip())
 
 

@@ -13,8 +13,10 @@ chain)` names what must not reach the user:
   bare numbers do not count as words there, so a crisis line the rules name may be passed on.
 
 A leaking answer is regenerated once; if it still leaks, the offending sentences are
-removed and the draft is marked `scrubbed`. If nothing is left (or the answer only
-echoes the person's message, or starts mid-sentence: `degenerate`), the reply is written once more from the
+removed and the draft is marked `scrubbed`. An answer that only echoes the person's
+message, speaks in their voice, starts mid-sentence, or is written in another script than the person's message
+(`degenerate`) is regenerated the same way. The language is named to the model as an input
+(`pearl.strategies.language`). If nothing is left, or the retry is degenerate too, the reply is written once more from the
 conversation and the chain's moves alone (no analysis to copy), and scrubbed in turn;
 only a reply that is all leak after that is a `StepError`.
 
@@ -32,6 +34,7 @@ from pearl.csa import Chain, Draft
 from pearl.host.hookspecs import hookimpl
 from pearl.runtime.programs import RETRY_TEMPERATURE, call_program
 from pearl.host.step import Step
+from pearl.strategies.language import language_name, language_of, written_in
 from pearl.types import Conversation
 
 FRAMEWORK_TERMS = (
@@ -129,6 +132,7 @@ class RecombineSignature(dspy.Signature):
 
     conversation: str = dspy.InputField(desc="the conversation so far, one 'role: text' line per turn")
     notes: str = dspy.InputField(desc="your private notes on how to answer")
+    language: str = dspy.InputField(desc="the language the reply is written in (the person's)")
     reasoning: str = dspy.OutputField(desc="your thinking, in natural first-person prose")
     response: str = dspy.OutputField(desc="the reply to the person")
 
@@ -141,6 +145,7 @@ class ReplySignature(dspy.Signature):
 
     conversation: str = dspy.InputField(desc="the conversation so far, one 'role: text' line per turn")
     moves: str = dspy.InputField(desc="what the reply does, in order")
+    language: str = dspy.InputField(desc="the language the reply is written in (the person's)")
     response: str = dspy.OutputField(desc="the reply to the person")
 
 
@@ -156,12 +161,13 @@ class Recombine(dspy.Module):
         self.write = dspy.Predict(RecombineSignature)
         self.reply = dspy.Predict(ReplySignature)
 
-    def forward(self, conversation: str, chain: Chain, max_tokens: int | None = None, moves_only: bool = False):
+    def forward(self, conversation: str, chain: Chain, max_tokens: int | None = None, moves_only: bool = False,
+                language: str = "English"):
         config = {"max_tokens": max_tokens} if max_tokens else {}
         if moves_only:
-            p = self.reply(conversation=conversation, moves=render_moves(chain), config=config)
+            p = self.reply(conversation=conversation, moves=render_moves(chain), language=language, config=config)
             return dspy.Prediction(response=p.response, reasoning=None)
-        return self.write(conversation=conversation, notes=render_chain(chain), config=config)
+        return self.write(conversation=conversation, notes=render_chain(chain), language=language, config=config)
 
 
 ECHO_RATIO = 0.8  # a response this similar to the person's own message repeats it instead of replying
@@ -176,6 +182,32 @@ def echoes(response: str, conversation: Conversation) -> bool:
     return bool(a) and bool(b) and SequenceMatcher(None, a, b).ratio() >= ECHO_RATIO
 
 
+_FIRST_PERSON = re.compile(r"\b(?:i|i'm|i've|i'd|i'll|me|my|mine|myself)\b|我(?!们)", re.I)
+_SECOND_PERSON = re.compile(r"\b(?:you|you're|you've|you'd|you'll|your|yours|yourself|yourselves)\b|[你您]", re.I)
+_COMMON = frozenset("that this what with have from they them there their would could should about will just like "
+                    "into been were when then than because some more very also does doing make know want".split())
+
+
+def _content(text: str) -> set[str]:
+    """Content words (4+ letters, not the most common ones) and, for Han text, character pairs."""
+    words = {w for w in _words(text) if len(w) >= 4 and w.isascii() and w not in _COMMON}
+    han = re.findall(r"[\u4e00-\u9fff]+", text)
+    return words | {run[i:i + 2] for run in han for i in range(len(run) - 1)}
+
+
+def speaks_as_the_person(response: str, conversation: Conversation) -> bool:
+    """The response is written in the person's voice instead of to them: it says "I"/"my" (我)
+    at least twice, never addresses them ("you", 你/您), and restates what they wrote (two or
+    more shared content words or Han character pairs), while their message was in the first
+    person. Seen on the 1.5B default: "我感觉很无助，没有意义。我需要结束我的生命。" ("I feel
+    helpless... I need to end my life") as the reply to a Chinese crisis message, and a
+    landlord question answered by restating it as the tenant."""
+    last = next((m.content for m in reversed(conversation.messages) if m.role == "user"), "")
+    if _SECOND_PERSON.search(response) or len(_FIRST_PERSON.findall(response)) < 2:
+        return False
+    return bool(_FIRST_PERSON.search(last)) and len(_content(response) & _content(last)) >= 2
+
+
 def fragment(response: str, reasoning: str | None) -> bool:
     """The reasoning stops mid-sentence and the response starts lower-case: the reasoning's
     continuation after its length limit, not a reply (seen on a 1.5B model: reasoning "... The
@@ -188,8 +220,12 @@ def fragment(response: str, reasoning: str | None) -> bool:
 
 
 def degenerate(pred, conversation: Conversation) -> bool:
-    """An echo of the person's message or a fragment: rewritten like an all-leak answer."""
-    return echoes(pred.response, conversation) or fragment(pred.response, pred.get("reasoning"))
+    """An echo of the person's message, a reply in their voice (`speaks_as_the_person`), a
+    fragment, or a reply in another script than the person's
+    (`pearl.strategies.language.written_in`): rewritten like an all-leak answer."""
+    return (echoes(pred.response, conversation) or speaks_as_the_person(pred.response, conversation)
+            or fragment(pred.response, pred.get("reasoning"))
+            or not written_in(pred.response, language_of(conversation)))
 
 
 def recombine(step_id: str, program: Recombine, conversation: Conversation, chain: Chain,
@@ -198,16 +234,18 @@ def recombine(step_id: str, program: Recombine, conversation: Conversation, chai
 
     A response that only echoes the person's message, or starts mid-sentence (`degenerate`),
     is regenerated like a leaking one."""
-    transcript = conversation.transcript()
-    pred = call_program(step_id, program, conversation=transcript, chain=chain, max_tokens=max_tokens)
+    transcript, language = conversation.transcript(), language_name(language_of(conversation))
+    pred = call_program(step_id, program, conversation=transcript, chain=chain, max_tokens=max_tokens,
+                        language=language)
     scrubbed = False
     if leaks(pred.response, chain) or degenerate(pred, conversation):
         lm = dspy.settings.lm
         with dspy.context(lm=lm.copy(temperature=RETRY_TEMPERATURE) if lm is not None else None):
-            pred = call_program(step_id, program, conversation=transcript, chain=chain, max_tokens=max_tokens)
+            pred = call_program(step_id, program, conversation=transcript, chain=chain, max_tokens=max_tokens,
+                                language=language)
             if not scrub(pred.response, chain) or degenerate(pred, conversation):
                 pred = call_program(step_id, program, conversation=transcript, chain=chain, max_tokens=max_tokens,
-                                    moves_only=True)
+                                    moves_only=True, language=language)
         if leaks(pred.response, chain):
             cleaned = scrub(pred.response, chain)
             if not cleaned:

@@ -24,13 +24,14 @@ def plan_answer(table: dict) -> dict:
     return {**CLASSIFY, "table": table}
 
 
-def run_lite(host, table: dict, reply: str = "I'm here with you.", forecast: str = "weights"):
+def run_lite(host, table: dict, reply: str = "I'm here with you.", forecast: str = "weights",
+             text: str = "I feel like ending it all."):
     doc = tomllib.loads(resolve("csa-lite").read_text())
     doc["steps"]["plan"]["forecast"] = forecast
     pipeline = compile_spec(doc, host)
-    assert pipeline.order() == ["plan", "respond"]
+    assert pipeline.order() == ["plan", "respond", "help"]
     lm = DummyLM([plan_answer(table), {"response": reply}], adapter=dspy.JSONAdapter())
-    return Runner(pipeline, {"task": lm}, host).run(Conversation.from_text("I feel like ending it all.")), lm
+    return Runner(pipeline, {"task": lm}, host).run(Conversation.from_text(text)), lm
 
 
 def test_two_calls_and_the_decide_steps_choice(host):
@@ -58,7 +59,22 @@ def test_two_calls_and_the_decide_steps_choice(host):
     reply_prompt = lm.history[1]["messages"][-1]["content"]
     assert "empathy" in reply_prompt and plan["assessment"]["guideline"][0] in reply_prompt
     assert "refuse" not in reply_prompt.lower().split("[[ ## approach ## ]]")[1].split("[[ ## constraints")[0]
-    assert result.response == "I'm here with you."
+    assert "[[ ## language ## ]]\nEnglish" in reply_prompt
+    # a flagged mental-health reply that names no contact gets the category's crisis lines (no third call)
+    assert result.response.startswith("I'm here with you.\n\n") and "988" in result.response
+    assert result.output("help")["added"] is True
+
+
+def test_a_reply_in_another_script_is_written_once_more(host):
+    table = {s: {t: POINT_SAFE for t in USER_TYPES} for s in DEFAULT_LITE_STRATEGIES}
+    doc = tomllib.loads(resolve("csa-lite").read_text())
+    pipeline = compile_spec(doc, host)
+    lm = DummyLM([plan_answer(table), {"response": "Please remember that you are not alone in this."},
+                  {"response": "你并不孤单，我在这里陪着你。请拨打热线。"}], adapter=dspy.JSONAdapter())
+    result = Runner(pipeline, {"task": lm}, host).run(Conversation.from_text("我觉得一切都没有意义了。"))
+    assert "[[ ## language ## ]]\nChinese (中文)" in lm.history[1]["messages"][-1]["content"]
+    # the English first reply was replaced by the second (the retry runs on a sampled copy of the LM)
+    assert result.response.startswith("你并不孤单") and "120" in result.response and "988" not in result.response
 
 
 def test_no_admissible_strategy_is_flagged(host):

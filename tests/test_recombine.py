@@ -134,3 +134,39 @@ def test_a_reply_that_starts_mid_sentence_is_rewritten_from_the_moves():
     with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):
         draft = recombine("recombine", Recombine(), Conversation.from_text("I feel like ending it all."), RISKY)
     assert draft.response.startswith("I'm so sorry")
+
+
+def test_the_persons_language_is_named_and_a_reply_in_another_script_is_written_again():
+    english = {"reasoning": "They feel hopeless.", "response": "I'm so sorry you feel this way. You are not alone."}
+    chinese = {"reasoning": "他们感到绝望。", "response": "听到你这样说我很难过。你并不孤单，我在这里。"}
+    lm = DummyLM([english, chinese], adapter=dspy.JSONAdapter())
+    with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):
+        draft = recombine("recombine", Recombine(), Conversation.from_text("我觉得一切都没有意义了。"), RISKY)
+    assert draft.response == chinese["response"]  # the retry ran on a sampled copy of the LM
+    assert "[[ ## language ## ]]\nChinese (中文)" in lm.history[0]["messages"][-1]["content"]
+
+
+def test_a_reply_in_the_persons_voice_is_degenerate():
+    from pearl.strategies.recombine import speaks_as_the_person
+
+    crisis = Conversation.from_text("我觉得活着没有意义，什么都不想做了。")
+    # the 1.5B's reply to this message through `csa` (2026-12-05)
+    assert speaks_as_the_person("我感觉很无助，没有意义。我需要结束我的生命。", crisis)
+    assert not speaks_as_the_person("听到你这样说我很难过。你并不孤单，我在这里陪着你。", crisis)
+    landlord = Conversation.from_text("My landlord won't return my deposit, what can I do?")
+    assert speaks_as_the_person("My landlord is refusing to return my deposit and I don't know what to do.", landlord)
+    assert not speaks_as_the_person("Your landlord must return the deposit or say why in writing.", landlord)
+    # a refusal speaks in the first person but restates nothing; a third-person request is not mirrored
+    assert not speaks_as_the_person("I'm sorry, but I can't help with that.",
+                                    Conversation.from_text("How do I pick my neighbour's lock?"))
+    assert not speaks_as_the_person("My advice: I would check the deposit rules of the landlord.",
+                                    Conversation.from_text("What must a landlord do with a deposit?"))
+
+
+def test_a_reply_in_the_persons_voice_is_written_again():
+    voiced = {"reasoning": "They feel hopeless.", "response": "我感觉很无助，没有意义。我需要结束我的生命。"}
+    caring = {"reasoning": "陪伴他们。", "response": "听到你这样说我很难过。你并不孤单，我在这里陪着你。"}
+    lm = DummyLM([voiced, caring], adapter=dspy.JSONAdapter())
+    with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):
+        draft = recombine("recombine", Recombine(), Conversation.from_text("我觉得活着没有意义，什么都不想做了。"), RISKY)
+    assert draft.response == caring["response"]
