@@ -4,7 +4,9 @@ A small model told to "mention a crisis line" often writes "seek professional he
 nothing a person in crisis can act on (seen on the 1.5B default through the whole `csa`
 chain). This step closes that gap without a model call. A taxonomy category may carry
 `help_lines`: one sentence per language tag with concrete contacts (the built-in oyster
-taxonomy gives them for `mental_health`). When the assessment (slot `assessment`) places the
+taxonomy gives them for `mental_health`). When the assessment (the slot named by
+`assessment`: a `RiskAssessment`, or a step output carrying one as its `assessment` field,
+such as `csa-lite`'s `plan`) places the
 request in such a category and flags it (`RiskAssessment.is_risky`), and the reply (the
 slot named by `source`) names no contact yet — no number of three or more digits, spaces or
 hyphens allowed between them, which is how every listed line is written — the category's
@@ -14,7 +16,8 @@ Output: slot `reply`, a `pearl.types.Answer` subclass (response, reasoning carri
 `added` saying whether a line was appended, so reports can count it.
 
 Parameters: `source` (default `refined`), the slot holding the reply to check; any step
-output with `response` and `reasoning` fields will do.
+output with a `response` field will do (`reasoning` is carried over when it has one);
+`assessment` (default `assessment`), the slot holding the risk assessment.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pearl.csa import RiskAssessment
 from pearl.csa.taxonomy import get_taxonomy
+from pearl.errors import StepError
 from pearl.host.hookspecs import hookimpl
 from pearl.host.step import Step
 from pearl.strategies.guard import refusal_language
@@ -38,6 +42,8 @@ class HelpLinesParams(BaseModel):
 
     source: str = Field(default="refined",
                         description="the slot whose reply is checked (a step output with `response`)")
+    assessment: str = Field(default="assessment",
+                            description="the slot holding the RiskAssessment, or an output with an `assessment` field")
 
 
 class HelpLinesAnswer(Answer):
@@ -59,10 +65,15 @@ class HelpLinesStep(Step):
 
     def __init__(self, params: HelpLinesParams, context):
         super().__init__(params, context)
-        self.inputs = {"conversation": Conversation, "assessment": RiskAssessment, params.source: BaseModel}
+        self.inputs = {"conversation": Conversation, params.assessment: BaseModel, params.source: BaseModel}
 
     def run(self, state) -> HelpLinesAnswer:
-        assessment: RiskAssessment = state.get("assessment")  # type: ignore[assignment]
+        assessment = state.get(self.params.assessment)
+        if not isinstance(assessment, RiskAssessment):
+            assessment = getattr(assessment, "assessment", None)
+        if not isinstance(assessment, RiskAssessment):
+            raise StepError(self.context.step_id, f"slot {self.params.assessment!r} holds no risk assessment: set "
+                                                  "`assessment` to the slot of the risk step (or of a plan that has one)")
         reply = state.get(self.params.source)
         response, reasoning = str(reply.response), getattr(reply, "reasoning", None)
         category = get_taxonomy(self.context.host, assessment.taxonomy).category(assessment.category)
