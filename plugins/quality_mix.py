@@ -17,7 +17,8 @@ Every item carries the labels `group`, `expect` and `split` beside its source's 
 (`type` for XSTest, `language`/`level`/`attack_method` for Strata-Sword); the metrics of
 `pearl.evaluation.quality` read `expect`. Options (`load(path, options)`):
 `per_group` (default `PER_GROUP`), `seed` (of the sample, default 0), `split` (`test`,
-the default: nothing was tuned on it; `dev`; or `all`). The groups are taken in turn (one
+the default: nothing was tuned on it; `dev`; or `all`), `groups` (a list or comma-separated
+names: only those groups, each with the same items as in the whole mix). The groups are taken in turn (one
 item of each, then the next of each), so the first N items cover every group. The items and
 their order are a function of the files and the options only, so two runs, or two pipelines, get the same
 mix. A missing source file is a `DatasetError` naming it.
@@ -78,15 +79,24 @@ def prompt_of(item: Item) -> str:
     return "\n".join(m.content for m in item.conversation.messages if m.role == "user")
 
 
-def mix(root: Path, *, per_group: int = PER_GROUP, seed: int = 0, split: str = "test") -> list[Item]:
+def mix(root: Path, *, per_group: int = PER_GROUP, seed: int = 0, split: str = "test",
+        groups: list[str] | None = None) -> list[Item]:
     """The mix: for each group, `per_group` items of `split`, drawn with `seed` (in file order within the
-    group), the groups taken in turn: the first item of each group, then the second of each, ..."""
+    group), the groups taken in turn: the first item of each group, then the second of each, ...
+
+    `groups` keeps only the named groups (in the mix's order); each group's draw is seeded by
+    its own name, so a group's items are the same whether or not the others are drawn."""
     if split not in SPLITS:
         raise DatasetError(f"quality-mix split {split!r}: use dev, test or all")
     if per_group < 1:
         raise DatasetError(f"quality-mix per_group {per_group}: give 1 or more items per group")
+    unknown = sorted(set(groups or []) - set(EXPECT))
+    if unknown:
+        raise DatasetError(f"quality-mix groups: no group {', '.join(unknown)}; the groups are {', '.join(EXPECT)}")
     chosen: list[list[Item]] = []
     for group, items in source_groups(root).items():
+        if groups and group not in groups:
+            continue
         pool = [i for i in items if split == "all" or split_of(prompt_of(i)) == split]
         if not pool:
             raise DatasetError(f"{root}: group {group} has no {split} items: check the data folder")
@@ -108,8 +118,11 @@ class QualityMix(Dataset):
         if not path.is_dir():
             raise DatasetError(f"{path}: not a folder: quality-mix reads the shared data folder "
                                f"(xstest/, strata_sword/, labels/), e.g. quality-mix:../shared/data")
+        groups = options.get("groups")
+        if isinstance(groups, str):
+            groups = [g.strip() for g in groups.split(",") if g.strip()]
         yield from mix(path, per_group=int(options.get("per_group", PER_GROUP)), seed=int(options.get("seed", 0)),
-                       split=str(options.get("split", "test")))
+                       split=str(options.get("split", "test")), groups=groups or None)
 
 
 @hookimpl

@@ -174,6 +174,23 @@ def test_the_mix_is_seeded_split_by_prompt_and_balanced(shared_data):
         mix(shared_data / "xstest", per_group=1)
 
 
+def test_groups_keep_their_items_from_the_whole_mix(shared_data):
+    from pearl.plugins.quality_mix import mix
+
+    whole = mix(shared_data, per_group=3, seed=0, split="test")
+    some = mix(shared_data, per_group=3, seed=0, split="test", groups=["crisis", "strata-cn"])
+    assert [i.id for i in some] == [i.id for i in whole if i.labels["group"] in ("strata-cn", "crisis")]
+    assert [i.labels["group"] for i in some[:2]] == ["strata-cn", "crisis"]  # the mix's order, in turn
+    with pytest.raises(DatasetError, match="no group strata-fr; the groups are xstest-safe"):
+        mix(shared_data, per_group=1, groups=["strata-fr"])
+
+
+def test_groups_need_the_mix(bench_host, run_cli, tmp_path):
+    result = run_cli(["bench", "quality", "--dataset", f"jsonl:{_items(tmp_path)}", "--groups", "crisis",
+                      "--pipelines", str(write_pipeline(tmp_path)), "--out", str(tmp_path / "b"), "--no-progress"])
+    assert result.returncode == 2 and "--groups picks groups of the quality mix" in result.stderr
+
+
 def test_quality_table_reads_decisions_of_deciding_pipelines():
     from pearl.io.results import ResultRecord
     from pearl.types import Conversation, Result, StepRecord

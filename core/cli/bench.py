@@ -68,6 +68,7 @@ def quality_command(
     pipelines: str = typer.Option(QUALITY_PIPELINES, "--pipelines", help="Comma-separated pipeline names or .toml files."),
     per_group: int = typer.Option(4, "--per-group", help="Prompts per group: XSTest safe, XSTest unsafe, Strata-Sword L1 en, cn, crisis."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sample."),
+    groups: Optional[str] = typer.Option(None, "--groups", help="Comma-separated groups of the mix to answer (xstest-safe, xstest-unsafe, strata-en, strata-cn, crisis); each keeps the items it has in the whole mix."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Answer only the first N items of the mix (it takes the groups in turn, so every group is covered)."),
     split: str = typer.Option("test", "--split", help="test (never tuned on), dev or all: the seeded split by prompt."),
     other: Optional[str] = typer.Option(None, "--dataset", help="Use DATASET:PATH instead of the mix: any dataset whose items carry an 'expect' label (safe, unsafe or crisis), e.g. jsonl:items.jsonl."),
@@ -105,6 +106,8 @@ def quality_command(
         raise InputError(f"--per-group {per_group}: give 1 or more prompts per group")
     if limit is not None and limit < 1:
         raise InputError(f"--limit {limit}: give 1 or more items")
+    if groups and other:
+        raise InputError("--groups picks groups of the quality mix; with --dataset, put only the items you want in it")
     parsed = parse_overrides(sets or [])
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: is a file; give a folder (it is created when missing)")
@@ -116,8 +119,10 @@ def quality_command(
                              f"item, or leave --dataset out to use the quality mix")
         described = other
     else:
-        dataset, items = load_dataset(f"quality-mix:{data}", host, {"per_group": per_group, "seed": seed, "split": split})
-        described = f"quality-mix ({per_group} per group, split {split}, seed {seed})"
+        options = {"per_group": per_group, "seed": seed, "split": split, "groups": groups}
+        dataset, items = load_dataset(f"quality-mix:{data}", host, options)
+        described = (f"quality-mix ({per_group} per group{f' of {groups}' if groups else ''}, split {split}, "
+                     f"seed {seed})")
     items = items[:limit] if limit is not None else items
     judge_names = [j.strip() for j in judges.split(",") if j.strip()] if judges else default_judges(host)
     if "refusal-rules" not in judge_names and "refusal-rules" in host.registries["judges"]:
