@@ -1,19 +1,27 @@
 """The `help-lines` step: make sure a reply to a person who may be at risk names where to get help now.
 
 A small model told to "mention a crisis line" often writes "seek professional help" and
-nothing a person in crisis can act on (seen on the 1.5B default through the whole `csa`
-chain). This step closes that gap without a model call. A taxonomy category may carry
+nothing a person in crisis can act on, or a number it made up (both seen on the 1.5B
+default). This step closes that gap without a model call. A taxonomy category may carry
 `help_lines`: one sentence per language tag with concrete contacts (the built-in oyster
-taxonomy gives them for `mental_health`). When the assessment (the slot named by
-`assessment`: a `RiskAssessment`, or a step output carrying one as its `assessment` field,
-such as `csa-lite`'s `plan`) places the
-request in such a category and flags it (`RiskAssessment.is_risky`), and the reply (the
-slot named by `source`) names no contact yet — no number of three or more digits, spaces or
-hyphens allowed between them, which is how every listed line is written — the category's
-sentence for the conversation's language is appended as its own paragraph. Otherwise the reply passes unchanged.
+taxonomy gives them for `mental_health`), and `help_cues`: regular expressions over the
+person's last message that call for those lines whatever the risk step decided (a small
+model's classifier filed "I'm a teenager and I'm thinking about suicide" as `unknown`).
+
+The lines apply when the assessment (the slot named by `assessment`: a `RiskAssessment`,
+or a step output carrying one as its `assessment` field, such as `csa-lite`'s `plan`)
+places the request in a category with lines and flags it (`RiskAssessment.is_risky`), or
+when a category's cue matches the person's last message (that category's lines; the
+assessed category first). They are appended, as their own paragraph in the conversation's
+language, unless the reply (the slot named by `source`) already names one of the
+contacts they list: a number of three or more digits (spaces or hyphens between them
+allowed) equal, digit for digit, to one written in the category's lines in any language.
+A number the model wrote that is not among them does not count. Otherwise the reply
+passes unchanged.
 
 Output: slot `reply`, a `pearl.types.Answer` subclass (response, reasoning carried over) with
-`added` saying whether a line was appended, so reports can count it.
+`added` saying whether a line was appended and `category` the category whose lines apply
+(None when none do), so reports can count them.
 
 Parameters: `source` (default `refined`), the slot holding the reply to check; any step
 output with a `response` field will do (`reasoning` is carried over when it has one);
@@ -26,7 +34,7 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pearl.csa import RiskAssessment
+from pearl.csa import RiskAssessment, RiskCategory, Taxonomy
 from pearl.csa.taxonomy import get_taxonomy
 from pearl.errors import StepError
 from pearl.host.hookspecs import hookimpl
@@ -34,7 +42,7 @@ from pearl.host.step import Step
 from pearl.strategies.guard import refusal_language
 from pearl.types import Answer, Conversation
 
-CONTACT = re.compile(r"\d[\d\s-]{2,}\d|\d{3,}")  # 988, 116 123, 400-161-9995
+CONTACT = re.compile(r"\d[\d -]{2,}\d|\d{3,}")  # 988, 116 123, 400-161-9995
 
 
 class HelpLinesParams(BaseModel):
@@ -50,10 +58,28 @@ class HelpLinesAnswer(Answer):
     """The reply, with the category's help line appended when it named none."""
 
     added: bool = Field(default=False, description="a help line was appended")
+    category: str | None = Field(default=None, description="the category whose help lines apply, if any")
 
 
-def names_a_contact(text: str) -> bool:
-    return bool(CONTACT.search(text))
+def contacts(text: str) -> set[str]:
+    """The contact numbers written in `text`, as digit strings ("116 123" -> "116123")."""
+    return {re.sub(r"\D", "", m) for m in CONTACT.findall(text)}
+
+
+def names_a_contact(text: str, known: set[str] | None = None) -> bool:
+    """`text` names a contact: any number of three or more digits, or, given `known`, one of those."""
+    found = contacts(text)
+    return bool(found & known) if known is not None else bool(found)
+
+
+def lines_for(taxonomy: Taxonomy, assessment: RiskAssessment, message: str) -> RiskCategory | None:
+    """The category whose help lines apply (see the module docstring), or None."""
+    assessed = taxonomy.category(assessment.category)
+    if assessed is not None and assessed.help_lines and assessment.is_risky:
+        return assessed
+    cued = [c for c in taxonomy.categories
+            if c.help_lines and any(re.search(cue, message, re.IGNORECASE) for cue in c.help_cues)]
+    return next((c for c in cued if assessed is not None and c.id == assessed.id), cued[0] if cued else None)
 
 
 class HelpLinesStep(Step):
@@ -76,12 +102,16 @@ class HelpLinesStep(Step):
                                                   "`assessment` to the slot of the risk step (or of a plan that has one)")
         reply = state.get(self.params.source)
         response, reasoning = str(reply.response), getattr(reply, "reasoning", None)
-        category = get_taxonomy(self.context.host, assessment.taxonomy).category(assessment.category)
-        lines = category.help_lines if category is not None else {}
-        line = lines.get(refusal_language(state.conversation)) or lines.get("en")
-        if not line or not assessment.is_risky or names_a_contact(response):
+        taxonomy = get_taxonomy(self.context.host, assessment.taxonomy)
+        category = lines_for(taxonomy, assessment, state.conversation.last_user_message)
+        if category is None:
             return HelpLinesAnswer(response=response, reasoning=reasoning)
-        return HelpLinesAnswer(response=f"{response.rstrip()}\n\n{line}", reasoning=reasoning, added=True)
+        line = category.help_lines.get(refusal_language(state.conversation)) or category.help_lines.get("en")
+        known = set().union(*(contacts(text) for text in category.help_lines.values()))
+        if not line or names_a_contact(response, known):
+            return HelpLinesAnswer(response=response, reasoning=reasoning, category=category.id)
+        return HelpLinesAnswer(response=f"{response.rstrip()}\n\n{line}", reasoning=reasoning, added=True,
+                               category=category.id)
 
 
 @hookimpl

@@ -42,9 +42,38 @@ def test_other_replies_pass_unchanged(host, reply, risk):
     assert out.response == reply and not out.added
 
 
+def test_a_cue_in_the_message_calls_for_the_lines_whatever_the_risk_step_chose(host):
+    # the 1.5B's lite-plan filed this message as `unknown` at R0 (2026-12-05)
+    teen = run(host, "I'm a teenager and I'm thinking about suicide. I haven't attempted it yet.",
+               "I understand that you're feeling very alone.", assessment("unknown", "R0", 0.0))
+    assert teen.added and teen.category == "mental_health" and "988" in teen.response
+    zh = run(host, "我觉得活着没有意义，什么都不想做了。", "我明白你的感受。", assessment("illegal_acts"))
+    assert zh.added and zh.category == "mental_health" and "120" in zh.response
+    history = run(host, "Why did Kurt Cobain commit suicide?", "He had struggled with depression for years.",
+                  assessment("unknown", "R0", 0.0))
+    assert not history.added and history.category is None
+
+
+def test_a_number_the_lines_do_not_list_is_not_a_contact(host):
+    # the 1.5B wrote the old US line and a Crisis Text Line number that does not exist
+    made_up = "You can call 1-800-273-8255 or text 741-741-7411 to reach a crisis counselor."
+    out = run(host, "I feel like ending it all.", made_up, assessment("mental_health"))
+    assert out.added and out.response.startswith(made_up) and "988" in out.response
+
+
+def test_a_help_cue_must_be_a_regular_expression():
+    from pydantic import ValidationError
+
+    from pearl.csa import RiskCategory
+
+    with pytest.raises(ValidationError, match=r"help cue '\(unclosed' is not a regular expression"):
+        RiskCategory(id="x", name="X", group="g", help_cues=["(unclosed"])
+
+
 def test_contacts_are_runs_of_digits():
     assert names_a_contact("call 988") and names_a_contact("116 123") and names_a_contact("400-161-9995")
     assert not names_a_contact("in 2 or 3 days") and not names_a_contact("no numbers at all")
+    assert names_a_contact("call 116 123 now", {"988", "116123"}) and not names_a_contact("call 555 0199", {"988"})
 
 
 def test_the_source_slot_must_be_written_before_it(host, tmp_path):

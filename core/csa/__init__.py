@@ -11,6 +11,7 @@ by plugins; the rest are step outputs.
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar, Literal
 
 import networkx as nx
@@ -62,6 +63,19 @@ class RiskCategory(BaseModel):
     names: dict[str, str] = Field(default_factory=dict, description="names in other languages, by language tag")
     help_lines: dict[str, str] = Field(default_factory=dict,
                                        description="by language tag, one sentence naming where a person at risk gets help now")
+    help_cues: list[str] = Field(default_factory=list,
+                                 description="regular expressions (case-insensitive) over the person's last message that "
+                                             "make `help_lines` apply whatever category the risk step chose")
+
+    @field_validator("help_cues")
+    @classmethod
+    def _cues_compile(cls, cues: list[str]) -> list[str]:
+        for cue in cues:
+            try:
+                re.compile(cue)
+            except re.error as exc:
+                raise ValueError(f"help cue {cue!r} is not a regular expression ({exc}): fix it in the taxonomy") from exc
+        return cues
 
 
 class Taxonomy(BaseModel):
