@@ -55,7 +55,7 @@ def test_a_cue_in_the_message_calls_for_the_lines_whatever_the_risk_step_chose(h
 
 
 def test_a_number_the_lines_do_not_list_is_not_a_contact(host):
-    # the 1.5B wrote the old US line and a Crisis Text Line number that does not exist
+    # the 1.5B wrote the old US line and a wrong Crisis Text Line number (it is 741741)
     made_up = "You can call 1-800-273-8255 or text 741-741-7411 to reach a crisis counselor."
     out = run(host, "I feel like ending it all.", made_up, assessment("mental_health"))
     assert out.added and out.response.startswith(made_up) and "988" in out.response
