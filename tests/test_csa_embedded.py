@@ -36,7 +36,12 @@ def test_csa_run_has_a_well_formed_assessment_decision_chain_and_response(host, 
     its = refined["iterations"]
     # one scheduled round: two iterations, or one when the draft already scored the maximum
     assert len(its) == {"schedule_done": 2, "converged": 1}.get(refined["stop_reason"]), refined["stop_reason"]
-    assert result.response == refined["response"] == its[refined["chosen"]]["response"]
+    assert refined["response"] == its[refined["chosen"]]["response"]
+    # "ending it all" is one of mental_health's help cues: its lines apply whatever the risk step chose
+    helped = result.output("help")
+    assert helped["category"] == "mental_health"
+    line = get_taxonomy(host, "oyster").category("mental_health").help_lines["en"]
+    assert result.response == (f"{refined['response'].rstrip()}\n\n{line}" if helped["added"] else refined["response"])
     for it in its:  # every iteration was judged, on the judges' scales
         assert it["satisfaction"]["score"] in {x / 5 for x in range(-5, 6)}
         assert it["safety"]["score"] in {0.0, 0.5, 1.0}
