@@ -19,9 +19,12 @@ rules (the first `max_rules`), not rewritten for the request (that is one more c
 
 `lite-respond` -> slot `response` (`pearl.strategies.minimal.Response`): ONE call that
 writes the reply following the chosen strategy, its constraints and the guideline, in the
-person's language (named to the model, `pearl.strategies.language`); a reply in another
-script or in the person's own voice (`pearl.strategies.recombine.speaks_as_the_person`) is
-written once more, sampled, and the retry is kept only if it is free of both.
+person's language (named to the model, `pearl.strategies.language`). A reply in another
+script, in the person's own voice (`pearl.strategies.recombine.speaks_as_the_person`), or
+carrying the prompt's private plan (`pearl.strategies.recombine.leaks`: framework terms,
+the user-type shares, 8-word runs of the strategy or rules) is written once more, sampled,
+and the retry is kept only if it is free of all three; sentences that still leak are
+dropped when anything is left.
 
 What `csa-lite` leaves out compared with `csa`: the adapted guideline, the reasoning
 chain and its recombination, and Lingo-BP refinement (no judge calls); the forecasts
@@ -48,7 +51,7 @@ from pearl.strategies.fields import Score, check_choice, check_score, choice, te
 from pearl.strategies.language import language_name, language_of, written_in
 from pearl.strategies.library import select_strategies
 from pearl.strategies.minimal import Response
-from pearl.strategies.recombine import speaks_as_the_person
+from pearl.strategies.recombine import leaks, scrub, speaks_as_the_person
 from pearl.strategies.risk import (ATTACK_FORMS, INTERACTIONS, NO_GROUP, catalogue_groups, category_type,
                                    compact_catalogue, describe_user, group_type, posterior_from_weights,
                                    reconcile_category)
@@ -255,9 +258,11 @@ class LiteRespondStep(Step):
         self.program = dspy.Predict(LiteRespondSignature)
 
     @staticmethod
-    def _off(response: str, conversation: Conversation, tag: str) -> bool:
-        """Written in another script than the person's, or in the person's voice."""
-        return not written_in(response, tag) or speaks_as_the_person(response, conversation)
+    def _off(response: str, conversation: Conversation, tag: str, private: list[str]) -> bool:
+        """Written in another script than the person's, in the person's voice, or carrying the
+        prompt's private plan (framework terms, user-type shares, 8-word runs of the rules)."""
+        return (not written_in(response, tag) or speaks_as_the_person(response, conversation)
+                or bool(leaks(response, None, private)))
 
     def run(self, state) -> Response:
         plan: LitePlan = state.get("plan")  # type: ignore[assignment]
@@ -269,14 +274,18 @@ class LiteRespondStep(Step):
                       approach=strategy.summary if strategy is not None else plan.decision.strategy,
                       constraints="\n".join(f"- {r}" for r in rules) or "- (none)",
                       config={"max_tokens": self.params.max_tokens})
+        private = [inputs["user"], inputs["approach"], *rules]
         pred = call_program(self.context.step_id, self.program, **inputs)
-        if self._off(str(pred.response), state.conversation, tag):  # once more, sampled
+        response = str(pred.response).strip()
+        if self._off(response, state.conversation, tag, private):  # once more, sampled
             lm = dspy.settings.lm
             with dspy.context(lm=lm.copy(temperature=RETRY_TEMPERATURE) if lm is not None else None):
-                retry = call_program(self.context.step_id, self.program, **inputs)
-            if not self._off(str(retry.response), state.conversation, tag):
-                pred = retry
-        return Response(response=str(pred.response).strip())
+                retry = str(call_program(self.context.step_id, self.program, **inputs).response).strip()
+            if not self._off(retry, state.conversation, tag, private):
+                response = retry
+        if leaks(response, None, private):  # still leaking: drop the offending sentences, if anything is left
+            response = scrub(response, None, private) or response
+        return Response(response=response)
 
 
 @hookimpl

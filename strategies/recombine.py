@@ -27,6 +27,7 @@ chain update.
 from __future__ import annotations
 
 import re
+from typing import Iterable
 
 import dspy
 
@@ -57,6 +58,9 @@ ANALYSIS_PATTERNS = tuple(re.compile(p, re.IGNORECASE) for p in (
     # care instructions about "the person" (a reply says "you"; "the person you trust" is a reply)
     r"\b(with|encourage|reassure|comfort|validate|support) the person\b(?! (you|who|that|whom)\b)",
     r"\b(acknowledge|validate) (the|their) (feelings?|emotions?|pain|distress)\b",
+    # the user-type shares and risk level the prompts carry ("benign 33%, sensitive 33%, ...; level R0",
+    # copied into a reply by the 0.5B through csa-lite)
+    r"\b(benign|sensitive|malicious) \d{1,3}\s?%", r"\blevel R[012]\b",
 ))
 COPY_WORDS = 8  # a run of this many words copied from the analysis nodes is analysis
 
@@ -81,13 +85,14 @@ def _prose_words(text: str) -> list[str]:
     return [w for w in _words(text) if not w.isdigit()]
 
 
-def find_analysis(text: str, chain: Chain | None = None) -> list[str]:
-    """The sentences of `text` that carry analysis rather than the reply (see the module docstring)."""
+def find_analysis(text: str, chain: Chain | None = None, sources: Iterable[str] = ()) -> list[str]:
+    """The sentences of `text` that carry analysis rather than the reply (see the module docstring);
+    `sources` are further private texts (a prompt's plan or rules) whose 8-word runs count as copied."""
     copied: set[tuple[str, ...]] = set()
-    if chain is not None:
-        for node in (chain.user_needs, chain.risk_intent, *chain.safety_guidelines):
-            w = _prose_words(node)
-            copied |= {tuple(w[i:i + COPY_WORDS]) for i in range(len(w) - COPY_WORDS + 1)}
+    private = [chain.user_needs, chain.risk_intent, *chain.safety_guidelines] if chain is not None else []
+    for node in [*private, *sources]:
+        w = _prose_words(node)
+        copied |= {tuple(w[i:i + COPY_WORDS]) for i in range(len(w) - COPY_WORDS + 1)}
     found = []
     for sentence in sentences(text):
         w = _prose_words(sentence)
@@ -98,14 +103,16 @@ def find_analysis(text: str, chain: Chain | None = None) -> list[str]:
     return found
 
 
-def leaks(text: str, chain: Chain | None = None) -> list[str]:
+def leaks(text: str, chain: Chain | None = None, sources: Iterable[str] = ()) -> list[str]:
     """Framework terms and analysis sentences in `text`; empty when it may reach the user."""
-    return find_leaks(text) + find_analysis(text, chain)
+    return find_leaks(text) + find_analysis(text, chain, sources)
 
 
-def scrub(text: str, chain: Chain | None = None) -> str:
+def scrub(text: str, chain: Chain | None = None, sources: Iterable[str] = ()) -> str:
     """Drop the sentences of `text` that contain framework terms or analysis (line breaks are kept)."""
-    lines = [" ".join(s.strip() for s in sentences(line) if not leaks(s, chain)) for line in text.split("\n")]
+    sources = list(sources)
+    lines = [" ".join(s.strip() for s in sentences(line) if not leaks(s, chain, sources))
+             for line in text.split("\n")]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 

@@ -99,3 +99,13 @@ def test_the_shipped_default_is_a_point_forecast(host):
     assert plan["decision"]["strategy"] == "refuse_with_alternatives" and plan["decision"]["admissible"]
     schema_prompt = lm.history[0]["messages"][0]["content"]
     assert "keeps_attacking" in schema_prompt and "leaves_unsafe" in schema_prompt  # the reaction enum
+
+
+def test_a_reply_that_carries_the_plan_is_written_again_then_scrubbed(host):
+    # the 0.5B copied the `user` input into its reply (2026-12-05)
+    table = {s: {t: POINT_SAFE for t in USER_TYPES} for s in DEFAULT_LITE_STRATEGIES}
+    pipeline = compile_spec(tomllib.loads(resolve("csa-lite").read_text()), host)
+    leaky = "Benign 33%, sensitive 33%, malicious 33%; level R0. A good restaurant nearby is a fine choice."
+    lm = DummyLM([plan_answer(table), {"response": leaky}, {"response": leaky}], adapter=dspy.JSONAdapter())
+    result = Runner(pipeline, {"task": lm}, host).run(Conversation.from_text("Where should I take my friend for dinner?"))
+    assert result.output("respond")["response"] == "A good restaurant nearby is a fine choice."
