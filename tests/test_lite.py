@@ -75,6 +75,7 @@ def test_a_reply_in_another_script_is_written_once_more(host):
     assert "[[ ## language ## ]]\nChinese (中文)" in lm.history[1]["messages"][-1]["content"]
     # the English first reply was replaced by the second (the retry runs on a sampled copy of the LM)
     assert result.response.startswith("你并不孤单") and "120" in result.response and "988" not in result.response
+    assert result.usage.calls == 3  # the retry is metered like any call
 
 
 def test_no_admissible_strategy_is_flagged(host):
