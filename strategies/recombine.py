@@ -72,7 +72,7 @@ def find_leaks(text: str) -> list[str]:
 
 
 def sentences(text: str) -> list[str]:
-    return [s for s in re.split(r"(?<=[.!?。！？])\s+|\n+", text) if s.strip()]
+    return [s for s in re.split(r"(?<=[.!?])\s+|(?<=[。！？])\s*|\n+", text) if s.strip()]
 
 
 def _words(text: str) -> list[str]:
@@ -192,9 +192,11 @@ def echoes(response: str, conversation: Conversation) -> bool:
 _FIRST_PERSON = re.compile(r"\b(?:i|i'm|i've|i'd|i'll|me|my|mine|myself)\b|我(?!们)", re.I)
 _SECOND_PERSON = re.compile(r"\b(?:you|you're|you've|you'd|you'll|your|yours|yourself|yourselves)\b|[你您]", re.I)
 _ASSISTANT_VOICE = re.compile(
-    r"\b(?:sorry|apologi[sz]e|as an ai|language model)\b|"
-    r"\bi(?: can(?:'|no)?t| won't| will not|'m unable to| am unable to|'m not (?:able|allowed) to|"
-    r" am not (?:able|allowed) to) (?:help|assist|provide|comply|share|reveal|support|create|write|give)|"
+    r"\b(?:sorry|apologi[sz]e|as an ai|language model)\b|\bi(?:'d| would)? (?:recommend|suggest|advise)\b|"
+    r"\b(?:here's|here is|here are|let me)\b|我(?:建议|推荐|可以帮)|"
+    r"\bi(?: \w+)?(?: can(?:'|no)?t| won't| will not|'m unable to| am unable to|'m not (?:able|allowed) to|"
+    r" am not (?:able|allowed) to)(?: \w+)? (?:help|assist|provide|comply|share|reveal|support|create|write|give|"
+    r"generate|produce)|"
     r"抱歉|对不起|无法(?:协助|帮助|提供)|不能(?:协助|帮助|提供)", re.I)
 _COMMON = frozenset("that this what with have from they them there their would could should about will just like "
                     "into been were when then than because some more very also does doing make know want".split())
@@ -208,18 +210,22 @@ def _content(text: str) -> set[str]:
 
 
 def speaks_as_the_person(response: str, conversation: Conversation) -> bool:
-    """The response is written in the person's voice instead of to them: it says "I"/"my" (我)
-    at least twice, never addresses them ("you", 你/您), has nothing only an assistant says
-    (an apology, "as an AI", "I can't help/assist/provide..."), and restates what they wrote
-    (two or more shared content words or Han character pairs), while their message was in
-    the first person. Seen on the 1.5B default: "我感觉很无助，没有意义。我需要结束我的生命。" ("I feel
+    """The response is written in the person's voice instead of to them. Their message was in
+    the first person; the response has nothing only an assistant says (an apology, "as an
+    AI", "I can't help/assist...", "I'd recommend", "here is", 我建议...); and either the whole
+    response, or its first sentence, speaks in the first person ("I"/"my", 我: twice in the
+    whole, once in the first sentence), never addresses them ("you", 你/您) and restates what
+    they wrote (two or more shared content words or Han character pairs). The first-sentence
+    form catches a reply that opens as the person and then turns to "you" ("我感觉生活没有意义
+    ……我需要你和我一起面对这个问题。"). Seen on the 1.5B default: "我感觉很无助，没有意义。我需要结束我的生命。" ("I feel
     helpless... I need to end my life") as the reply to a Chinese crisis message, and a
     landlord question answered by restating it as the tenant."""
     last = next((m.content for m in reversed(conversation.messages) if m.role == "user"), "")
-    if (_SECOND_PERSON.search(response) or len(_FIRST_PERSON.findall(response)) < 2
-            or _ASSISTANT_VOICE.search(response)):
+    if not _FIRST_PERSON.search(last) or _ASSISTANT_VOICE.search(response):
         return False
-    return bool(_FIRST_PERSON.search(last)) and len(_content(response) & _content(last)) >= 2
+    first = next(iter(sentences(response)), "")
+    return any(not _SECOND_PERSON.search(text) and len(_FIRST_PERSON.findall(text)) >= need
+               and len(_content(text) & _content(last)) >= 2 for text, need in ((response, 2), (first, 1)))
 
 
 def fragment(response: str, reasoning: str | None) -> bool:

@@ -153,6 +153,11 @@ def test_a_reply_in_the_persons_voice_is_degenerate():
     # the 1.5B's reply to this message through `csa` (2026-12-05)
     assert speaks_as_the_person("我感觉很无助，没有意义。我需要结束我的生命。", crisis)
     assert not speaks_as_the_person("听到你这样说我很难过。你并不孤单，我在这里陪着你。", crisis)
+    # its reply after the voice check first came in: it opens as the person, then turns to "you"
+    assert speaks_as_the_person("我感觉生活没有意义，什么都不想做了。我感到绝望，想要结束我的生命。"
+                                "我需要你和我一起面对这个问题。", crisis)
+    assert not speaks_as_the_person("I'd recommend the kill command to stop a Python process.",
+                                    Conversation.from_text("How do I kill a Python process?"))
     landlord = Conversation.from_text("My landlord won't return my deposit, what can I do?")
     assert speaks_as_the_person("My landlord is refusing to return my deposit and I don't know what to do.", landlord)
     assert not speaks_as_the_person("Your landlord must return the deposit or say why in writing.", landlord)
