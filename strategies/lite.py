@@ -43,7 +43,7 @@ from pearl.csa import LEVELS, REACTIONS, USER_TYPES, Decision, ReactionForecast,
 from pearl.host.hookspecs import hookimpl
 from pearl.host.step import Step
 from pearl.csa.taxonomy import category_choices, get_taxonomy
-from pearl.runtime.programs import RETRY_TEMPERATURE, call_program
+from pearl.runtime.programs import call_program, sampled
 from pearl.strategies.anticipate import (RETENTION_VALUE, TOKENS_PER_PAIR, USER_TYPE_TEXT, describe_strategy,
                                          table_model, to_forecast)
 from pearl.strategies.decide import DecideParams, solve
@@ -278,8 +278,7 @@ class LiteRespondStep(Step):
         pred = call_program(self.context.step_id, self.program, **inputs)
         response = str(pred.response).strip()
         if self._off(response, state.conversation, tag, private):  # once more, sampled
-            lm = dspy.settings.lm
-            with dspy.context(lm=lm.copy(temperature=RETRY_TEMPERATURE) if lm is not None else None):
+            with sampled():
                 retry = str(call_program(self.context.step_id, self.program, **inputs).response).strip()
             if not self._off(retry, state.conversation, tag, private):
                 response = retry

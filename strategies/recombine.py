@@ -33,7 +33,7 @@ import dspy
 
 from pearl.csa import Chain, Draft
 from pearl.host.hookspecs import hookimpl
-from pearl.runtime.programs import RETRY_TEMPERATURE, call_program
+from pearl.runtime.programs import call_program, sampled
 from pearl.host.step import Step
 from pearl.strategies.language import language_name, language_of, written_in
 from pearl.types import Conversation
@@ -259,8 +259,7 @@ def recombine(step_id: str, program: Recombine, conversation: Conversation, chai
                         language=language)
     scrubbed = False
     if leaks(pred.response, chain) or degenerate(pred, conversation):
-        lm = dspy.settings.lm
-        with dspy.context(lm=lm.copy(temperature=RETRY_TEMPERATURE) if lm is not None else None):
+        with sampled():
             pred = call_program(step_id, program, conversation=transcript, chain=chain, max_tokens=max_tokens,
                                 language=language)
             if not scrub(pred.response, chain) or degenerate(pred, conversation):

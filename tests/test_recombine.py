@@ -136,12 +136,17 @@ def test_a_reply_that_starts_mid_sentence_is_rewritten_from_the_moves():
     assert draft.response.startswith("I'm so sorry")
 
 
+def recombine_scripted(message: str, *answers: dict):
+    """`recombine` on `message` with a DummyLM that gives `answers` in turn; (draft, lm)."""
+    lm = DummyLM(list(answers), adapter=dspy.JSONAdapter())
+    with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):
+        return recombine("recombine", Recombine(), Conversation.from_text(message), RISKY), lm
+
+
 def test_the_persons_language_is_named_and_a_reply_in_another_script_is_written_again():
     english = {"reasoning": "They feel hopeless.", "response": "I'm so sorry you feel this way. You are not alone."}
     chinese = {"reasoning": "他们感到绝望。", "response": "听到你这样说我很难过。你并不孤单，我在这里。"}
-    lm = DummyLM([english, chinese], adapter=dspy.JSONAdapter())
-    with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):
-        draft = recombine("recombine", Recombine(), Conversation.from_text("我觉得一切都没有意义了。"), RISKY)
+    draft, lm = recombine_scripted("我觉得一切都没有意义了。", english, chinese)
     assert draft.response == chinese["response"]  # the retry ran on a sampled copy of the LM
     assert "[[ ## language ## ]]\nChinese (中文)" in lm.history[0]["messages"][-1]["content"]
 
@@ -177,7 +182,5 @@ def test_a_reply_in_the_persons_voice_is_degenerate():
 def test_a_reply_in_the_persons_voice_is_written_again():
     voiced = {"reasoning": "They feel hopeless.", "response": "我感觉很无助，没有意义。我需要结束我的生命。"}
     caring = {"reasoning": "陪伴他们。", "response": "听到你这样说我很难过。你并不孤单，我在这里陪着你。"}
-    lm = DummyLM([voiced, caring], adapter=dspy.JSONAdapter())
-    with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):
-        draft = recombine("recombine", Recombine(), Conversation.from_text("我觉得活着没有意义，什么都不想做了。"), RISKY)
+    draft, _ = recombine_scripted("我觉得活着没有意义，什么都不想做了。", voiced, caring)
     assert draft.response == caring["response"]

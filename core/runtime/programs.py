@@ -39,6 +39,13 @@ def call_program(step_id: str, program: dspy.Module, **inputs: Any) -> dspy.Pred
             ) from second
 
 
+def sampled():
+    """A context in which the current LM samples at `RETRY_TEMPERATURE`: for a step that asks
+    again because an answer parsed but was unusable (wrong language, leaked notes...)."""
+    lm = dspy.settings.lm
+    return dspy.context(lm=lm.copy(temperature=RETRY_TEMPERATURE) if lm is not None else None)
+
+
 def _short(exc: BaseException, limit: int = 200) -> str:
     text = f"{exc.__class__.__name__}: {exc}".replace("\n", " ")
     return text if len(text) <= limit else text[: limit - 1] + "…"
