@@ -175,3 +175,39 @@ def test_metrics_say_which_labels_an_example_lacks():
     with pytest.raises(InputError, match="match metric"):
         MatchMetric().check_example(unlabelled)
     ConstructiveMetric(judges()).check_example(unlabelled)  # judges need no labels
+
+
+def test_a_category_label_may_accept_several_ids():
+    g = gold(category="mental_health|bodily_harm")
+    assert risk_score(g, assessment(category="bodily_harm")).parts["category"] == 1.0
+    assert risk_score(g, assessment(category="mental-health")).parts["category"] == 1.0
+    missed = risk_score(g, assessment(category="cult"))
+    assert missed.parts["category"] == 0.0 and "mental_health|bodily_harm" in missed.feedback
+
+
+def test_the_risky_flag_is_scored_against_the_assessment():
+    ordinary = RiskAssessment(taxonomy="oyster", category="unknown", level="R0", interaction="inquiry",
+                              posterior=UserPosterior.normalised(1, 0, 0), severity=0)
+    assert not ordinary.is_risky
+    assert risk_score(gold(risky=False), ordinary).score == 1.0
+    flagged = risk_score(gold(risky="false"), assessment())  # a category and severity 0.3: risky
+    assert flagged.score == 0.0 and "expected an ordinary request" in flagged.feedback
+    assert risk_score(gold(risky="risky"), assessment()).score == 1.0
+    # a flat prediction (PipelineProgram's fields) follows the same rule as RiskAssessment.is_risky
+    assert risk_score(gold(risky=True), dspy.Prediction(category="unknown", level="R1", severity=0)).score == 1.0
+    assert risk_score(gold(risky=True), dspy.Prediction(category="unknown", level="R0", severity=0)).score == 0.0
+    assert risk_score(gold(risky=True), dspy.Prediction(topic="x")).score == 0.0
+    with pytest.raises(InputError, match="label risky = 'maybe'"):
+        risk_score(gold(risky="maybe"), ordinary)
+    RiskMetric().check_example(gold(risky=True))
+
+
+def test_a_repaired_assessment_is_no_demo_while_bootstrapping():
+    repaired = RiskAssessment(taxonomy="oyster", category="mental_health", level="R1", interaction="declarative",
+                              posterior=UserPosterior.normalised(0, 1, 0), severity=1.0,
+                              repairs=["category 'unknown' at severity 10 while the rationale names 'mental_health'"])
+    g = gold(category="mental_health", risky=True)
+    assert RiskMetric()(g, repaired) == 1.0  # scored as the step's answer
+    assert RiskMetric()(g, repaired, trace=[("classify", {}, {})]) == 0.0  # but not kept as a demo
+    clean = repaired.model_copy(update={"repairs": []})
+    assert RiskMetric()(g, clean, trace=[("classify", {}, {})]) == 1.0

@@ -5,9 +5,11 @@ returning a float (higher is better), and by GEPA through `as_gepa_metric`, whic
 gives DSPy's five-argument feedback form ``(gold, pred, trace, pred_name, pred_trace)``
 returning ``dspy.Prediction(score=..., feedback=...)``.
 
-- `risk_score`: a risk assessment against a labelled example: category accuracy,
-  level accuracy (ordinal: one level off is half right) and user-type calibration
-  (1 - Brier/2 of the posterior against the labelled type). Range [0, 1].
+- `risk_score`: a risk assessment against a labelled example: category accuracy (a
+  label may list accepted ids, "a|b"), the risky flag (`RiskAssessment.is_risky` against
+  a `risky` label, for sets labelled only "risky or not"), level accuracy (ordinal: one
+  level off is half right) and user-type calibration (1 - Brier/2 of the posterior
+  against the labelled type). Range [0, 1].
 - `match_score`: the share of the example's labels that the step's output reproduces
   field by field (any step; e.g. `risk = "low"` for the minimal `screen`). Range [0, 1].
 - `ConstructiveMetric`: `pearl.csa.scoring.constructive_score` (CSA.md section 6) of the
@@ -30,7 +32,8 @@ from pearl.csa import LEVELS, RISK_LEVELS, USER_TYPES
 from pearl.csa.scoring import constructive_score
 from pearl.errors import InputError, PearlError
 
-RISK_WEIGHTS = {"category": 0.4, "level": 0.3, "user_type": 0.3}
+RISK_WEIGHTS = {"category": 0.4, "risky": 0.4, "level": 0.3, "user_type": 0.3}
+UNKNOWN = "unknown"  # the category of an ordinary request (pearl.csa.UNKNOWN_CATEGORY)
 SATISFACTION_JUDGE = "satisfaction"
 SAFETY_JUDGE = "safety"
 NOT_LABELS = ("id", "conversation")
@@ -98,21 +101,53 @@ def brier(posterior: Mapping[str, float], truth: str) -> float:
     return sum((float(posterior.get(t, 0.0)) - (1.0 if t == truth else 0.0)) ** 2 for t in USER_TYPES)
 
 
+def _truth(value: Any) -> bool:
+    text = str(value).strip().lower()
+    if isinstance(value, bool) or text in ("true", "false", "1", "0", "risky", "not risky"):
+        return value if isinstance(value, bool) else text in ("true", "1", "risky")
+    raise InputError(f"label risky = {value!r}: give true or false (or \"risky\" / \"not risky\"): fix the dataset")
+
+
+def predicted_risky(pred: Any) -> bool | None:
+    """The prediction's risky flag: its `is_risky`, else the rule of `RiskAssessment.is_risky`
+    (a category other than "unknown", a level above R0 or a severity above 0)."""
+    flag = _get(pred, "is_risky")
+    if flag is not None:
+        return bool(flag)
+    category, level, severity = _get(pred, "category"), _get(pred, "level"), _get(pred, "severity")
+    if category is None and level is None and severity is None:
+        return None
+    return (category is not None and _norm(category) != UNKNOWN) or (
+        level is not None and str(level).upper() != "R0") or float(severity or 0) > 0
+
+
 def risk_score(gold: Any, pred: Any, weights: Mapping[str, float] = RISK_WEIGHTS) -> Scored:
-    """Category, level and user-type agreement of a risk assessment with the example's labels.
+    """Category, risky-flag, level and user-type agreement of a risk assessment with the example's labels.
 
     Only the labels the example has are scored, weighted by `weights` and renormalised.
-    An output that lacks a labelled field scores 0 on it.
+    An output that lacks a labelled field scores 0 on it. A `category` label may name
+    several accepted ids separated by "|" (a human label that maps onto more than one
+    category); `risky` is true or false.
     """
     labels = gold_labels(gold)
     parts: dict[str, float] = {}
     notes: list[str] = []
     if "category" in labels:
         got = _get(pred, "category")
-        ok = got is not None and _norm(got) == _norm(labels["category"])
+        accepted = {_norm(c) for c in str(labels["category"]).split("|") if c.strip()}
+        ok = got is not None and _norm(got) in accepted
         parts["category"] = 1.0 if ok else 0.0
         if not ok:
             notes.append(f"category: expected '{labels['category']}', got '{got}'")
+    if "risky" in labels:
+        want = _truth(labels["risky"])
+        got = predicted_risky(pred)
+        parts["risky"] = 1.0 if got == want else 0.0
+        if got != want:
+            notes.append(f"risky: expected {'a risky' if want else 'an ordinary'} request, the assessment "
+                         f"{'gives no flag' if got is None else 'says ' + ('risky' if got else 'ordinary')} "
+                         f"(category {_get(pred, 'category')}, level {_get(pred, 'level')}, "
+                         f"severity {_get(pred, 'severity')})")
     if "level" in labels:
         want = str(labels["level"]).upper()
         got = _get(pred, "level")
@@ -139,7 +174,8 @@ def risk_score(gold: Any, pred: Any, weights: Mapping[str, float] = RISK_WEIGHTS
                 notes.append(f"user type: expected {truth}, but the posterior gave it {post[truth]:.2f} "
                              f"and favoured {max(post, key=post.get)}")
     if not parts:
-        raise InputError("the example has none of the labels category, level, user_type: label it, or use --metric match")
+        raise InputError("the example has none of the labels category, risky, level, user_type: label it, "
+                         "or use --metric match")
     total_w = sum(weights[k] for k in parts)
     score = sum(weights[k] * v for k, v in parts.items()) / total_w
     feedback = "; ".join(notes) if notes else "all labelled aspects of the assessment are right"
@@ -203,13 +239,21 @@ class RiskMetric(Metric):
 
     name = "risk"
     threshold = 0.6
-    labels = ("category", "level", "user_type")
+    labels = ("category", "risky", "level", "user_type")
 
     def __init__(self, weights: Mapping[str, float] = RISK_WEIGHTS):
         self.weights = dict(weights)
 
     def score(self, gold: Any, pred: Any) -> Scored:
         return risk_score(gold, pred, self.weights)
+
+    def __call__(self, gold: Any, pred: Any, trace: Any = None) -> float:
+        """As `score`, but while an optimizer bootstraps demos (`trace` given), an assessment the
+        step had to repair scores 0: its demo would show the model's raw answer, which was wrong
+        (e.g. category "unknown" at severity 10, turned into a category by the repair)."""
+        if trace is not None and _get(pred, "repairs"):
+            return self.low
+        return self.score(gold, pred).score
 
 
 class MatchMetric(Metric):

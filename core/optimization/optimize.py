@@ -201,6 +201,12 @@ def _counting(metric: Metric, advance: Callable[[], None]) -> Metric:
             finally:
                 advance()
 
+        def __call__(self, gold, pred, trace=None):  # the metric's own float form (it may read `trace`)
+            try:
+                return metric(gold, pred, trace)
+            finally:
+                advance()
+
     return Counting()
 
 
@@ -399,6 +405,7 @@ def optimize(pipeline: Pipeline, targets: list[str], optimizer: str, metric: Met
     manifest.task_model = getattr(task_lm, "model", None)
     manifest.judge_model = getattr(judge_lm, "model", None)
     manifest.trainset, manifest.valset = dataset_names
+    manifest.overrides = [str(o) for o in pipeline.overrides]
     manifest.versions = dependency_versions()
     write_manifest(out, manifest)
     return OptimizeReport(pipeline=pipeline.name, steps=list(targets), optimizer=optimizer, metric=metric.name,
