@@ -98,6 +98,7 @@ class StepRecord(BaseModel):
     started: float = Field(description="seconds since the run started")
     seconds: float
     usage: Usage = Field(default_factory=Usage)
+    program: str | None = Field(default=None, description="the compiled program file the step ran, if any")
 
 
 class Result(BaseModel):

@@ -74,6 +74,7 @@ PEARL_BACKEND = "pearl.backend"
 PEARL_STEP_ID = "pearl.step.id"
 PEARL_STEP_USE = "pearl.step.use"
 PEARL_STEP_PLUGIN = "pearl.step.plugin"
+PEARL_STEP_PROGRAM = "pearl.step.program"  # the compiled state file the step ran (absent: its own program)
 PEARL_STEP_PARAM = "pearl.step.param"  # prefix: pearl.step.param.<name>
 PEARL_STEP_OUTPUT_TYPE = "pearl.step.output_type"
 PEARL_STEP_SUMMARY = "pearl.step.summary"  # a step output's key values in one short line (the viewer shows it)

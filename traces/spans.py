@@ -138,13 +138,15 @@ def record_run(span: trace.Span, result: Any) -> None:
 @contextmanager
 def step_span(step_id: str, use: str, *, run_id: str | None = None, plugin: str | None = None,
               params: Any = None, output_type: type | None = None,
-              inputs: dict[str, Any] | None = None) -> Iterator[trace.Span]:
-    """The span of one step (`use` is the step plugin's registered name, `plugin` who registered it)."""
+              inputs: dict[str, Any] | None = None, program: str | None = None) -> Iterator[trace.Span]:
+    """The span of one step (`use` is the step plugin's registered name, `plugin` who registered it,
+    `program` the compiled state file loaded into it)."""
     attributes = {
         sc.OPENINFERENCE_SPAN_KIND: span_kind_for(output_type),
         sc.PEARL_STEP_ID: step_id,
         sc.PEARL_STEP_USE: use,
         sc.PEARL_STEP_PLUGIN: plugin,
+        sc.PEARL_STEP_PROGRAM: program,
         sc.PEARL_RUN_ID: run_id,
         **param_attributes(params),
     }

@@ -21,7 +21,7 @@ from rich.table import Table
 from pearl.cli.contributions import RUN_EXTRAS, RunExtras
 from pearl.errors import InputError, PearlError
 from pearl.host.hookspecs import hookimpl
-from pearl.pipelines import DEFAULT_PIPELINE
+from pearl.pipelines import DEFAULT_PIPELINE, NO_COMPILED
 
 app = typer.Typer(
     name="pearl",
@@ -53,6 +53,8 @@ def _read_conversation(text: Optional[str], file: Optional[str]):
     return to_conversation(decode_input(text, source="TEXT"), source="TEXT")  # argv: undecodable bytes refused
 
 
+COMPILED_HELP = ("A folder from `pearl optimize`: load its compiled steps. Default: the programs the pipeline "
+                 "ships compiled for the model, if any (`pearl pipelines`); 'none' runs the uncompiled programs.")
 TIMEOUT_HELP = ("Seconds an HTTP backend waits for each answer before it gives up (default: the backend "
                 "option timeout, else 120).")
 API_KEY_ENV_HELP = ("The environment variable holding the API key (default PEARL_API_KEY, then OPENAI_API_KEY); "
@@ -112,7 +114,7 @@ def run(
     n_ctx: Optional[int] = typer.Option(None, "--n-ctx", help="Context length for the embedded model."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the embedded model (default: the CPUs this process may run on)."),
     as_json: bool = typer.Option(False, "--json", help="Print the whole Result as JSON."),
-    compiled: Optional[str] = typer.Option(None, "--compiled", help="A folder from `pearl optimize`: load its compiled steps."),
+    compiled: Optional[str] = typer.Option(None, "--compiled", help=COMPILED_HELP),
     explain: bool = typer.Option(False, "--explain", help="Show how the answer was reached: the pipeline's own panels (plugins add them), the response and per-step usage."),
     trace: Optional[list[str]] = typer.Option(None, "--trace", help="Export spans: console | jsonl:PATH | otlp:URL (repeatable; env PEARL_TRACE)."),
     trace_content: bool = typer.Option(False, "--trace-content", help="Put prompts, responses and chains on spans (env OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true)."),
@@ -135,7 +137,7 @@ def run(
     connection = connection_options(timeout, api_key_env)
     if concurrency < 1:  # sampling and context options are checked by BackendSettings, before a model loads
         raise InputError(f"--concurrency {concurrency}: give at least 1 conversation at a time")
-    if compiled and pipeline == DEFAULT_PIPELINE:  # default: the pipeline the folder was compiled on
+    if compiled and compiled.lower() != NO_COMPILED and pipeline == DEFAULT_PIPELINE:  # the folder's own pipeline
         from pearl.runtime.compiled import manifest_pipeline
 
         pipeline = manifest_pipeline(compiled)
@@ -170,9 +172,11 @@ def run(
         return
     console.print(Panel(result.response, title=f"pearl · {result.pipeline}", title_align="left"))
     u = result.usage
+    programs = [s for s, record in result.steps.items() if record.program]
     err_console.print(
         f"[dim]{u.calls} LM calls · {u.prompt_tokens} prompt + {u.completion_tokens} completion tokens · "
-        f"{result.seconds:.1f}s · {result.model}[/]"
+        f"{result.seconds:.1f}s · {result.model}"
+        + (f" · compiled {', '.join(programs)} ({session.compiled})" if programs else "") + "[/]"
     )
 
 
@@ -227,10 +231,11 @@ def pipelines():
 
     from pearl.runtime.pipeline import shipped_pipelines
 
-    table = Table("name", "description", "steps")
+    table = Table("name", "description", "steps", "compiled for")
     for name, path in sorted(shipped_pipelines().items()):
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-        table.add_row(name, data.get("description", ""), ", ".join(data.get("steps", {})))
+        table.add_row(name, data.get("description", ""), ", ".join(data.get("steps", {})),
+                      ", ".join(data.get("compiled", {})))
     console.print(table)
 
 

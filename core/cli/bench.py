@@ -83,6 +83,7 @@ def quality_command(
     judge_url: Optional[str] = typer.Option(None, "--judge-url", help="Server URL of the judge model."),
     judge_model: Optional[str] = typer.Option(None, "--judge-model", help="Judge model (default: the evaluated one)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the embedded model."),
+    compiled: Optional[str] = typer.Option(None, "--compiled", help="A `pearl optimize` folder loaded into every listed pipeline; 'none' for the uncompiled programs (default: each pipeline's programs compiled for the model, if any)."),
     bootstrap: int = typer.Option(1000, "--bootstrap", min=100, help="Bootstrap resamples for the 95% intervals."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar per pipeline."),
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
@@ -135,7 +136,7 @@ def quality_command(
     rows = []
     for name in names:
         session = open_session(name, backend=backend, url=backend_url, model=model, threads=threads, host=host,
-                               overrides=parsed,
+                               overrides=parsed, compiled=compiled,
                                judge=judge_choice if any(judge_choice.values()) else None)
         label = run_label(session.pipeline.name, [str(o) for o in session.pipeline.overrides])
         path = out / f"{label}.jsonl"

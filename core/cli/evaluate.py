@@ -44,6 +44,7 @@ def eval_command(
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Tokens per LM call for free text; structured calls get room for their whole JSON answer."),
     n_ctx: Optional[int] = typer.Option(None, "--n-ctx", help="Context length for the embedded model."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the embedded model."),
+    compiled: Optional[str] = typer.Option(None, "--compiled", help="A `pearl optimize` folder to load; 'none' for the uncompiled programs (default: the pipeline's programs compiled for the model, if any)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds an HTTP backend waits for each answer "
                                             "before it gives up (default: the backend option timeout, else 120)."),
@@ -74,7 +75,7 @@ def eval_command(
     # The judge's choices resolve against the evaluated model's settings (`open_session`).
     judge_choice = {"name": judge_backend, "model": judge_model, "url": judge_url}
     session = open_session(pipeline or DEFAULT_PIPELINE, backend=backend, url=backend_url, model=model,
-                           max_tokens=max_tokens, n_ctx=n_ctx, threads=threads, host=host,
+                           max_tokens=max_tokens, n_ctx=n_ctx, threads=threads, host=host, compiled=compiled,
                            **connection_options(timeout, api_key_env),
                            judge=judge_choice if any(judge_choice.values()) else None)
     finished = done_ids(out, dataset=name, pipeline=session.pipeline.name, retry_errors=retry_errors)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 from rich.console import Console
@@ -68,6 +68,7 @@ def optimize_command(
     trainset: str = typer.Option(..., "--trainset", help="JSONL of conversations with optional labels, or a shipped set (risk-train)."),
     valset: Optional[str] = typer.Option(None, "--valset", help="JSONL scored before and after (default: the trainset; for risk-train, risk-val)."),
     pipeline: Optional[str] = typer.Option(None, "--pipeline", "-p", help="A shipped pipeline name or a .toml path (default: pearl run's)."),
+    sets: Optional[List[str]] = typer.Option(None, "--set", help="STEP.PARAM=VALUE set on the pipeline before compiling (repeatable); the manifest records them."),
     optimizer: str = typer.Option("bootstrap", "--optimizer", "-O", help="bootstrap (BootstrapFewShot), mipro (MIPROv2) or gepa (GEPA)."),
     metric: Optional[str] = typer.Option(None, "--metric", help="risk, match or constructive (default: by the step's output)."),
     out: Path = typer.Option(Path("compiled"), "--out", "-o", help="Folder for the compiled programs and manifest."),
@@ -99,6 +100,7 @@ def optimize_command(
     from pearl.optimization.metrics import make_metric
     from pearl.optimization.optimize import OPTIMIZERS, Budget
     from pearl.optimization.optimize import optimize as run_optimize
+    from pearl.runtime.overrides import parse_overrides
     from pearl.runtime.pipeline import load
 
     if optimizer not in OPTIMIZERS:
@@ -108,7 +110,7 @@ def optimize_command(
     if not (math.isfinite(beta) and beta >= 0):
         raise InputError(f"--beta {beta}: give the risk weight as a finite number of at least 0 (the CSA headline: 2)")
     host = get_host()
-    pipe = load(pipeline or DEFAULT_PIPELINE, host)
+    pipe = load(pipeline or DEFAULT_PIPELINE, host, parse_overrides(sets or []))
     if step == "all":
         targets = [sid for sid in pipe.order() if getattr(pipe.steps[sid], "program", None) is not None]
         if not targets:

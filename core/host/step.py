@@ -102,6 +102,7 @@ class Step(ABC):
     uses_lm: ClassVar[bool] = True
 
     program: Any = None
+    compiled_from: str | None = None  # the compiled state file loaded into `program`, if any (set by the loader)
 
     def __init__(self, params: BaseModel, context: StepContext):
         self.params = params

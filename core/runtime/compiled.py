@@ -73,6 +73,7 @@ class CompiledManifest(BaseModel):
     judge_model: str | None = None
     trainset: str | None = None
     valset: str | None = None
+    overrides: list[str] = Field(default_factory=list, description="the `--set STEP.PARAM=VALUE` applied when compiling")
     versions: dict[str, str] = Field(default_factory=dict)
     steps: dict[str, CompiledStep] = Field(default_factory=dict)
 
@@ -225,6 +226,7 @@ def load_into_step(step, path: str | Path, *, where: str, step_id: str) -> Progr
     drop_lm_settings(state)  # the session's LM runs the step, whatever the file names
     try:
         step.program.load_state(state)
+        step.compiled_from = str(path)
     except Exception as exc:
         raise PipelineError(
             f"{where}: step '{step_id}' ({step.name}): '{path}' does not fit this step's program "

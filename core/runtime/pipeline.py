@@ -19,6 +19,14 @@ File format::
     program = "compiled/respond.json"  # optional compiled DSPy state
     max_words = 200                # any other key is a parameter of the step
 
+    [compiled]                     # optional: compiled folders (`pearl optimize --out`) per model,
+    "qwen2.5-coder-1.5b" = "compiled/qwen2.5-coder-1.5b"   # loaded when the task LM is that model
+
+A `[compiled]` entry is keyed by the model's name as its backend reports it (`pearl run`
+prints it; a catalogue model's name on `llamacpp`); the folder is relative to the pipeline
+file. `pearl.runtime.session.open_session` loads it unless the run names its own folder,
+or `none`.
+
 Every error names the file and the step, and says what to change.
 """
 
@@ -67,6 +75,8 @@ class PipelineSpec(BaseModel):
     answer: str = "response"
     backend: BackendSettings = Field(default_factory=BackendSettings)
     steps: dict[str, StepSpec]
+    compiled: dict[str, str] = Field(default_factory=dict,
+                                     description="model name -> compiled folder loaded for that model")
 
 
 @dataclass
@@ -82,6 +92,23 @@ class Pipeline:
     @property
     def name(self) -> str:
         return self.spec.name
+
+    def compiled_for(self, model: str | None) -> Path | None:
+        """The compiled folder this pipeline file names for `model` (`[compiled]`), or None.
+
+        A relative folder is resolved beside the pipeline file; a named folder that is
+        missing is a `PipelineError`, never a silent run without its programs.
+        """
+        folder = self.spec.compiled.get(model or "")
+        if folder is None:
+            return None
+        path = Path(folder)
+        if not path.is_absolute() and Path(self.source).is_file():
+            path = Path(self.source).parent / path
+        if not path.is_dir():
+            raise PipelineError(f"{self.source}: [compiled] names '{folder}' for model '{model}', which is not a folder: "
+                                f"fix the entry, or run with --compiled none")
+        return path
 
     def order(self) -> list[str]:
         """A deterministic topological order (ties broken by step id)."""

@@ -136,7 +136,7 @@ class Runner:
         spec = self.pipeline.spec.steps[step_id]
         entry = self.host.registries["steps"].entries.get(spec.use)
         with tracing.step_span(step_id, spec.use, run_id=run_id, plugin=entry.plugin if entry else None,
-                               params=step.params, output_type=step.output_type,
+                               params=step.params, program=step.compiled_from, output_type=step.output_type,
                                inputs={slot: state.get(slot) for slot in step.inputs if slot in state}) as span:
             record, output = self._run_step_body(run_id, step_id, state, run_start, step=step, lm=lm)
             tracing.record_step(span, output, record.usage)
@@ -181,5 +181,6 @@ class Runner:
             started=t0 - run_start,
             seconds=seconds,
             usage=step_meter.total,
+            program=step.compiled_from,
         )
         return record, output

@@ -11,6 +11,7 @@ from pearl.io.conversations import to_conversation
 from pearl.errors import BackendError, InputError, PluginError
 from pearl.host.manager import Host, get_host
 from pearl.lm.metered import MeteredLM, instrument
+from pearl.pipelines import NO_COMPILED
 from pearl.runtime.pipeline import Pipeline, load
 from pearl.runtime.runner import Runner
 from pearl.types import Conversation, Result
@@ -43,6 +44,7 @@ class Session:
     pipeline: Pipeline
     runner: Runner
     settings: BackendSettings
+    compiled: str | None = None  # the compiled folder loaded into the pipeline's steps, if any
 
     def run(self, conversation: Any) -> Result:
         conv = to_conversation(conversation)
@@ -87,23 +89,30 @@ def open_session(pipeline: str = "minimal", *, backend: str | None = None, model
     against the task's settings (`resolve_settings(task, environment=False, ...)`), so a
     judge on another backend never inherits the task's model path or URL.
     `compiled` is a folder written by `pearl optimize`: every step in its manifest is loaded.
+    Without one, the folder the pipeline file names for the task LM's model (`[compiled]`,
+    `Pipeline.compiled_for`) is loaded; `compiled="none"` runs the steps' own programs.
+    `session.compiled` is the folder loaded (None: none).
     `overrides` (`pearl.runtime.overrides.Override`s, `--set`) are set on the pipeline's step
     parameters before it compiles; `session.pipeline.overrides` holds those that applied.
     """
     host = host or get_host()
     loaded = load(pipeline, host, overrides)
+    settings = resolve_settings(loaded.spec.backend, name=backend, model=model, url=url, seed=seed, **backend_options)
+    lms = {"task": make_lm(settings, host)}
+    if compiled is None:
+        compiled = loaded.compiled_for(getattr(lms["task"], "model", None))
+    elif str(compiled).strip().lower() == NO_COMPILED:
+        compiled = None
     if compiled:
         from pearl.runtime.compiled import apply_compiled
 
         apply_compiled(loaded, compiled)
-    settings = resolve_settings(loaded.spec.backend, name=backend, model=model, url=url, seed=seed, **backend_options)
-    lms = {"task": make_lm(settings, host)}
     if isinstance(judge, Mapping):
         judge = resolve_settings(settings, environment=False, **judge)
     if judge is not None:
         lms["judge"] = make_lm(judge, host)
     runner = Runner(loaded, lms, host, backend_name=settings.name)
-    return Session(pipeline=loaded, runner=runner, settings=settings)
+    return Session(pipeline=loaded, runner=runner, settings=settings, compiled=str(compiled) if compiled else None)
 
 
 def run(conversation: Any, pipeline: str = "minimal", **options: Any) -> Result:
