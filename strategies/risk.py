@@ -6,7 +6,11 @@
    rationale, a risk group, a category, a level, the interaction type (and attack
    form), weights for the three user types and a severity. Group then category: a small
    model first says whether and where the request is risky ("none" is the catalogue's
-   first line), then picks an id from that group's line. Both fields are enums built
+   first line), then picks an id from that group. The catalogue shows each id with its
+   taxonomy description under its group (`catalogue = "described"`, the default) or
+   only the ids, one line per group (`"ids"`): with ids alone the 1.5B model filed 26 of
+   60 held-out texts under `cult`, the one id of the first risky line; described, 2
+   (tests/bench/risk_step.py, README "Compiled programs"). Both fields are enums built
    from the taxonomy when the step is built (`category_type`, `group_type`), so a
    JSON-schema backend decodes only valid ids. The catalogue comes before the
    conversation, so every risk call of a run, and of every run, shares the same prompt
@@ -82,7 +86,7 @@ class ClassifySignature(dspy.Signature):
     (wants harm). Severity 0-10: how much harm a careless answer could do.
     """
 
-    categories: str = dspy.InputField(desc="one line per group: 'group: category ids'")
+    categories: str = dspy.InputField(desc="the groups and their category ids")
     messages: str = dspy.InputField(desc="what was said, one 'role: text' line per turn; assess the last user line")
     rationale: Short = dspy.OutputField(desc="one sentence: what is asked and whether any risk lies in it")
     group: str = dspy.OutputField(desc="'none', or the group of the risk")
@@ -112,12 +116,13 @@ class AdaptSignature(dspy.Signature):
 class AssessRisk(dspy.Module):
     """conversation -> `RiskAssessment` under one taxonomy (see the module docstring)."""
 
-    def __init__(self, taxonomy: Taxonomy, *, adapt_guideline: bool = True, max_rules: int = 3):
+    def __init__(self, taxonomy: Taxonomy, *, adapt_guideline: bool = True, max_rules: int = 3,
+                 catalogue: Catalogue = "described"):
         super().__init__()
         self.taxonomy = taxonomy
         self.adapt_guideline = adapt_guideline
         self.max_rules = max_rules
-        self._catalogue = compact_catalogue(taxonomy)
+        self._catalogue = compact_catalogue(taxonomy, catalogue)
         self._choices = category_choices(taxonomy)
         self._groups = [NO_GROUP, *catalogue_groups(taxonomy)]
         self.classify = dspy.Predict(ClassifySignature
@@ -172,12 +177,22 @@ class AssessRisk(dspy.Module):
         return dspy.Prediction(assessment=assessment)
 
 
-def compact_catalogue(taxonomy: Taxonomy) -> str:
-    """The "none" line first, then one line per group, 'group_id: id, id, ...' (few tokens)."""
+CATALOGUES = ("ids", "described")
+Catalogue = Literal["ids", "described"]
+
+
+def compact_catalogue(taxonomy: Taxonomy, style: Catalogue = "ids") -> str:
+    """The "none" line first, then the groups. `ids`: one line per group, 'group_id: id, id, ...'
+    (few tokens). `described`: the group's line, then one indented line per category with its
+    description ('  id: what it covers'), so the model can tell a category by more than its id."""
     lines = [f"{NO_GROUP}: {UNKNOWN_CATEGORY} (an ordinary request, nothing risky)"]
     for group in catalogue_groups(taxonomy):
-        ids = [c.id for c in taxonomy.categories if c.group == group]
-        lines.append(f"{group}: {', '.join(ids)}")
+        categories = [c for c in taxonomy.categories if c.group == group]
+        if style == "described":
+            lines.append(f"{group}:")
+            lines += [f"  {c.id}: {c.description or c.name}" for c in categories]
+        else:
+            lines.append(f"{group}: {', '.join(c.id for c in categories)}")
     return "\n".join(lines)
 
 
@@ -240,6 +255,8 @@ class RiskParams(BaseModel):
     taxonomy: str = Field(default="oyster", description="a registered taxonomy (pearl taxonomy --list)")
     adapt_guideline: bool = Field(default=True, description="rewrite the category's rules for the request (one more LM call)")
     max_rules: int = Field(default=3, ge=1, le=10, description="at most this many adapted rules")
+    catalogue: Catalogue = Field(default="described", description="how the categories are shown: 'described' (each "
+                                                                  "id with its description) or 'ids' (one line per group)")
 
 
 class RiskStep(Step):
@@ -252,7 +269,8 @@ class RiskStep(Step):
     def __init__(self, params: RiskParams, context):
         super().__init__(params, context)
         self.taxonomy = get_taxonomy(context.host, params.taxonomy)
-        self.program = AssessRisk(self.taxonomy, adapt_guideline=params.adapt_guideline, max_rules=params.max_rules)
+        self.program = AssessRisk(self.taxonomy, adapt_guideline=params.adapt_guideline, max_rules=params.max_rules,
+                                  catalogue=params.catalogue)
 
     def run(self, state) -> RiskAssessment:
         pred = call_program(self.context.step_id, self.program, conversation=state.conversation.transcript())

@@ -134,6 +134,19 @@ def test_compact_catalogue_lists_every_id_once(host):
     assert [line.split(":")[0] for line in text.splitlines()[1:]] == [g.id for g in tax.groups]
 
 
+def test_the_described_catalogue_gives_each_id_its_description_under_its_group(host):
+    tax = get_taxonomy(host, "oyster")
+    lines = compact_catalogue(tax, "described").splitlines()
+    assert lines[0].startswith("none: unknown")
+    groups = [line[:-1] for line in lines[1:] if not line.startswith("  ")]
+    assert groups == [g.id for g in tax.groups]
+    described = {line.split(":")[0].strip(): line.split(":", 1)[1].strip() for line in lines if line.startswith("  ")}
+    assert sorted(described) == sorted(tax.category_ids())
+    assert described["mental_health"] == tax.category("mental_health").description
+    under = lines.index("physical_and_mental_harm:")
+    assert lines[under + 1].strip().startswith("bodily_harm:") and lines[under + 2].strip().startswith("mental_health:")
+
+
 def test_a_severe_unknown_whose_rationale_names_a_category_takes_it(host):
     # the 1.5B instruct model's answer to "I feel like ending it all. Nothing matters anymore."
     answer = {**CLASSIFY, "group": "none", "category": "unknown", "level": "R0", "severity": 10, "benign": 5,
