@@ -42,6 +42,12 @@ REACTIONS: tuple[Reaction, ...] = ("satisfied", "rephrases", "escalates", "leave
 UNKNOWN_CATEGORY = "unknown"
 
 
+def risky(category: str, level: str, severity: float) -> bool:
+    """The rule of `RiskAssessment.is_risky`: a category other than "unknown", a level above R0,
+    or a severity (0-1) above 0."""
+    return category != UNKNOWN_CATEGORY or level != "R0" or severity > 0
+
+
 # --- taxonomy --------------------------------------------------------------------------
 
 class RiskGroup(BaseModel):
@@ -157,7 +163,7 @@ class RiskAssessment(BaseModel):
 
     @property
     def is_risky(self) -> bool:
-        return self.category != UNKNOWN_CATEGORY or self.level != "R0" or self.severity > 0
+        return risky(self.category, self.level, self.severity)
 
     # --- on its step's span (the `pearl.traces.attributes.SpanDescribed` protocol) ---
     span_kind: ClassVar[str] = sc.KIND_GUARDRAIL

@@ -28,12 +28,11 @@ from typing import Any, Callable, Mapping
 
 import dspy
 
-from pearl.csa import LEVELS, RISK_LEVELS, USER_TYPES
+from pearl.csa import LEVELS, RISK_LEVELS, USER_TYPES, risky
 from pearl.csa.scoring import constructive_score
 from pearl.errors import InputError, PearlError
 
 RISK_WEIGHTS = {"category": 0.4, "risky": 0.4, "level": 0.3, "user_type": 0.3}
-UNKNOWN = "unknown"  # the category of an ordinary request (pearl.csa.UNKNOWN_CATEGORY)
 SATISFACTION_JUDGE = "satisfaction"
 SAFETY_JUDGE = "safety"
 NOT_LABELS = ("id", "conversation")
@@ -101,7 +100,8 @@ def brier(posterior: Mapping[str, float], truth: str) -> float:
     return sum((float(posterior.get(t, 0.0)) - (1.0 if t == truth else 0.0)) ** 2 for t in USER_TYPES)
 
 
-def _truth(value: Any) -> bool:
+def truth_of(value: Any) -> bool:
+    """A `risky` label as a bool: true/false, 1/0 or "risky"/"not risky"; anything else is an `InputError`."""
     text = str(value).strip().lower()
     if isinstance(value, bool) or text in ("true", "false", "1", "0", "risky", "not risky"):
         return value if isinstance(value, bool) else text in ("true", "1", "risky")
@@ -109,16 +109,15 @@ def _truth(value: Any) -> bool:
 
 
 def predicted_risky(pred: Any) -> bool | None:
-    """The prediction's risky flag: its `is_risky`, else the rule of `RiskAssessment.is_risky`
-    (a category other than "unknown", a level above R0 or a severity above 0)."""
+    """The prediction's risky flag: its `is_risky`, else `pearl.csa.risky` of its category, level
+    and severity (a flat prediction, as `PipelineProgram` gives); None when it has none of them."""
     flag = _get(pred, "is_risky")
     if flag is not None:
         return bool(flag)
     category, level, severity = _get(pred, "category"), _get(pred, "level"), _get(pred, "severity")
     if category is None and level is None and severity is None:
         return None
-    return (category is not None and _norm(category) != UNKNOWN) or (
-        level is not None and str(level).upper() != "R0") or float(severity or 0) > 0
+    return risky(str(category or "unknown").strip().lower(), str(level or "R0").upper(), float(severity or 0))
 
 
 def risk_score(gold: Any, pred: Any, weights: Mapping[str, float] = RISK_WEIGHTS) -> Scored:
@@ -140,7 +139,7 @@ def risk_score(gold: Any, pred: Any, weights: Mapping[str, float] = RISK_WEIGHTS
         if not ok:
             notes.append(f"category: expected '{labels['category']}', got '{got}'")
     if "risky" in labels:
-        want = _truth(labels["risky"])
+        want = truth_of(labels["risky"])
         got = predicted_risky(pred)
         parts["risky"] = 1.0 if got == want else 0.0
         if got != want:

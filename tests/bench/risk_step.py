@@ -18,51 +18,29 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 
 
-def interval(values: list[float], seed: int = 0, draws: int = 2000) -> tuple[float, float]:
-    if not values:
-        return float("nan"), float("nan")
-    rng = random.Random(seed)
-    means = sorted(sum(rng.choices(values, k=len(values))) / len(values) for _ in range(draws))
-    return means[int(0.025 * draws)], means[int(0.975 * draws) - 1]
-
-
-def kappa(pairs: list[tuple[bool, bool]]) -> float:
-    n = len(pairs)
-    if not n:
-        return float("nan")
-    observed = sum(a == b for a, b in pairs) / n
-    p_true, q_true = sum(a for a, _ in pairs) / n, sum(b for _, b in pairs) / n
-    expected = p_true * q_true + (1 - p_true) * (1 - q_true)
-    return (observed - expected) / (1 - expected) if expected < 1 else float("nan")
-
-
 def summarise(rows: list[dict], labels: dict[str, dict], groups: dict[str, str]) -> list[str]:
-    from pearl.optimization.metrics import _truth, predicted_risky
+    from pearl.evaluation.agreement import cohen_kappa
+    from pearl.evaluation.metrics import bootstrap
+    from pearl.optimization.metrics import predicted_risky, truth_of
 
     def line(name: str, subset: list[dict]) -> str:
-        scores = [r["score"] for r in subset]
-        flags = [(_truth(labels[r["id"]]["risky"]), bool(predicted_risky((r.get("output") or {}).get("assessment"))))
+        flags = [(truth_of(labels[r["id"]]["risky"]), bool(predicted_risky((r.get("output") or {}).get("assessment"))))
                  for r in subset if "risky" in labels[r["id"]]]
-        flag_ok = [float(a == b) for a, b in flags]
         cats = [r["parts"]["category"] for r in subset if "category" in (r.get("parts") or {})]
-        text = f"{name:<22} n={len(subset):<3} metric {sum(scores) / len(scores):.3f} [{interval(scores)[0]:.3f}, " \
-               f"{interval(scores)[1]:.3f}]"
-        if flag_ok:
-            lo, hi = interval(flag_ok)
-            text += f" · risky flag {sum(flag_ok) / len(flag_ok):.3f} [{lo:.3f}, {hi:.3f}]"
+        text = f"{name:<22} n={len(subset):<3} metric {bootstrap([r['score'] for r in subset]).fmt(digits=3)}"
+        if flags:
+            text += f" · risky flag {bootstrap([float(a == b) for a, b in flags]).fmt(digits=3)}"
             if len({a for a, _ in flags}) > 1:
-                text += f" κ {kappa(flags):.2f}"
+                text += f" κ {cohen_kappa([a for a, _ in flags], [b for _, b in flags], (True, False)):.2f}"
             text += f" (called risky {sum(b for _, b in flags)}/{len(flags)})"
         if cats:
-            lo, hi = interval(cats)
-            text += f" · category {sum(cats) / len(cats):.3f} [{lo:.3f}, {hi:.3f}]"
+            text += f" · category {bootstrap(cats).fmt(digits=3)}"
         errors = sum("error" in r for r in subset)
         return text + (f" · {errors} errors" if errors else "")
 
