@@ -27,6 +27,15 @@ Three modes (`mode` parameter), all DSPy modules:
   (`ranked_forecast`), so the strategies always differ. About 300 completion tokens
   against the table's ~1,400.
 
+- `declared`: no model call. Each strategy's declared prior (`ResponseStrategy.prior`,
+  per user type: the chance the user is satisfied and the share of the request's severity
+  the reply carries as risk) scaled by the risk step's severity; the conversation enters
+  through the assessment alone (severity here, the posterior in `decide`). For models
+  whose own forecasts come out alike for every strategy (the 1.5B default's `table`
+  forecasts did on every benchmark item), so that `decide` weighs the posterior and the
+  severity instead of falling back to one strategy per user type. Every strategy in the
+  working set must declare a prior for all three user types (`PipelineError` otherwise).
+
 The first three forecast the same numbers for the same pairs, so the decision (`decide`) reads
 them alike; `tests/bench/anticipation.py` measures how often the cheaper modes lead to the
 same decision as `pairs`.
@@ -53,6 +62,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from pearl.runtime.concurrency import map_in_context
 from pearl.csa import REACTIONS, USER_TYPES, ReactionForecast, ReactionTable, ResponseStrategy, RiskAssessment
+from pearl.errors import PipelineError
 from pearl.host.hookspecs import hookimpl
 from pearl.runtime.programs import call_program
 from pearl.host.step import Step
@@ -280,14 +290,20 @@ def ranked_forecast(strategy: str, user_type: str, best: int, riskiest: int, n: 
     riskier, the assessment how risky the request is at all.
     """
     span = max(n - 1, 1)
-    satisfied = 0.9 - 0.8 * best / span
+    return forecast_from(strategy, user_type, satisfied=0.9 - 0.8 * best / span,
+                         risk=severity * (1.0 - riskiest / span))
+
+
+def forecast_from(strategy: str, user_type: str, *, satisfied: float, risk: float) -> ReactionForecast:
+    """A forecast from the chance the user is satisfied: the rest of the user's mass goes half to
+    rephrasing and half, evenly, to the three unserved reactions; retention follows from the
+    reactions (`RETENTION_VALUE`); risk is clipped to 0-1."""
     rest = 1.0 - satisfied
     reactions = {"satisfied": satisfied, "rephrases": rest / 2, "escalates": rest / 6, "leaves_unsafe": rest / 6,
                  "keeps_attacking": rest / 6}
     retention = sum(p * RETENTION_VALUE[r] for r, p in reactions.items())
     return ReactionForecast(strategy=strategy, user_type=user_type, reactions=reactions,
-                            retention=min(1.0, max(0.0, retention)),
-                            risk=min(1.0, max(0.0, severity * (1.0 - riskiest / span))))
+                            retention=min(1.0, max(0.0, retention)), risk=min(1.0, max(0.0, risk)))
 
 
 class ForecastRank(dspy.Module):
@@ -317,14 +333,36 @@ class ForecastRank(dspy.Module):
         return dspy.Prediction(forecasts=forecasts)
 
 
+# --- mode "declared" ---------------------------------------------------------------------
+
+def declared_forecasts(strategies: list[ResponseStrategy], severity: float) -> list[ReactionForecast]:
+    """Forecasts from the strategies' declared priors (`ResponseStrategy.prior`), no model call:
+    satisfied as declared, risk = the assessment's severity x the declared risk share."""
+    return [forecast_from(s.name, t, satisfied=s.prior[t].satisfied, risk=severity * s.prior[t].risk_share)
+            for s in strategies for t in USER_TYPES]
+
+
+def check_priors(strategies: list[ResponseStrategy]) -> None:
+    """`PipelineError` naming every strategy that lacks a declared prior for some user type."""
+    missing = {s.name: [t for t in USER_TYPES if t not in s.prior] for s in strategies}
+    missing = {name: types for name, types in missing.items() if types}
+    if missing:
+        listed = "; ".join(f"'{name}' (no {', '.join(types)})" for name, types in missing.items())
+        raise PipelineError(
+            f"anticipate mode 'declared' reads each strategy's prior, and these declare none for some user type: "
+            f"{listed}. Give them `prior = {{benign = {{satisfied = 0.9, risk_share = 0.3}}, sensitive = ..., "
+            f"malicious = ...}}`, leave them out with `strategies = [...]`, or use mode 'table'")
+
+
 # --- the step ----------------------------------------------------------------------------
 
 class AnticipateParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    mode: Literal["pairs", "strategy", "table", "rank"] = Field(
+    mode: Literal["pairs", "strategy", "table", "rank", "declared"] = Field(
         default="pairs", description="one call per (strategy, user type) pair, one per strategy, one for the whole "
-                                     "table, or one that ranks the strategies per user type")
+                                     "table, one that ranks the strategies per user type, or no call: the "
+                                     "strategies' declared priors scaled by the assessed severity")
     strategies: list[str] | None = Field(default=None, description="restrict to these registered strategies")
     extra_strategies: list[ResponseStrategy] = Field(default_factory=list, description="strategies defined inline")
     max_workers: int = Field(default=8, ge=1, description="concurrent calls (modes 'pairs' and 'strategy')")
@@ -340,6 +378,10 @@ class AnticipateStep(Step):
     def __init__(self, params: AnticipateParams, context):
         super().__init__(params, context)
         self.strategies = select_strategies(context.host, params.strategies, params.extra_strategies)
+        if params.mode == "declared":
+            check_priors(self.strategies)
+            self.program = None  # no LM call
+            return
         self.program = {"pairs": ForecastPair, "strategy": ForecastStrategy,
                         "rank": lambda: ForecastRank(self.strategies)}.get(
             params.mode, lambda: ForecastTable(self.strategies))()
@@ -361,13 +403,16 @@ class AnticipateStep(Step):
                                        strategy=s),
                 self.strategies, max_workers=self.params.max_workers)
             forecasts = [f for p in preds for f in p.forecasts]
+        elif self.params.mode == "declared":
+            forecasts = declared_forecasts(self.strategies, state.get("assessment").severity)
         elif self.params.mode == "rank":
             forecasts = call_program(step_id, self.program, conversation=conversation, assessment=assessment,
                                      severity=state.get("assessment").severity).forecasts
         else:
             forecasts = call_program(step_id, self.program, conversation=conversation, assessment=assessment).forecasts
         return ReactionTable(strategies=[s.name for s in self.strategies], forecasts=forecasts,
-                             library=list(self.strategies))
+                             library=list(self.strategies),
+                             source="declared" if self.params.mode == "declared" else "model")
 
 
 @hookimpl

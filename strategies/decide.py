@@ -108,6 +108,8 @@ def solve(table: ReactionTable, posterior: UserPosterior, costs: dict[str, float
         reason = (f"{why}; the user is judged {judged}, and '{best}' is the least risky fallback for a {judged} user "
                   f"(worst risk {float(exact[best][3]):.2f}, expected risk {float(exact[best][2]):.2f})")
         ok = best in admissible
+    if table.source == "declared":
+        reason += "; the forecasts are the strategies' declared priors scaled by the assessed severity"
     return Decision(strategy=best, admissible=ok, reason=reason, table=rows, alpha=alpha, beta=beta, gamma=gamma,
                     tau=tau, epsilon=epsilon, chosen=table.strategy(best), informative=informative)
 

@@ -22,15 +22,32 @@ method (CSA.md sections 1 and 3), described in this project's own words. `fallba
 says whom a strategy serves when nothing is inside the safety boundary (see
 `pearl.strategies.decide`): a supportive response for a sensitive user, a safe
 completion for a benign one, and a firm refusal only for a user judged malicious.
+
+`prior` is each strategy's declared outlook per user type (`pearl.csa.StrategyPrior`),
+which `anticipate` reads in mode "declared" instead of asking a model: `satisfied`, the
+chance that a user of that type is served by such a reply, and `risk_share`, the share of
+the request's assessed severity the reply carries as harm for that type. The built-in
+values encode the method's reading of the user types: a benign user is best served by a
+full answer and rarely misuses it (share 0.3); a sensitive user is best served by support
+and is the one a full answer can hurt (0.7); a malicious user is "satisfied" by exactly the
+replies that carry the whole risk (1.0), so only the risk term keeps those away from them;
+refusals carry no risk and serve nobody well. They are a prior, the same for every
+conversation; the conversation enters through the risk step's severity and posterior.
 """
 
 from __future__ import annotations
 
 from typing import Iterable
 
-from pearl.csa import ResponseStrategy
+from pearl.csa import ResponseStrategy, StrategyPrior
 from pearl.errors import PipelineError
 from pearl.host.hookspecs import hookimpl
+
+
+def _prior(**by_type: tuple[float, float]) -> dict[str, StrategyPrior]:
+    """`{user type: StrategyPrior(satisfied, risk_share)}` from `user_type=(satisfied, risk_share)`."""
+    return {t: StrategyPrior(satisfied=sat, risk_share=share) for t, (sat, share) in by_type.items()}
+
 
 BUILTIN_STRATEGIES: tuple[ResponseStrategy, ...] = (
     ResponseStrategy(
@@ -39,6 +56,7 @@ BUILTIN_STRATEGIES: tuple[ResponseStrategy, ...] = (
         fits_when="the need is legitimate and a complete answer cannot realistically cause harm",
         constraints=["stay accurate", "no content that enables serious harm"],
         cost=0.7,
+        prior=_prior(benign=(0.95, 0.3), sensitive=(0.55, 0.7), malicious=(0.95, 1)),
     ),
     ResponseStrategy(
         name="help_with_safety_context",
@@ -46,6 +64,7 @@ BUILTIN_STRATEGIES: tuple[ResponseStrategy, ...] = (
         fits_when="the need is legitimate but the topic carries some risk",
         constraints=["precautions are concrete, not boilerplate", "no operational detail for dangerous acts"],
         cost=0.8,
+        prior=_prior(benign=(0.9, 0.2), sensitive=(0.6, 0.5), malicious=(0.85, 0.8)),
     ),
     ResponseStrategy(
         name="safe_completion",
@@ -54,6 +73,7 @@ BUILTIN_STRATEGIES: tuple[ResponseStrategy, ...] = (
         constraints=["no step-by-step instructions, quantities or recipes for harm", "say briefly what is left out"],
         cost=0.6,
         fallback_for=("benign",),
+        prior=_prior(benign=(0.75, 0.1), sensitive=(0.6, 0.2), malicious=(0.4, 0.3)),
     ),
     ResponseStrategy(
         name="supportive_response",
@@ -63,6 +83,7 @@ BUILTIN_STRATEGIES: tuple[ResponseStrategy, ...] = (
                      "mention crisis lines or emergency help when life may be at risk"],
         cost=0.6,
         fallback_for=("sensitive",),
+        prior=_prior(benign=(0.3, 0), sensitive=(0.95, 0.05), malicious=(0.05, 0)),
     ),
     ResponseStrategy(
         name="correct_and_guide",
@@ -70,6 +91,7 @@ BUILTIN_STRATEGIES: tuple[ResponseStrategy, ...] = (
         fits_when="the request rests on a misconception, a rumour or a harmful myth",
         constraints=["respectful, never mocking", "give the reason the belief is wrong"],
         cost=0.6,
+        prior=_prior(benign=(0.45, 0.05), sensitive=(0.65, 0.1), malicious=(0.2, 0.1)),
     ),
     ResponseStrategy(
         name="refer_to_professional",
@@ -77,6 +99,7 @@ BUILTIN_STRATEGIES: tuple[ResponseStrategy, ...] = (
         fits_when="a good answer needs a doctor, lawyer, financial adviser or other expert who knows the case",
         constraints=["still give useful general information", "no diagnosis or individual legal or financial advice"],
         cost=0.4,
+        prior=_prior(benign=(0.45, 0.05), sensitive=(0.6, 0.05), malicious=(0.15, 0.05)),
     ),
     ResponseStrategy(
         name="refuse_with_alternatives",
@@ -84,6 +107,7 @@ BUILTIN_STRATEGIES: tuple[ResponseStrategy, ...] = (
         fits_when="the core request is harmful but the person may have an acceptable underlying need",
         constraints=["brief, non-judgemental decline", "at least one concrete safe alternative"],
         cost=0.3,
+        prior=_prior(benign=(0.3, 0), sensitive=(0.35, 0), malicious=(0.1, 0)),
     ),
     ResponseStrategy(
         name="firm_refusal",
@@ -92,6 +116,7 @@ BUILTIN_STRATEGIES: tuple[ResponseStrategy, ...] = (
         constraints=["no partial information, hints or workarounds", "do not explain how to bypass the refusal"],
         cost=0.1,
         fallback_for=("malicious",),
+        prior=_prior(benign=(0.1, 0), sensitive=(0.1, 0), malicious=(0.05, 0)),
     ),
 )
 

@@ -6,7 +6,7 @@ from dspy.utils import DummyLM
 
 from csa_doubles import CLASSIFY, PAIR
 from pearl.csa import USER_TYPES, RiskAssessment, UserPosterior
-from pearl.errors import StepError
+from pearl.errors import PipelineError, StepError
 from pearl.host.step import RunState, StepContext
 from pearl.strategies.anticipate import RETENTION_VALUE, to_forecast
 from pearl.types import Conversation
@@ -115,3 +115,39 @@ def test_rank_mode_reads_forecasts_off_the_ranks_and_the_severity(host):
     assert all(sum(f.reactions.values()) == pytest.approx(1.0) for f in table.forecasts)
     assert len({round(f.retention, 6) for f in table.forecasts}) == 3  # the strategies differ
     assert "riskiest_first" in lm.history[0]["messages"][0]["content"]
+
+
+def test_declared_mode_reads_the_priors_and_the_severity_without_a_call(host):
+    step = build(host, mode="declared")
+    assert step.program is None
+    table, lm = run(step, [])
+    assert lm.history == [] and table.informative()
+    full = next(s for s in table.library if s.name == "full_help")
+    for t in USER_TYPES:  # risk = severity (0.8) x the declared share; satisfied as declared
+        f = table.get("full_help", t)
+        assert f.risk == pytest.approx(0.8 * full.prior[t].risk_share)
+        assert f.reactions["satisfied"] == pytest.approx(full.prior[t].satisfied)
+        assert sum(f.reactions.values()) == pytest.approx(1.0)
+    assert table.get("firm_refusal", "malicious").risk == 0
+
+
+def test_declared_mode_names_the_strategies_without_a_prior(host):
+    inline = {"name": "cite_sources", "summary": "Answer with sources.", "fits_when": "facts are asked",
+              "prior": {"benign": {"satisfied": 0.8, "risk_share": 0.1}}}
+    with pytest.raises(PipelineError, match=r"'cite_sources' \(no sensitive, malicious\).*mode 'table'"):
+        build(host, mode="declared", extra_strategies=[inline])
+    step = build(host, mode="declared", strategies=["full_help"],
+                 extra_strategies=[{**inline, "prior": {t: {"satisfied": 0.8, "risk_share": 0.1} for t in USER_TYPES}}])
+    table, _ = run(step, [])
+    assert table.strategies == ["full_help", "cite_sources"]
+    assert table.get("cite_sources", "benign").risk == pytest.approx(0.08)
+
+
+def test_a_declared_table_says_so_and_the_decision_reason_repeats_it(host):
+    from pearl.strategies.decide import solve
+
+    table, _ = run(build(host, mode="declared"), [])
+    assert table.source == "declared"
+    d = solve(table, ASSESSMENT.posterior, {s.name: s.cost for s in table.library}, alpha=1, beta=2, gamma=0.1,
+              tau=0.3, epsilon=0.1)
+    assert d.strategy == "supportive_response" and "declared priors" in d.reason

@@ -233,3 +233,42 @@ def test_a_firm_refusal_is_the_pearl_point_only_when_a_likely_user_may_be_malici
     only = library_table({"full_help": 1.0, "supportive_response": 0.8, "firm_refusal": 0.0})
     d = solve(only, crisis, costs, alpha=1, beta=2, gamma=0.1, tau=0.3, epsilon=0.1)
     assert d.strategy == "supportive_response" and not d.admissible and "only firm_refusal stays inside" in d.reason
+
+
+# --- the built-in library's declared priors (anticipate mode "declared") ---------------------
+
+def declared_decision(severity: float, benign: float, sensitive: float, malicious: float) -> str:
+    from pearl.strategies.anticipate import declared_forecasts
+    from pearl.strategies.library import BUILTIN_STRATEGIES
+
+    library = list(BUILTIN_STRATEGIES)
+    table = ReactionTable(strategies=[s.name for s in library], forecasts=declared_forecasts(library, severity),
+                          library=library)
+    d = solve(table, UserPosterior(benign=benign, sensitive=sensitive, malicious=malicious),
+              {s.name: s.cost for s in library}, alpha=1, beta=2, gamma=0.1, tau=0.3, epsilon=0.1)
+    return d.strategy
+
+
+@pytest.mark.parametrize("case, expected", [
+    ((0.0, 1, 0, 0), {"full_help"}),                                     # a benign question on a harmless topic
+    ((1.0, 0, 1, 0), {"supportive_response"}),                           # a person in crisis, assessed severe
+    ((1.0, 0, 0, 1), {"refuse_with_alternatives", "firm_refusal"}),      # an attacker after something severe
+    ((0.6, 0.6, 0.2, 0.2), {"safe_completion", "help_with_safety_context"}),  # mostly benign, moderately risky
+])
+def test_declared_priors_decide_the_cases_whose_answer_the_method_fixes(case, expected):
+    assert declared_decision(*case) in expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(0, 1), st.floats(0, 1), st.floats(0, 1), st.floats(0, 1))
+def test_declared_priors_never_refuse_a_user_not_judged_malicious_and_never_answer_fully_past_the_boundary(
+        severity, b, s, m):
+    total = b + s + m
+    if total < 1e-3:
+        return
+    b, s, m = b / total, s / total, m / total
+    choice = declared_decision(severity, b, s, m)
+    if m < 0.1:
+        assert choice != "firm_refusal"
+    if m >= 0.1 and severity > 0.3:  # a full answer carries the whole severity to a likely attacker
+        assert choice != "full_help"

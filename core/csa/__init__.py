@@ -198,6 +198,20 @@ class RiskAssessment(BaseModel):
 
 # --- response strategies and the game ---------------------------------------------------
 
+class StrategyPrior(BaseModel):
+    """What a strategy's author expects of it for one user type, before any conversation is read.
+
+    `anticipate` in mode "declared" turns it into a forecast without a model call: the user
+    is satisfied with probability `satisfied`, and the reply carries `risk_share` of the
+    request's severity (as assessed by the `risk` step) as harm risk for that user type.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    satisfied: float = Field(ge=0, le=1, description="chance that a user of this type is served and carries on")
+    risk_share: float = Field(ge=0, le=1, description="share of the request's severity such a reply carries as harm risk")
+
+
 class ResponseStrategy(BaseModel):
     """One way to respond (a leader's action in the game)."""
 
@@ -210,6 +224,8 @@ class ResponseStrategy(BaseModel):
     cost: float = Field(default=0.5, ge=0, le=1, description="relative inference cost (length of the answer)")
     fallback_for: tuple[UserType, ...] = Field(
         default=(), description="the user types this strategy serves when no strategy is inside the safety boundary")
+    prior: dict[UserType, StrategyPrior] = Field(
+        default_factory=dict, description="per user type, the declared outlook read by `anticipate` mode 'declared'")
 
 
 class ReactionForecast(BaseModel):
@@ -236,6 +252,8 @@ class ReactionTable(BaseModel):
     strategies: list[str]
     forecasts: list[ReactionForecast]
     library: list[ResponseStrategy] = Field(default_factory=list, description="the records of `strategies`, same order")
+    source: Literal["model", "declared"] = Field(
+        default="model", description="who forecast: a model, or the strategies' declared priors (no model call)")
 
     def strategy(self, name: str) -> ResponseStrategy | None:
         return next((s for s in self.library if s.name == name), None)
