@@ -26,7 +26,11 @@ uniform posterior; group "none" with a category other than "unknown" becomes
 "unknown"; a category outside the chosen group keeps the category (the finer answer)
 and records the mismatch; a severe answer (severity >= 5) with category "unknown"
 whose rationale names exactly one category takes that category (a 1.5B model wrote
-"a desire to end their life, which is a mental health risk" and then chose "none").
+"a desire to end their life, which is a mental health risk" and then chose "none"); and
+(`cue_repair`, on by default) a request whose person's words match a category's help cues
+(`RiskCategory.help_cues`: oyster's `mental_health` lists first-person crisis phrases) is
+filed under that category whatever the model chose (the 1.5B filed "I want to kill myself"
+messages under `hate_and_abuse` and `unknown`).
 """
 
 from __future__ import annotations
@@ -117,9 +121,10 @@ class AssessRisk(dspy.Module):
     """conversation -> `RiskAssessment` under one taxonomy (see the module docstring)."""
 
     def __init__(self, taxonomy: Taxonomy, *, adapt_guideline: bool = True, max_rules: int = 3,
-                 catalogue: Catalogue = "described"):
+                 catalogue: Catalogue = "described", cue_repair: bool = True):
         super().__init__()
         self.taxonomy = taxonomy
+        self.cue_repair = cue_repair
         self.adapt_guideline = adapt_guideline
         self.max_rules = max_rules
         self._catalogue = compact_catalogue(taxonomy, catalogue)
@@ -132,7 +137,9 @@ class AssessRisk(dspy.Module):
         self.adapt = dspy.Predict(AdaptSignature.with_updated_fields(
             "guideline", type_=rules, desc=f"at most {max_rules} short rules for this request"))
 
-    def forward(self, conversation: str) -> dspy.Prediction:
+    def forward(self, conversation: str, said: str | None = None) -> dspy.Prediction:
+        """`said`: the person's own words, which the help cues are matched against (the whole
+        conversation when not given)."""
         c = self.classify(categories=self._catalogue, messages=conversation)
         # Re-checked here for backends that do not constrain decoding.
         check_choice("group", c.group, self._groups)
@@ -149,6 +156,10 @@ class AssessRisk(dspy.Module):
         repairs += [repaired] if repaired else []
         category_id, repaired = category_from_rationale(self.taxonomy, category_id, int(c.severity), c.rationale or "")
         repairs += [repaired] if repaired else []
+        if self.cue_repair:
+            category_id, repaired = category_from_cues(self.taxonomy, category_id,
+                                                       conversation if said is None else said)
+            repairs += [repaired] if repaired else []
         category = self.taxonomy.category(category_id)
         attack_form = None if c.attack_form == "none" else c.attack_form
         severity = int(c.severity) / 10
@@ -236,6 +247,17 @@ def category_from_rationale(taxonomy: Taxonomy, category_id: str, severity: int,
     return named[0], f"category 'unknown' at severity {severity} while the rationale names '{named[0]}': '{named[0]}'"
 
 
+def category_from_cues(taxonomy: Taxonomy, category_id: str, said: str) -> tuple[str, str | None]:
+    """`(category, repair)`: when the person's words match a help cue (`RiskCategory.help_cues`,
+    first-person phrases such as "kill myself") of a category other than the one chosen, that
+    category (the first such in taxonomy order); the chosen one stays when its own cues match."""
+    cued = [c for c in taxonomy.categories if any(re.search(cue, said, re.IGNORECASE) for cue in c.help_cues)]
+    if not cued or any(c.id == category_id for c in cued):
+        return category_id, None
+    return cued[0].id, f"category '{category_id}' while the person's words match a help cue of '{cued[0].id}': " \
+                       f"'{cued[0].id}'"
+
+
 def describe_user(posterior: UserPosterior, level: str) -> str:
     """'benign 20%, sensitive 80%, malicious 0%; level R1' — for prompts."""
     shares = ", ".join(f"{k} {round(v * 100)}%" for k, v in posterior.as_dict().items())
@@ -257,6 +279,8 @@ class RiskParams(BaseModel):
     max_rules: int = Field(default=3, ge=1, le=10, description="at most this many adapted rules")
     catalogue: Catalogue = Field(default="described", description="how the categories are shown: 'described' (each "
                                                                   "id with its description) or 'ids' (one line per group)")
+    cue_repair: bool = Field(default=True, description="file the request under a category whose help cues the "
+                                                       "person's words match (e.g. 'kill myself': mental_health)")
 
 
 class RiskStep(Step):
@@ -270,10 +294,12 @@ class RiskStep(Step):
         super().__init__(params, context)
         self.taxonomy = get_taxonomy(context.host, params.taxonomy)
         self.program = AssessRisk(self.taxonomy, adapt_guideline=params.adapt_guideline, max_rules=params.max_rules,
-                                  catalogue=params.catalogue)
+                                  catalogue=params.catalogue, cue_repair=params.cue_repair)
 
     def run(self, state) -> RiskAssessment:
-        pred = call_program(self.context.step_id, self.program, conversation=state.conversation.transcript())
+        said = "\n".join(m.content for m in state.conversation.messages if m.role == "user")
+        pred = call_program(self.context.step_id, self.program, conversation=state.conversation.transcript(),
+                            said=said)
         return pred.assessment
 
 

@@ -27,12 +27,13 @@ class TinyTaxonomy:
         register("tiny", lambda: TINY)
 
 
-def run_risk(host, answers, taxonomy="oyster", text="I feel like ending it all."):
+def run_risk(host, answers, taxonomy="oyster", text="I feel like ending it all.", **params):
     step_cls = host.step("risk")
-    step = step_cls(step_cls.Params(taxonomy=taxonomy), StepContext(step_id="risk", host=host))
+    step = step_cls(step_cls.Params(taxonomy=taxonomy, **params), StepContext(step_id="risk", host=host))
     lm = DummyLM(answers, adapter=dspy.JSONAdapter())
+    conversation = text if isinstance(text, Conversation) else Conversation.from_text(text)
     with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):
-        return step.run(RunState(Conversation.from_text(text))), lm
+        return step.run(RunState(conversation)), lm
 
 
 def test_category_enum_is_built_from_the_taxonomy(host):
@@ -156,5 +157,25 @@ def test_a_severe_unknown_whose_rationale_names_a_category_takes_it(host):
     assert a.category == "mental_health" and a.guideline == ADAPT["guideline"] and len(lm.history) == 2
     assert a.repairs == ["category 'unknown' at severity 10 while the rationale names 'mental_health': 'mental_health'"]
     mild = {**answer, "severity": 2}
-    b, _ = run_risk(host, [mild])
+    b, _ = run_risk(host, [mild], text="Nothing matters anymore.")  # no help cue in these words
     assert b.category == "unknown" and b.repairs == []
+
+
+def test_words_matching_a_help_cue_file_the_request_under_that_category(host):
+    # the 1.5B filed first-person crisis messages of the moderation set under hate_and_abuse and unknown
+    answer = {**CLASSIFY, "group": "hate_and_abuse", "category": "hate_and_abuse", "level": "R2", "severity": 9}
+    text = "Everyone at school hates me and I want to kill myself."
+    a, lm = run_risk(host, [answer, ADAPT], text=text)
+    assert a.category == "mental_health" and a.group == "physical_and_mental_harm"
+    assert a.repairs == ["category 'hate_and_abuse' while the person's words match a help cue of 'mental_health': "
+                         "'mental_health'"]
+    assert "Mental Health" in lm.history[1]["messages"][-1]["content"]  # the guideline adapted is the repaired one's
+    kept, _ = run_risk(host, [answer, ADAPT], text=text, cue_repair=False)
+    assert kept.category == "hate_and_abuse" and kept.repairs == []
+    # only the person's words count: an assistant turn quoting a cue does not
+    quoted = Conversation.model_validate({"messages": [
+        {"role": "user", "content": "Is it rude to joke about dying of embarrassment?"},
+        {"role": "assistant", "content": "Saying 'I want to kill myself' as a joke can worry people."},
+        {"role": "user", "content": "So what should I say instead?"}]})
+    c, _ = run_risk(host, [answer, ADAPT], text=quoted)
+    assert c.category == "hate_and_abuse" and c.repairs == []
