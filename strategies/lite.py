@@ -52,9 +52,9 @@ from pearl.strategies.language import language_name, language_of, written_in
 from pearl.strategies.library import select_strategies
 from pearl.strategies.minimal import Response
 from pearl.strategies.recombine import leaks, scrub, speaks_as_the_person
-from pearl.strategies.risk import (ATTACK_FORMS, INTERACTIONS, NO_GROUP, catalogue_groups, category_type,
-                                   compact_catalogue, describe_user, group_type, posterior_from_weights,
-                                   reconcile_category)
+from pearl.strategies.risk import (ATTACK_FORMS, INTERACTIONS, NO_GROUP, Catalogue, catalogue_groups,
+                                   category_from_cues, category_type, compact_catalogue, describe_user, group_type,
+                                   posterior_from_weights, reconcile_category)
 from pearl.types import Conversation
 
 #: The short list `lite-plan` forecasts by default: one strategy per broad kind of answer, and the
@@ -153,25 +153,32 @@ class LitePlanParams(DecideParams):
     forecast: Forecast = Field(default="point", description="'point': the most likely reaction per pair; "
                                                             "'weights': the five reaction weights per pair")
     max_rules: int = Field(default=3, ge=1, le=10, description="at most this many of the category's rules")
+    catalogue: Catalogue = Field(default="ids", description="how the categories are shown, as on the `risk` step: "
+                                                            "'ids' (one line per group) or 'described'")
+    cue_repair: bool = Field(default=True, description="file the request under a category whose help cues the "
+                                                       "person's words match, as the `risk` step does")
 
 
 class PlanProgram(dspy.Module):
     """conversation -> (RiskAssessment, forecasts) in one call."""
 
-    def __init__(self, taxonomy, strategies, forecast: Forecast = "point"):
+    def __init__(self, taxonomy, strategies, forecast: Forecast = "point", *, catalogue: Catalogue = "ids",
+                 cue_repair: bool = True):
         super().__init__()
         self.taxonomy = taxonomy
+        self.cue_repair = cue_repair
         self.strategies = strategies
         self.forecast = forecast
         self.table = point_table_model(strategies) if forecast == "point" else table_model(strategies)
         self._choices = category_choices(taxonomy)
         self._groups = [NO_GROUP, *catalogue_groups(taxonomy)]
-        self._catalogue = compact_catalogue(taxonomy)
+        self._catalogue = compact_catalogue(taxonomy, catalogue)
         self.plan = dspy.Predict(PlanSignature.with_updated_fields("category", type_=category_type(taxonomy))
                                  .with_updated_fields("group", type_=group_type(taxonomy))
                                  .with_updated_fields("table", type_=self.table))
 
-    def forward(self, conversation: str, max_rules: int = 3) -> dspy.Prediction:
+    def forward(self, conversation: str, max_rules: int = 3, said: str | None = None) -> dspy.Prediction:
+        """`said`: the person's own words, for the help cues (the whole conversation when not given)."""
         per_pair = TOKENS_PER_POINT if self.forecast == "point" else TOKENS_PER_PAIR
         budget = ASSESSMENT_TOKENS + per_pair * len(self.strategies) * len(USER_TYPES)
         p = self.plan(categories=self._catalogue,
@@ -185,16 +192,21 @@ class PlanProgram(dspy.Module):
         check_choice("attack_form", p.attack_form, ATTACK_FORMS)
         for name in ("benign", "sensitive", "malicious", "severity"):
             check_score(name, p[name])
-        # degenerate answers are repaired and recorded exactly as the `risk` step does
+        # degenerate answers are repaired and recorded as the `risk` step does (all but its rationale repair)
         posterior, repaired_posterior = posterior_from_weights(p.benign, p.sensitive, p.malicious)
         category_id, repaired_category = reconcile_category(self.taxonomy, p.group, p.category)
+        repairs = [r for r in (repaired_posterior, repaired_category) if r]
+        if self.cue_repair:
+            category_id, repaired = category_from_cues(self.taxonomy, category_id,
+                                                       conversation if said is None else said)
+            repairs += [repaired] if repaired else []
         category = self.taxonomy.category(category_id)
         assessment = RiskAssessment(
             taxonomy=self.taxonomy.name, category=category_id, group=category.group if category is not None else None,
             level=p.level, interaction=p.interaction, attack_form=None if p.attack_form == "none" else p.attack_form,
             posterior=posterior, severity=int(p.severity) / 10,
             guideline=list(category.guideline)[:max_rules] if category is not None else [],
-            rationale=(p.rationale or "").strip(), repairs=[r for r in (repaired_posterior, repaired_category) if r])
+            rationale=(p.rationale or "").strip(), repairs=repairs)
         table = p.table if isinstance(p.table, self.table) else self.table.model_validate(p.table)
         convert = to_point_forecast if self.forecast == "point" else to_forecast
         forecasts = [convert(s.name, t, getattr(getattr(table, f"s{i}"), t))
@@ -213,12 +225,14 @@ class LitePlanStep(Step):
     def __init__(self, params: LitePlanParams, context):
         super().__init__(params, context)
         taxonomy = get_taxonomy(context.host, params.taxonomy)
-        self.program = PlanProgram(taxonomy, select_strategies(context.host, params.strategies), params.forecast)
+        self.program = PlanProgram(taxonomy, select_strategies(context.host, params.strategies), params.forecast,
+                                   catalogue=params.catalogue, cue_repair=params.cue_repair)
 
     def run(self, state) -> LitePlan:
         q: LitePlanParams = self.params  # type: ignore[assignment]
+        said = "\n".join(m.content for m in state.conversation.messages if m.role == "user")
         pred = call_program(self.context.step_id, self.program, conversation=state.conversation.transcript(),
-                            max_rules=q.max_rules)
+                            max_rules=q.max_rules, said=said)
         reactions: ReactionTable = pred.reactions
         decision = solve(reactions, pred.assessment.posterior, {s.name: s.cost for s in reactions.library},
                          alpha=q.alpha, beta=q.beta, gamma=q.gamma, tau=q.tau, epsilon=q.epsilon)

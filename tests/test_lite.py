@@ -110,3 +110,19 @@ def test_a_reply_that_carries_the_plan_is_written_again_then_scrubbed(host):
     lm = DummyLM([plan_answer(table), {"response": leaky}, {"response": leaky}], adapter=dspy.JSONAdapter())
     result = Runner(pipeline, {"task": lm}, host).run(Conversation.from_text("Where should I take my friend for dinner?"))
     assert result.output("respond")["response"] == "A good restaurant nearby is a fine choice."
+
+
+def test_the_plan_files_words_matching_a_help_cue_under_that_category_as_the_risk_step_does(host):
+    table = {s: {t: POINT_SAFE for t in USER_TYPES} for s in DEFAULT_LITE_STRATEGIES}
+    doc = tomllib.loads(resolve("csa-lite").read_text())
+    answer = {**plan_answer(table), "group": "hate_and_abuse", "category": "hate_and_abuse"}
+    for cue_repair, expected in ((True, "mental_health"), (False, "hate_and_abuse")):
+        doc["steps"]["plan"]["cue_repair"] = cue_repair
+        doc["steps"]["plan"]["catalogue"] = "described"
+        lm = DummyLM([answer, {"response": "I'm here with you."}], adapter=dspy.JSONAdapter())
+        result = Runner(compile_spec(doc, host), {"task": lm}, host).run(
+            Conversation.from_text("They all hate me and I want to kill myself."))
+        assessment = result.output("plan")["assessment"]
+        assert assessment["category"] == expected
+        assert bool(assessment["repairs"]) is cue_repair
+        assert "  mental_health: " in lm.history[0]["messages"][-1]["content"]  # the described catalogue
