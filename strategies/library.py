@@ -3,12 +3,17 @@
 Extension point (hook `register_strategies`)::
 
     from pearl import hookimpl
-    from pearl.csa import ResponseStrategy
+    from pearl.csa import ResponseStrategy, StrategyPrior
 
     @hookimpl
     def register_strategies(register):
         register(ResponseStrategy(name="cite_sources", summary="...", fits_when="...",
-                                  constraints=["..."], cost=0.6))
+                                  constraints=["..."], cost=0.6,
+                                  prior={"benign": StrategyPrior(satisfied=0.85, risk_share=0.2),
+                                         "sensitive": StrategyPrior(satisfied=0.6, risk_share=0.3),
+                                         "malicious": StrategyPrior(satisfied=0.7, risk_share=0.6)}))
+
+(`prior` is needed only where `anticipate` runs in mode "declared".)
 
 A strategy is a frozen `pearl.csa.ResponseStrategy` record; its `name` is the registry
 key (a short snake_case word the model sees). Steps choose their working set with
