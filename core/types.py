@@ -59,6 +59,11 @@ class Conversation(BaseModel):
         return cls(messages=[Message(role="user", content=text)], **fields)
 
     @property
+    def user_words(self) -> str:
+        """Everything the user said, one message per line (no assistant or system text)."""
+        return "\n".join(m.content for m in self.messages if m.role == "user")
+
+    @property
     def last_user_message(self) -> str:
         return self.messages[-1].content
 

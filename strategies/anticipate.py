@@ -9,7 +9,7 @@ expected `RETENTION_VALUE` of the reaction distribution: a user who is satisfied
 one who rephrases half stays, one who escalates, leaves for an unsafe source or keeps
 attacking is not served.
 
-Three modes (`mode` parameter), all DSPy modules:
+The modes (`mode` parameter); all but `declared` are DSPy modules:
 
 - `pairs` (`ForecastPair`): one call per pair (24 for the built-in library), fanned out
   with `pearl.runtime.concurrency.map_in_context`. Every prompt starts with the same bytes

@@ -77,8 +77,7 @@ def lines_for(taxonomy: Taxonomy, assessment: RiskAssessment, message: str) -> R
     assessed = taxonomy.category(assessment.category)
     if assessed is not None and assessed.help_lines and assessment.is_risky:
         return assessed
-    cued = [c for c in taxonomy.categories
-            if c.help_lines and any(re.search(cue, message, re.IGNORECASE) for cue in c.help_cues)]
+    cued = [c for c in taxonomy.categories if c.help_lines and c.cued_by(message)]
     return next((c for c in cued if assessed is not None and c.id == assessed.id), cued[0] if cued else None)
 
 

@@ -230,9 +230,8 @@ class LitePlanStep(Step):
 
     def run(self, state) -> LitePlan:
         q: LitePlanParams = self.params  # type: ignore[assignment]
-        said = "\n".join(m.content for m in state.conversation.messages if m.role == "user")
         pred = call_program(self.context.step_id, self.program, conversation=state.conversation.transcript(),
-                            max_rules=q.max_rules, said=said)
+                            max_rules=q.max_rules, said=state.conversation.user_words)
         reactions: ReactionTable = pred.reactions
         decision = solve(reactions, pred.assessment.posterior, {s.name: s.cost for s in reactions.library},
                          alpha=q.alpha, beta=q.beta, gamma=q.gamma, tau=q.tau, epsilon=q.epsilon)

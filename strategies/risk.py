@@ -41,7 +41,7 @@ from typing import Literal
 import dspy
 from pydantic import BaseModel, ConfigDict, Field
 
-from pearl.csa import LEVELS, UNKNOWN_CATEGORY, RiskAssessment, Taxonomy, UserPosterior
+from pearl.csa import LEVELS, UNKNOWN_CATEGORY, RiskAssessment, Taxonomy, UserPosterior, risky
 from pearl.host.hookspecs import hookimpl
 from pearl.csa.taxonomy import category_choices, get_taxonomy
 from pearl.runtime.programs import call_program
@@ -164,8 +164,8 @@ class AssessRisk(dspy.Module):
         attack_form = None if c.attack_form == "none" else c.attack_form
         severity = int(c.severity) / 10
         guideline: list[str] = []
-        risky = category_id != UNKNOWN_CATEGORY or c.level != "R0" or severity > 0
-        if self.adapt_guideline and category is not None and category.guideline and risky:
+        needs_rules = category is not None and category.guideline and risky(category_id, c.level, severity)
+        if self.adapt_guideline and needs_rules:
             rules = "\n".join(f"{i}. {r}" for i, r in enumerate(category.guideline, 1))
             a = self.adapt(conversation=conversation, category=category.name, user=describe_user(posterior, c.level),
                            rules=rules)
@@ -251,7 +251,7 @@ def category_from_cues(taxonomy: Taxonomy, category_id: str, said: str) -> tuple
     """`(category, repair)`: when the person's words match a help cue (`RiskCategory.help_cues`,
     first-person phrases such as "kill myself") of a category other than the one chosen, that
     category (the first such in taxonomy order); the chosen one stays when its own cues match."""
-    cued = [c for c in taxonomy.categories if any(re.search(cue, said, re.IGNORECASE) for cue in c.help_cues)]
+    cued = [c for c in taxonomy.categories if c.cued_by(said)]
     if not cued or any(c.id == category_id for c in cued):
         return category_id, None
     return cued[0].id, f"category '{category_id}' while the person's words match a help cue of '{cued[0].id}': " \
@@ -297,9 +297,8 @@ class RiskStep(Step):
                                   catalogue=params.catalogue, cue_repair=params.cue_repair)
 
     def run(self, state) -> RiskAssessment:
-        said = "\n".join(m.content for m in state.conversation.messages if m.role == "user")
         pred = call_program(self.context.step_id, self.program, conversation=state.conversation.transcript(),
-                            said=said)
+                            said=state.conversation.user_words)
         return pred.assessment
 
 

@@ -74,6 +74,10 @@ class RiskCategory(BaseModel):
                                              "`help_lines` apply whatever category the risk step chose, and that the "
                                              "risk step files under this category (its `cue_repair`)")
 
+    def cued_by(self, text: str) -> bool:
+        """Whether one of `help_cues` matches `text` (case-insensitive)."""
+        return any(re.search(cue, text, re.IGNORECASE) for cue in self.help_cues)
+
     @field_validator("help_cues")
     @classmethod
     def _cues_compile(cls, cues: list[str]) -> list[str]:
