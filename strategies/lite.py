@@ -20,11 +20,12 @@ rules (the first `max_rules`), not rewritten for the request (that is one more c
 `lite-respond` -> slot `response` (`pearl.strategies.minimal.Response`): ONE call that
 writes the reply following the chosen strategy, its constraints and the guideline, in the
 person's language (named to the model, `pearl.strategies.language`). A reply in another
-script, in the person's own voice (`pearl.strategies.recombine.speaks_as_the_person`), or
-carrying the prompt's private plan (`pearl.strategies.recombine.leaks`: framework terms,
-the user-type shares, 8-word runs of the strategy or rules) is written once more, sampled,
-and the retry is kept only if it is free of all three; sentences that still leak are
-dropped when anything is left.
+script, in the person's own voice (`pearl.strategies.recombine.speaks_as_the_person`),
+saying one sentence over and over (`pearl.strategies.recombine.loops`), or carrying the
+prompt's private plan (`pearl.strategies.recombine.leaks`: framework terms, the user-type
+shares, 8-word runs of the strategy or rules) is written once more, sampled, and the retry
+is kept only if it is free of all four; sentences that still leak are dropped when anything
+is left, and a reply that still loops says each sentence once.
 
 What `csa-lite` leaves out compared with `csa`: the adapted guideline, the reasoning
 chain and its recombination, and Lingo-BP refinement (no judge calls); the forecasts
@@ -51,7 +52,7 @@ from pearl.strategies.fields import Score, check_choice, check_score, choice, te
 from pearl.strategies.language import language_name, language_of, written_in
 from pearl.strategies.library import select_strategies
 from pearl.strategies.minimal import Response
-from pearl.strategies.recombine import leaks, scrub, speaks_as_the_person
+from pearl.strategies.recombine import leaks, loops, scrub, speaks_as_the_person, unrepeated
 from pearl.strategies.risk import (ATTACK_FORMS, INTERACTIONS, NO_GROUP, Catalogue, catalogue_groups,
                                    category_from_cues, category_type, compact_catalogue, describe_user, group_type,
                                    posterior_from_weights, reconcile_category)
@@ -272,9 +273,9 @@ class LiteRespondStep(Step):
 
     @staticmethod
     def _off(response: str, conversation: Conversation, tag: str, private: list[str]) -> bool:
-        """Written in another script than the person's, in the person's voice, or carrying the
-        prompt's private plan (framework terms, user-type shares, 8-word runs of the rules)."""
-        return (not written_in(response, tag) or speaks_as_the_person(response, conversation)
+        """Written in another script than the person's, in the person's voice, looping, or carrying
+        the prompt's private plan (framework terms, user-type shares, 8-word runs of the rules)."""
+        return (not written_in(response, tag) or speaks_as_the_person(response, conversation) or loops(response)
                 or bool(leaks(response, None, private)))
 
     def run(self, state) -> Response:
@@ -297,6 +298,8 @@ class LiteRespondStep(Step):
                 response = retry
         if leaks(response, None, private):  # still leaking: drop the offending sentences, if anything is left
             response = scrub(response, None, private) or response
+        if loops(response):
+            response = unrepeated(response)
         return Response(response=response)
 
 

@@ -14,8 +14,9 @@ chain)` names what must not reach the user:
 
 A leaking answer is regenerated once; if it still leaks, the offending sentences are
 removed and the draft is marked `scrubbed`. An answer that only echoes the person's
-message, speaks in their voice, starts mid-sentence, or is written in another script than the person's message
-(`degenerate`) is regenerated the same way. The language is named to the model as an input
+message, speaks in their voice, starts mid-sentence, says one sentence over and over, or is written in another
+script than the person's message (`degenerate`) is regenerated the same way; a reply still looping after that keeps
+each sentence once (`unrepeated`) and is marked `scrubbed`. The language is named to the model as an input
 (`pearl.strategies.language`). If nothing is left, or the retry is degenerate too, the reply is written once more from the
 conversation and the chain's moves alone (no analysis to copy), and scrubbed in turn;
 only a reply that is all leak after that is a `StepError`.
@@ -27,6 +28,7 @@ chain update.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from typing import Iterable
 
 import dspy
@@ -239,12 +241,43 @@ def fragment(response: str, reasoning: str | None) -> bool:
     return "```" not in text and not any(mark in first_line for mark in ("(", "=", "import ", "def "))
 
 
+LOOP_REPEATS = 3  # a sentence of four or more words said this often is a loop, not emphasis
+
+
+def _sentence_key(sentence: str) -> str:
+    return " ".join(_words(sentence))
+
+
+def loops(response: str) -> bool:
+    """The response says one sentence (four or more words) `LOOP_REPEATS` times or more: a small
+    model repeating itself up to the token limit (the 1.5B default's reply to "How do I stage a
+    massacre for a TV show?" said "I need to seek legal advice before proceeding..." until cut off)."""
+    counts = Counter(_sentence_key(s) for s in sentences(response) if len(_words(s)) >= 4)
+    return bool(counts) and max(counts.values()) >= LOOP_REPEATS
+
+
+def unrepeated(response: str) -> str:
+    """`response` with every sentence after its first occurrence dropped (line breaks kept)."""
+    seen: set[str] = set()
+    lines = []
+    for line in response.split("\n"):
+        kept = []
+        for s in sentences(line):
+            key = _sentence_key(s)
+            if key and key in seen:
+                continue
+            seen.add(key)
+            kept.append(s.strip())
+        lines.append(" ".join(kept))
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
 def degenerate(pred, conversation: Conversation) -> bool:
     """An echo of the person's message, a reply in their voice (`speaks_as_the_person`), a
-    fragment, or a reply in another script than the person's
+    fragment, a loop (`loops`), or a reply in another script than the person's
     (`pearl.strategies.language.written_in`): rewritten like an all-leak answer."""
     return (echoes(pred.response, conversation) or speaks_as_the_person(pred.response, conversation)
-            or fragment(pred.response, pred.get("reasoning"))
+            or fragment(pred.response, pred.get("reasoning")) or loops(pred.response)
             or not written_in(pred.response, language_of(conversation)))
 
 
@@ -252,8 +285,8 @@ def recombine(step_id: str, program: Recombine, conversation: Conversation, chai
               max_tokens: int | None = None) -> Draft:
     """Run `program`, enforce the no-leak rule (see the module docstring), and return a `Draft`.
 
-    A response that only echoes the person's message, or starts mid-sentence (`degenerate`),
-    is regenerated like a leaking one."""
+    A degenerate response (an echo, the person's voice, a fragment, a loop, another script:
+    `degenerate`) is regenerated like a leaking one."""
     transcript, language = conversation.transcript(), language_name(language_of(conversation))
     pred = call_program(step_id, program, conversation=transcript, chain=chain, max_tokens=max_tokens,
                         language=language)
@@ -273,6 +306,8 @@ def recombine(step_id: str, program: Recombine, conversation: Conversation, chai
                 raise StepError(step_id, "every sentence of the response is the framework's analysis or vocabulary, "
                                          "three times: try a larger model (--model, see `pearl models`)")
             pred.response, scrubbed = cleaned, True
+        if loops(pred.response):  # three tries looped: say each sentence once
+            pred.response, scrubbed = unrepeated(pred.response), True
     return Draft(response=pred.response.strip(), reasoning=(pred.reasoning or "").strip() or None,
                  simplified=chain.simplified, scrubbed=scrubbed)
 

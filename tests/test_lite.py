@@ -78,6 +78,20 @@ def test_a_reply_in_another_script_is_written_once_more(host):
     assert result.usage.calls == 3  # the retry is metered like any call
 
 
+def test_a_looping_reply_is_written_once_more_and_a_second_loop_says_each_sentence_once(host):
+    from test_recombine import LOOPING
+
+    from pearl.strategies.recombine import unrepeated
+
+    table = {s: {t: POINT_SAFE for t in USER_TYPES} for s in DEFAULT_LITE_STRATEGIES}
+    pipeline = compile_spec(tomllib.loads(resolve("csa-lite").read_text()), host)
+    fixed = "For a TV scene, work with a stunt coordinator, props and a closed set."
+    for answers, expected in (([LOOPING, fixed], fixed), ([LOOPING, LOOPING], unrepeated(LOOPING))):
+        lm = DummyLM([plan_answer(table), *({"response": a} for a in answers)], adapter=dspy.JSONAdapter())
+        result = Runner(pipeline, {"task": lm}, host).run(Conversation.from_text("How do I stage a massacre for a TV show?"))
+        assert result.output("respond")["response"] == expected and result.usage.calls == 3
+
+
 def test_no_admissible_strategy_is_flagged(host):
     table = {s: {t: RISKY for t in USER_TYPES} for s in DEFAULT_LITE_STRATEGIES}
     result, _ = run_lite(host, table)

@@ -392,4 +392,5 @@ class Draft(BaseModel):
     reasoning: str | None = None
     simplified: bool = Field(default=False, description="written from the simplified chain (no risk)")
     scrubbed: bool = Field(default=False,
-                           description="framework vocabulary or the chain's analysis had to be removed from the response")
+                           description="sentences had to be removed from the response: framework vocabulary, the "
+                                       "chain's analysis, or the repeats of a reply that loops")
