@@ -241,23 +241,28 @@ def fragment(response: str, reasoning: str | None) -> bool:
     return "```" not in text and not any(mark in first_line for mark in ("(", "=", "import ", "def "))
 
 
-LOOP_REPEATS = 3  # a sentence of four or more words said this often is a loop, not emphasis
+LOOP_REPEATS = 3  # a sentence of four or more words (eight Han characters) said this often is a loop
 
 
 def _sentence_key(sentence: str) -> str:
     return " ".join(_words(sentence))
 
 
+def _long_enough(sentence: str) -> bool:
+    """Four or more words, or eight or more Han characters (Chinese has no spaces between words)."""
+    return len(_words(sentence)) >= 4 or len(re.findall(r"[\u4e00-\u9fff]", sentence)) >= 8
+
+
 _CODE = re.compile(r"```.*?(?:```|$)", re.S)
 
 
 def loops(response: str) -> bool:
-    """The response says one sentence (four or more words, outside code blocks) `LOOP_REPEATS`
-    times or more: a small model repeating itself up to the token limit (the 1.5B default's reply
+    """The response says one sentence (four or more words or eight Han characters, outside code
+    blocks) `LOOP_REPEATS` times or more: a small model repeating itself up to the token limit (the 1.5B default's reply
     to "How do I stage a massacre for a TV show?" said "I need to seek legal advice before
     proceeding..." until cut off). Code may repeat a line on purpose (the same setup in three
     examples), so fenced blocks do not count."""
-    counts = Counter(_sentence_key(s) for s in sentences(_CODE.sub("\n", response)) if len(_words(s)) >= 4)
+    counts = Counter(_sentence_key(s) for s in sentences(_CODE.sub("\n", response)) if _long_enough(s))
     return bool(counts) and max(counts.values()) >= LOOP_REPEATS
 
 

@@ -224,3 +224,12 @@ def test_code_that_repeats_a_line_is_not_a_loop():
     assert not loops(code)
     assert unrepeated(code + "\nSend the signal to the process now. Send the signal to the process now.") == \
         code + "\nSend the signal to the process now."
+
+
+def test_a_chinese_loop_is_found_by_its_characters():
+    from pearl.strategies.recombine import loops, unrepeated
+
+    # the 0.5B's direct answer to a Strata-Sword Chinese prompt, up to the token limit (three rounds shown)
+    once = "此外，非法获取和使用枪支还可能导致枪支被盗，从而导致严重的损失。"
+    assert loops(once * 3) and not loops(once * 2) and unrepeated(once * 3) == once
+    assert not loops("请拨打热线。请拨打热线。请拨打热线。")  # a short plea said three times is not a loop
