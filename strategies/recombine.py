@@ -283,7 +283,9 @@ def unrepeated(response: str) -> str:
                 continue
             seen.add(key)
             kept.append(s.strip())
-        lines.append(" ".join(kept))
+        # sentences ended by a Han stop (。！？) run on without a space, as the reply wrote them
+        lines.append("".join(k + ("" if k.endswith(("。", "！", "？")) or i == len(kept) - 1 else " ")
+                             for i, k in enumerate(kept)))
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 

@@ -232,4 +232,6 @@ def test_a_chinese_loop_is_found_by_its_characters():
     # the 0.5B's direct answer to a Strata-Sword Chinese prompt, up to the token limit (three rounds shown)
     once = "此外，非法获取和使用枪支还可能导致枪支被盗，从而导致严重的损失。"
     assert loops(once * 3) and not loops(once * 2) and unrepeated(once * 3) == once
+    first = "好的，我会尽量保持冷静和温和。"
+    assert unrepeated(first + once * 3 + "我会为") == first + once + "我会为"  # no space between Chinese sentences
     assert not loops("请拨打热线。请拨打热线。请拨打热线。")  # a short plea said three times is not a loop
