@@ -42,7 +42,8 @@ _OWN_SCRIPT: dict[str, re.Pattern[str]] = {
     "ru": re.compile(r"[\u0400-\u04ff]"),
     "ar": re.compile(r"[\u0600-\u06ff]"),
 }
-_CODE = re.compile(r"```.*?(?:```|$)", re.S)
+#: A fenced code block (an unclosed fence runs to the end); code is not prose in any language.
+CODE_BLOCK = re.compile(r"```.*?(?:```|$)", re.S)
 _LATIN = re.compile(r"[A-Za-z\u00c0-\u024f]")
 
 NAMES: dict[str, str] = {
@@ -71,7 +72,7 @@ def language_name(tag: str) -> str:
 
 def written_in(text: str, tag: str) -> bool:
     """Whether `text` is plausibly written in language `tag`, judged by its script (see the module docstring)."""
-    letters = [c for c in _CODE.sub(" ", text) if c.isalpha()]
+    letters = [c for c in CODE_BLOCK.sub(" ", text) if c.isalpha()]
     if len(letters) < 8:
         return True
     own = _OWN_SCRIPT.get(tag)

@@ -37,7 +37,7 @@ from pearl.csa import Chain, Draft
 from pearl.host.hookspecs import hookimpl
 from pearl.runtime.programs import call_program, sampled
 from pearl.host.step import Step
-from pearl.strategies.language import language_name, language_of, written_in
+from pearl.strategies.language import CODE_BLOCK, language_name, language_of, written_in
 from pearl.types import Conversation
 
 FRAMEWORK_TERMS = (
@@ -253,16 +253,13 @@ def _long_enough(sentence: str) -> bool:
     return len(_words(sentence)) >= 4 or len(re.findall(r"[\u4e00-\u9fff]", sentence)) >= 8
 
 
-_CODE = re.compile(r"```.*?(?:```|$)", re.S)
-
-
 def loops(response: str) -> bool:
     """The response says one sentence (four or more words or eight Han characters, outside code
     blocks) `LOOP_REPEATS` times or more: a small model repeating itself up to the token limit (the 1.5B default's reply
     to "How do I stage a massacre for a TV show?" said "I need to seek legal advice before
     proceeding..." until cut off). Code may repeat a line on purpose (the same setup in three
     examples), so fenced blocks do not count."""
-    counts = Counter(_sentence_key(s) for s in sentences(_CODE.sub("\n", response)) if _long_enough(s))
+    counts = Counter(_sentence_key(s) for s in sentences(CODE_BLOCK.sub("\n", response)) if _long_enough(s))
     return bool(counts) and max(counts.values()) >= LOOP_REPEATS
 
 
@@ -270,23 +267,27 @@ def unrepeated(response: str) -> str:
     """`response` with every sentence after its first occurrence dropped (line breaks and fenced
     code blocks kept as they are)."""
     seen: set[str] = set()
-    lines, in_code = [], False
-    for line in response.split("\n"):
-        if line.lstrip().startswith("```") or in_code:
-            in_code ^= line.lstrip().startswith("```")
-            lines.append(line)
-            continue
-        kept = []
-        for s in sentences(line):
-            key = _sentence_key(s)
-            if key and key in seen:
-                continue
-            seen.add(key)
-            kept.append(s.strip())
-        # sentences ended by a Han stop (。！？) run on without a space, as the reply wrote them
-        lines.append("".join(k + ("" if k.endswith(("。", "！", "？")) or i == len(kept) - 1 else " ")
-                             for i, k in enumerate(kept)))
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+    def prose(text: str) -> str:
+        lines = []
+        for line in text.split("\n"):
+            kept = []
+            for s in sentences(line):
+                key = _sentence_key(s)
+                if not (key and key in seen):
+                    seen.add(key)
+                    kept.append(s.strip())
+            # sentences ended by a Han stop (。！？) run on without a space, as the reply wrote them
+            lines.append("".join(k + ("" if k.endswith(("。", "！", "？")) or i == len(kept) - 1 else " ")
+                                 for i, k in enumerate(kept)))
+        return "\n".join(lines)
+
+    parts, start = [], 0
+    for block in CODE_BLOCK.finditer(response):
+        parts += [prose(response[start:block.start()]), block.group()]
+        start = block.end()
+    parts.append(prose(response[start:]))
+    return re.sub(r"\n{3,}", "\n\n", "".join(parts)).strip()
 
 
 def degenerate(pred, conversation: Conversation) -> bool:
