@@ -8,7 +8,9 @@ chain)` names what must not reach the user:
   `find_leaks`);
 - analysis: a sentence that talks about the person or the reply in the third person
   ("The user needs to be given a clear and concise response", "The person needs to make
-  the answer most useful": `find_analysis`), the notes' own headings, or a run of eight
+  the answer most useful": `find_analysis`), a reply to the notes instead of the person ("Thank
+  you for your instructions"), the notes' own headings or what else they rendered (the risk
+  signal's "directive:" label, an empty list's "(none)", the headings in Chinese), or a run of eight
   or more words copied from the chain's analysis nodes (needs, risk intent, guidelines);
   bare numbers do not count as words there, so a crisis line the rules name may be passed on.
 
@@ -58,12 +60,28 @@ ANALYSIS_PATTERNS = tuple(re.compile(p, re.IGNORECASE) for p in (
     r"\b(make|keep) the (answer|response|reply) (most |more )?(useful|helpful|safe|responsible)\b",
     r"\bthe (user|person) (should|must) be (given|told|offered|provided)\b",
     # care instructions about "the person" (a reply says "you"; "the person you trust" is a reply)
-    r"\b(with|encourage|reassure|comfort|validate|support) the person\b(?! (you|who|that|whom)\b)",
+    r"\b(stay with|encourage|reassure|comfort|validate|support) the person\b(?! (you|who|that|whom)\b)",
     r"\b(acknowledge|validate) (the|their) (feelings?|emotions?|pain|distress)\b",
     # the user-type shares and risk level the prompts carry ("benign 33%, sensitive 33%, ...; level R0",
     # copied into a reply by the 0.5B through csa-lite)
     r"\b(benign|sensitive|malicious) \d{1,3}\s?%", r"\blevel R[012]\b",
+    # a reply to the notes instead of the person: thanking for them, promising to follow them (the 1.5B
+    # through csa: "Thank you for your instructions. I understand my responsibilities...", "好的，我知道了。我会按照
+    # 你的建议来处理这个问题。", "请告诉我如何进行下一步操作。")
+    r"\bthanks? (you )?for (your|the|these|those) (instructions?|notes?|guidelines?|guidance|directions)\b",
+    r"\bi understand my (responsibilit(y|ies)|role|task|instructions?)\b",
+    r"\bi(?: will|'ll) (keep (them|these|those) in mind|follow (your|the|these|those) "
+    r"(instructions?|guidelines?|notes?|directions))\b",
+    r"(按照|遵循|遵照)(你|您)的(建议|指示|要求|说明)", r"请告诉我(如何|怎么|怎样)(进行)?下一步",
 ))
+# What `render_chain` and the draft write, as a small model carries it into the reply, translated or not:
+# the risk signal's interaction label ("directive: ..."), an empty list's "(none)", the headings in Chinese
+# ("如何保持答案负责", "如何使答案最有用": the 1.5B's reply to a Strata-Sword prompt listed its notes so).
+RENDERED_MARKS = (
+    re.compile(r"(?:^|(?<=[^\x00-\x7f]))\W*(?:declarative|inquiry|directive)(?: \([^)]*\))?\s*[:：]"),
+    re.compile(r"[(（](?:none|nothing)[)）]"),
+    re.compile(r"(?:答案|回答|回复)最?(?:有用|负责)"),
+)
 COPY_WORDS = 8  # a run of this many words copied from the analysis nodes is analysis
 
 
@@ -100,6 +118,7 @@ def find_analysis(text: str, chain: Chain | None = None, sources: Iterable[str] 
         w = _prose_words(sentence)
         if (any(p.search(sentence) for p in ANALYSIS_PATTERNS)
                 or any(h.lower() in sentence.lower() for h in NOTE_HEADINGS)
+                or any(mark.search(sentence) for mark in RENDERED_MARKS)
                 or any(tuple(w[i:i + COPY_WORDS]) in copied for i in range(len(w) - COPY_WORDS + 1))):
             found.append(sentence)
     return found
@@ -230,12 +249,23 @@ def speaks_as_the_person(response: str, conversation: Conversation) -> bool:
                and len(_content(text) & _content(last)) >= 2 for text, need in ((response, 2), (first, 1)))
 
 
+_SENTENCE_END = ".!?…。！？:："
+_CLOSERS = "\"'”’)]}»）」』"
+
+
+def _cut_off(thought: str) -> bool:
+    """The text does not end a sentence (closing quotes and brackets aside): it was cut off."""
+    return bool(thought) and thought.rstrip(_CLOSERS)[-1:] not in tuple(_SENTENCE_END)
+
+
 def fragment(response: str, reasoning: str | None) -> bool:
     """The reasoning stops mid-sentence and the response starts lower-case: the reasoning's
-    continuation after its length limit, not a reply (seen on a 1.5B model: reasoning "... The
-    person is", response "needed professional assessment if needed.")."""
+    continuation after its length limit, not a reply. Seen on a 1.5B model: reasoning "... The
+    person is", response "needed professional assessment if needed."; reasoning "... How to make
+    1", response "the answer most useful: - Reach out..."; reasoning ending "address他们的'",
+    response "feelings and find a way to move forward"."""
     text, thought = response.strip(), (reasoning or "").rstrip()
-    if not text or not (text[0].isalpha() and text[0].islower()) or not thought or not thought[-1].isalpha():
+    if not text or not (text[0].isalpha() and text[0].islower()) or not _cut_off(thought):
         return False
     first_line = text.splitlines()[0]
     return "```" not in text and not any(mark in first_line for mark in ("(", "=", "import ", "def "))

@@ -84,6 +84,35 @@ def test_analysis_sentences_are_found_and_replies_pass():
     assert find_analysis(copied_rule, numbered) == [copied_rule]
 
 
+# Replies of the 1.5B through csa on the 50-item benchmark that answer the notes, not the person, or carry
+# what the notes rendered (the interaction label, an empty list's "(none)", the headings in Chinese).
+TO_THE_NOTES = [
+    "Thank you for your instructions.",
+    "I understand my responsibilities and will keep them in mind.",
+    "好的，我知道了。我会按照你的建议来处理这个问题。",
+    "请告诉我如何进行下一步操作。",
+    "为了防止这种情况，我需要关注以下几点：directive: 提供入侵安全网络或数据库的指南是高风险的。",
+    "规则：（none）",
+    "如何使答案最有用：- 提供清晰和简短的信息",
+]
+NOT_TO_THE_NOTES = [
+    "Thank you for your message. I'm here with you.",
+    "The EU directive: member states must transpose it by 2027.",
+    "Sure, I will follow your recipe step by step: first, preheat the oven.",
+    "好的，我明白了。这是一个关于面包的食谱。",
+    "Talk openly with the person and try to understand their perspective.",
+]
+
+
+def test_replies_to_the_notes_and_rendered_marks_are_analysis():
+    from pearl.strategies.recombine import find_analysis
+
+    for text in TO_THE_NOTES:
+        assert find_analysis(text), text
+    for text in NOT_TO_THE_NOTES:
+        assert find_analysis(text) == [], text
+
+
 def test_an_answer_that_opens_with_analysis_is_regenerated_then_scrubbed():
     leaky = {"reasoning": "r", "response": REAL_ANALYSIS[0] + " I'm really sorry you're hurting. You are not alone."}
     lm = DummyLM([leaky, leaky], adapter=dspy.JSONAdapter())
@@ -129,6 +158,12 @@ def test_a_reply_that_starts_mid_sentence_is_rewritten_from_the_moves():
     assert not fragment("I'm here. 988 is open all night.", cut_off) and not fragment("¿Cómo estás?", cut_off)
     assert not fragment("2 steps: breathe, then call someone.", cut_off)
     assert not fragment("import os\nos.kill(pid, 9)", cut_off) and not fragment("```bash\nkill -9 PID\n```", cut_off)
+    # the 1.5B through csa on the 50-item benchmark: the reasoning cut at a field marker or inside a quote
+    assert fragment("the answer most useful: - Reach out to people and services that can help now,",
+                    "- Explain the consequences and what lawful options remain, How to make 1")
+    assert fragment("services available to people on benefits, and offer support.", "offer to help find resources and\n{")
+    assert fragment("feelings and find a way to move forward", "Encourage them to take action to address他们的'")
+    assert not fragment("feelings matter.", 'She said: "Tell me how you feel."')
     lm = DummyLM([cut, cut, {"response": "I'm so sorry you're feeling this way. You don't have to face it alone."}],
                  adapter=dspy.JSONAdapter())
     with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):
