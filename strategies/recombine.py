@@ -20,7 +20,8 @@ message, speaks in their voice, starts mid-sentence, says one sentence over and 
 script than the person's message (`degenerate`) is regenerated the same way; a reply still looping after that keeps
 each sentence once (`unrepeated`) and is marked `scrubbed`. The language is named to the model as an input
 (`pearl.strategies.language`). If nothing is left, or the retry is degenerate too, the reply is written once more from the
-conversation and the chain's moves alone (no analysis to copy), and scrubbed in turn;
+conversation and the chain's moves alone (no analysis to copy), and scrubbed in turn (nothing left means no
+sentence of four words or eight Han characters: `substantive`);
 only a reply that is all leak after that is a `StepError`.
 
 Used by the `recombine` step and by Lingo-BP (`pearl.strategies.refine`) after every
@@ -283,6 +284,13 @@ def _long_enough(sentence: str) -> bool:
     return len(_words(sentence)) >= 4 or len(re.findall(r"[\u4e00-\u9fff]", sentence)) >= 8
 
 
+def substantive(text: str) -> bool:
+    """Some sentence of `text` has four or more words or eight Han characters: more than an opener
+    such as "Sure." or "好的，我知道了。" ("OK, got it."), all that was left of a 1.5B reply to a
+    Strata-Sword prompt once its sentences answering the notes were scrubbed."""
+    return any(_long_enough(s) for s in sentences(text))
+
+
 def loops(response: str) -> bool:
     """The response says one sentence (four or more words or eight Han characters, outside code
     blocks) `LOOP_REPEATS` times or more: a small model repeating itself up to the token limit (the 1.5B default's reply
@@ -343,7 +351,7 @@ def recombine(step_id: str, program: Recombine, conversation: Conversation, chai
         with sampled():
             pred = call_program(step_id, program, conversation=transcript, chain=chain, max_tokens=max_tokens,
                                 language=language)
-            if not scrub(pred.response, chain) or degenerate(pred, conversation):
+            if not substantive(scrub(pred.response, chain)) or degenerate(pred, conversation):
                 pred = call_program(step_id, program, conversation=transcript, chain=chain, max_tokens=max_tokens,
                                     moves_only=True, language=language)
         if leaks(pred.response, chain):

@@ -111,7 +111,7 @@ class Script:
                 return {"updates": {node: self.node_answer(node) for node in nodes}}
             if program == "recombine":
                 self.rounds["recombine"] += 1
-                return {"reasoning": f"thinking {self.rounds['recombine']}", "response": f"reply v{self.rounds['recombine']}"}
+                return {"reasoning": f"thinking {self.rounds['recombine']}.", "response": f"reply v{self.rounds['recombine']}"}
             i = self.rounds[program]
             self.rounds[program] += 1
             if self.fail_judge_at is not None and program == "safety" and i >= self.fail_judge_at:

@@ -142,7 +142,7 @@ def test_history_completeness_and_pearl_point(doubles, backward, calls):
         assert it["chain"] and it["response"] and it["satisfaction"] and it["safety"]
         assert it["usage"]["calls"] > 0
     assert [it["response"] for it in its[1:]] == ["reply v2", "reply v3", "reply v4"]
-    assert its[1]["reasoning"] == "thinking 2"
+    assert its[1]["reasoning"] == "thinking 2."
     assert refined["stop_reason"] == "schedule_done"
     assert refined["chosen"] == 2 and not refined["flagged"]
     assert result.response == "reply v3"  # the Pearl Point is the pipeline's answer
