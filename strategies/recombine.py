@@ -215,7 +215,7 @@ _FIRST_PERSON = re.compile(r"\b(?:i|i'm|i've|i'd|i'll|me|my|mine|myself)\b|我(?
 _SECOND_PERSON = re.compile(r"\b(?:you|you're|you've|you'd|you'll|your|yours|yourself|yourselves)\b|[你您]", re.I)
 _ASSISTANT_VOICE = re.compile(
     r"\b(?:sorry|apologi[sz]e|as an ai|language model)\b|\bi(?:'d| would)? (?:recommend|suggest|advise)\b|"
-    r"\b(?:here's|here is|here are|let me)\b|我(?:建议|推荐|可以帮)|"
+    r"\b(?:here's|here is|here are|let me)\b|\bi understand (?:that|how|why|what|your)\b|我(?:建议|推荐|可以帮)|"
     r"\bi(?: \w+)?(?: can(?:'|no)?t| won't| will not|'m unable to| am unable to|'m not (?:able|allowed) to|"
     r" am not (?:able|allowed) to)(?: \w+)? (?:help|assist|provide|comply|share|reveal|support|create|write|give|"
     r"generate|produce)|"
@@ -234,7 +234,7 @@ def _content(text: str) -> set[str]:
 def speaks_as_the_person(response: str, conversation: Conversation) -> bool:
     """The response is written in the person's voice instead of to them. Their message was in
     the first person; the response has nothing only an assistant says (an apology, "as an
-    AI", "I can't help/assist...", "I'd recommend", "here is", 我建议...); and either the whole
+    AI", "I can't help/assist...", "I'd recommend", "here is", "I understand that...", 我建议...); and either the whole
     response, or its first sentence, speaks in the first person ("I"/"my", 我: twice in the
     whole, once in the first sentence), never addresses them ("you", 你/您) and restates what
     they wrote (two or more shared content words or Han character pairs). The first-sentence
