@@ -8,8 +8,6 @@ otherwise the model answers directly, as in the `direct` pipeline.
 
 from __future__ import annotations
 
-import re
-
 import dspy
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -18,14 +16,13 @@ from pearl.host.hookspecs import hookimpl
 from pearl.runtime.programs import call_program
 from pearl.host.step import Step
 from pearl.strategies.direct import AnswerSignature
-from pearl.strategies.language import language_of
+from pearl.strategies.language import HAN_CHAR, language_of
 from pearl.types import Answer, Conversation
 
 REFUSALS: dict[str, str] = {
     "en": "I'm sorry, but I can't help with that request.",
     "zh": "抱歉，我无法协助处理这个请求。",
 }
-_CJK = re.compile(r"[\u4e00-\u9fff]")
 
 
 def refusal_language(conversation: Conversation) -> str:
@@ -34,7 +31,7 @@ def refusal_language(conversation: Conversation) -> str:
     tag = language_of(conversation)
     if tag in REFUSALS:
         return tag
-    return "zh" if _CJK.search(conversation.last_user_message) else "en"
+    return "zh" if HAN_CHAR.search(conversation.last_user_message) else "en"
 
 
 class GuardParams(BaseModel):

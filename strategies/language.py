@@ -23,12 +23,17 @@ import re
 
 from pearl.types import Conversation
 
+#: The CJK unified ideographs (Han characters), as a character-class range: Chinese has no spaces,
+#: so the modules that count words count these instead.
+HAN = "\u4e00-\u9fff"
+HAN_CHAR = re.compile(f"[{HAN}]")
+
 #: Scripts that identify a language on their own, in the order they are tried (kana before
 #: Han, so Japanese text with kanji is read as Japanese).
 SCRIPTS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("ja", re.compile(r"[\u3040-\u30ff]")),
     ("ko", re.compile(r"[\uac00-\ud7af]")),
-    ("zh", re.compile(r"[\u4e00-\u9fff]")),
+    ("zh", HAN_CHAR),
     ("ru", re.compile(r"[\u0400-\u04ff]")),
     ("ar", re.compile(r"[\u0600-\u06ff]")),
 )
@@ -36,9 +41,9 @@ SCRIPTS: tuple[tuple[str, re.Pattern[str]], ...] = (
 #: The letters that count as written in each script-identified language (Japanese replies
 #: mix kana and kanji).
 _OWN_SCRIPT: dict[str, re.Pattern[str]] = {
-    "ja": re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]"),
+    "ja": re.compile(f"[\u3040-\u30ff{HAN}]"),
     "ko": re.compile(r"[\uac00-\ud7af]"),
-    "zh": re.compile(r"[\u4e00-\u9fff]"),
+    "zh": HAN_CHAR,
     "ru": re.compile(r"[\u0400-\u04ff]"),
     "ar": re.compile(r"[\u0600-\u06ff]"),
 }

@@ -40,7 +40,7 @@ from pearl.csa import Chain, Draft
 from pearl.host.hookspecs import hookimpl
 from pearl.runtime.programs import call_program, sampled
 from pearl.host.step import Step
-from pearl.strategies.language import CODE_BLOCK, language_name, language_of, written_in
+from pearl.strategies.language import CODE_BLOCK, HAN, HAN_CHAR, language_name, language_of, written_in
 from pearl.types import Conversation
 
 FRAMEWORK_TERMS = (
@@ -227,7 +227,7 @@ _COMMON = frozenset("that this what with have from they them there their would c
 def _content(text: str) -> set[str]:
     """Content words (4+ letters, not the most common ones) and, for Han text, character pairs."""
     words = {w for w in _words(text) if len(w) >= 4 and w.isascii() and w not in _COMMON}
-    han = re.findall(r"[\u4e00-\u9fff]+", text)
+    han = re.findall(f"[{HAN}]+", text)
     return words | {run[i:i + 2] for run in han for i in range(len(run) - 1)}
 
 
@@ -281,7 +281,7 @@ def _sentence_key(sentence: str) -> str:
 
 def _long_enough(sentence: str) -> bool:
     """Four or more words, or eight or more Han characters (Chinese has no spaces between words)."""
-    return len(_words(sentence)) >= 4 or len(re.findall(r"[\u4e00-\u9fff]", sentence)) >= 8
+    return len(_words(sentence)) >= 4 or len(HAN_CHAR.findall(sentence)) >= 8
 
 
 def substantive(text: str) -> bool:

@@ -39,6 +39,7 @@ from typing import Sequence
 import numpy as np
 
 from pearl.errors import PluginError
+from pearl.strategies.language import HAN
 from pearl.strategies.refusal_rules import _DECLINE, _PIVOT, _SHAPES, _first, classify_refusal, normalise
 
 CLASSES = ("none", "full", "partial")
@@ -46,7 +47,7 @@ OPENING_CHARS = 400
 BODY_CHARS = 2000
 WEIGHTS = Path(__file__).with_name("data") / "refusal_classifier.json"
 FORMAT = "pearl-refusal-logreg-2"
-_WORD = re.compile(r"[a-z']+|[\u4e00-\u9fff]")
+_WORD = re.compile(f"[a-z']+|[{HAN}]")
 
 
 _STOP = frozenset("what that this with from have your about would could should there their which when where how "
