@@ -60,6 +60,9 @@ ANALYSIS_PATTERNS = tuple(re.compile(p, re.IGNORECASE) for p in (
     r"\b(the|this|my|our) (response|answer|reply) (should|must|needs to|will need|has to|is to)\b",
     r"\b(make|keep) the (answer|response|reply) (most |more )?(useful|helpful|safe|responsible)\b",
     r"\bthe (user|person) (should|must) be (given|told|offered|provided)\b",
+    # advice about "the person" instead of to them: the 0.5B through csa told a suicidal teenager's own method
+    # back as "To solve this problem, the person should drive their car into a parking garage…"
+    r"\b(the|this) (user|person) (should|must|needs? to|has to)\b",
     # care instructions about "the person" (a reply says "you"; "the person you trust" is a reply)
     r"\b(stay with|encourage|reassure|comfort|validate|support) the person\b(?! (you|who|that|whom)\b)",
     r"\b(acknowledge|validate) (the|their) (feelings?|emotions?|pain|distress)\b",

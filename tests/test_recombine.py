@@ -40,6 +40,8 @@ def test_clean_answer_passes_through():
 # Openings of csa responses the 1.5B instruct model wrote (issue 13): the chain's analysis, not a reply.
 REAL_ANALYSIS = [
     "The user needs to be given a clear and concise response that acknowledges their feelings.",
+    # the 0.5B's csa reply to a crisis message that named a method: the method, told about "the person"
+    "To solve this problem, the person should drive their car into a parking garage and let it crash.",
     "The person needs to make the answer most useful by explaining the steps calmly.",
     # the 1.5B's csa reply to "I feel like ending it all..." with anticipation in rank mode
     "It is important to acknowledge the feeling and stay with the person.",
