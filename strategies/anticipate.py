@@ -27,6 +27,16 @@ The modes (`mode` parameter); all but `declared` are DSPy modules:
   (`ranked_forecast`), so the strategies always differ. About 300 completion tokens
   against the table's ~1,400.
 
+- `pick` (`PickStrategy`): per benign and sensitive user, one constrained choice of the
+  strategy that would serve that user best (2 calls of a few tokens each, the strategies
+  listed in an order seeded by the conversation and the user type); the forecasts are the
+  declared priors (below) with the picked strategy's satisfaction moved half way to 1 for
+  that user type (`pick_forecasts`). For small models whose numbers and orderings carry nothing: on the
+  1.5B default, `table`, `pairs` and `strategy` forecast the same numbers for every strategy
+  and `rank` returned the strategies in the order they were listed (tests/bench/QUALITY.md),
+  while a single choice among named strategies is a question it answers. A malicious
+  user's forecasts stay the priors (`PICK_TYPES`). Needs the same priors as `declared`.
+
 - `declared`: no model call. Each strategy's declared prior (`ResponseStrategy.prior`,
   per user type: the chance the user is satisfied and the share of the request's severity
   the reply carries as risk) scaled by the risk step's severity; the conversation enters
@@ -55,6 +65,8 @@ embedded model answered all zeros often enough to fail 3 of 4 XSTest runs.
 
 from __future__ import annotations
 
+import hashlib
+import random
 from typing import Literal
 
 import dspy
@@ -333,6 +345,84 @@ class ForecastRank(dspy.Module):
         return dspy.Prediction(forecasts=forecasts)
 
 
+# --- mode "pick" -------------------------------------------------------------------------
+
+#: How far a pick moves the picked strategy's declared satisfaction toward certainty
+#: (`pick_forecasts`): one answer of a small model is one piece of evidence, not proof. With 1 (the
+#: first version) the 1.5B's pick of `refuse_with_alternatives` for a sensitive user outranked the
+#: supportive response (declared 0.95, but twice the cost) on a first-person suicide message; at a
+#: half a pick cannot overturn the strongest priors alone, and moves the middling ones.
+PICK_WEIGHT = 0.5
+
+#: The user types the model picks for. A malicious user is satisfied by exactly the replies that
+#: carry the harm (the declared priors say so), and a pick "that serves them best while enabling no
+#: harm" is the leader's question, not a forecast of their reaction: raising its satisfaction made
+#: a refusal the Pearl Point for a crisis message the risk step had called half malicious.
+PICK_TYPES: tuple[str, ...] = ("benign", "sensitive")
+
+
+class PickStrategySignature(dspy.Signature):
+    """Imagine this conversation was written by the given type of user.
+
+    Choose the ONE reply strategy that would serve that user best while enabling no harm to
+    them or to anyone else. Read what each strategy does and when it fits.
+    """
+
+    conversation: str = dspy.InputField(desc="the conversation, one 'role: text' line per turn")
+    assessment: str = dspy.InputField(desc="the risk assessment of the request")
+    user_type: str = dspy.InputField(desc="who the user is")
+    strategies: str = dspy.InputField(desc="the candidate strategies, 'name: what it does (fits when ...)'")
+    best: str = dspy.OutputField(desc="the name of the one strategy")
+
+
+def presentation_order(strategies: list[ResponseStrategy], conversation: str, user_type: str) -> list[ResponseStrategy]:
+    """The strategies in an order seeded by the conversation and the user type: a small model that
+    answers with whatever is listed first (the 1.5B's `rank` answers were the library's order) then
+    does not always pick the library's first, and the same input always gives the same order."""
+    seed = int.from_bytes(hashlib.sha256(f"{user_type}\n{conversation}".encode()).digest()[:8], "big")
+    order = list(strategies)
+    random.Random(seed).shuffle(order)
+    return order
+
+
+class PickStrategy(dspy.Module):
+    """Per user type in `PICK_TYPES`, one constrained choice of the strategy that would serve that
+    user best; the forecasts are `pick_forecasts`."""
+
+    def __init__(self, strategies: list[ResponseStrategy]):
+        super().__init__()
+        self.strategies = strategies
+        names = Literal[tuple(s.name for s in strategies)]  # type: ignore[valid-type]
+        self.pick = dspy.Predict(PickStrategySignature.with_updated_fields("best", type_=names))
+
+    def forward(self, conversation: str, assessment: str, severity: float):
+        picks = {}
+        for t in PICK_TYPES:
+            listed = presentation_order(self.strategies, conversation, t)
+            p = self.pick(conversation=conversation, assessment=assessment,
+                          user_type=f"{t}: {USER_TYPE_TEXT[t]}",
+                          strategies="\n".join(f"{s.name}: {s.summary} (fits when {s.fits_when})" for s in listed),
+                          config={"max_tokens": 48})
+            picks[t] = p.best
+        return dspy.Prediction(forecasts=pick_forecasts(self.strategies, severity, picks), picks=picks)
+
+
+def pick_forecasts(strategies: list[ResponseStrategy], severity: float,
+                   picks: dict[str, str]) -> list[ReactionForecast]:
+    """The declared forecasts (`declared_forecasts`) with the satisfaction of the strategy picked for
+    each user type moved `PICK_WEIGHT` of the way to 1 for that type: the priors carry the method's
+    reading of the user types, the pick what this conversation asks for; risk stays the declared
+    share of the assessed severity. Picks for types outside `PICK_TYPES` are ignored."""
+    out = []
+    for s in strategies:
+        for t in USER_TYPES:
+            satisfied = s.prior[t].satisfied
+            if t in PICK_TYPES and picks.get(t) == s.name:
+                satisfied += (1.0 - satisfied) * PICK_WEIGHT
+            out.append(forecast_from(s.name, t, satisfied=satisfied, risk=severity * s.prior[t].risk_share))
+    return out
+
+
 # --- mode "declared" ---------------------------------------------------------------------
 
 def declared_forecasts(strategies: list[ResponseStrategy], severity: float) -> list[ReactionForecast]:
@@ -359,9 +449,10 @@ def check_priors(strategies: list[ResponseStrategy]) -> None:
 class AnticipateParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    mode: Literal["pairs", "strategy", "table", "rank", "declared"] = Field(
+    mode: Literal["pairs", "strategy", "table", "rank", "pick", "declared"] = Field(
         default="pairs", description="one call per (strategy, user type) pair, one per strategy, one for the whole "
-                                     "table, one that ranks the strategies per user type, or no call: the "
+                                     "table, one that ranks the strategies per user type, one pick per benign "
+                                     "and sensitive user that raises the declared priors, or no call: the "
                                      "strategies' declared priors scaled by the assessed severity")
     strategies: list[str] | None = Field(default=None, description="restrict to these registered strategies")
     extra_strategies: list[ResponseStrategy] = Field(default_factory=list, description="strategies defined inline")
@@ -378,18 +469,21 @@ class AnticipateStep(Step):
     def __init__(self, params: AnticipateParams, context):
         super().__init__(params, context)
         self.strategies = select_strategies(context.host, params.strategies, params.extra_strategies)
-        if params.mode == "declared":
+        if params.mode in ("declared", "pick"):
             check_priors(self.strategies)
+        if params.mode == "declared":
             self.program = None  # no LM call
             return
         self.program = {"pairs": ForecastPair, "strategy": ForecastStrategy,
-                        "rank": lambda: ForecastRank(self.strategies)}.get(
+                        "rank": lambda: ForecastRank(self.strategies),
+                        "pick": lambda: PickStrategy(self.strategies)}.get(
             params.mode, lambda: ForecastTable(self.strategies))()
 
     def run(self, state) -> ReactionTable:
         conversation = state.conversation.transcript()
         assessment = describe_assessment(state.get("assessment"))
         step_id = self.context.step_id
+        picks: dict[str, str] = {}
         if self.params.mode == "pairs":
             pairs = [(s, t) for s in self.strategies for t in USER_TYPES]
             preds = map_in_context(
@@ -405,14 +499,15 @@ class AnticipateStep(Step):
             forecasts = [f for p in preds for f in p.forecasts]
         elif self.params.mode == "declared":
             forecasts = declared_forecasts(self.strategies, state.get("assessment").severity)
-        elif self.params.mode == "rank":
-            forecasts = call_program(step_id, self.program, conversation=conversation, assessment=assessment,
-                                     severity=state.get("assessment").severity).forecasts
+        elif self.params.mode in ("rank", "pick"):
+            prediction = call_program(step_id, self.program, conversation=conversation, assessment=assessment,
+                                      severity=state.get("assessment").severity)
+            forecasts, picks = prediction.forecasts, dict(prediction.get("picks") or {})
         else:
             forecasts = call_program(step_id, self.program, conversation=conversation, assessment=assessment).forecasts
+        source = {"declared": "declared", "pick": "picked"}.get(self.params.mode, "model")
         return ReactionTable(strategies=[s.name for s in self.strategies], forecasts=forecasts,
-                             library=list(self.strategies),
-                             source="declared" if self.params.mode == "declared" else "model")
+                             library=list(self.strategies), source=source, picks=picks)
 
 
 @hookimpl

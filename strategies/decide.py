@@ -110,6 +110,10 @@ def solve(table: ReactionTable, posterior: UserPosterior, costs: dict[str, float
         ok = best in admissible
     if table.source == "declared":
         reason += "; the forecasts are the strategies' declared priors scaled by the assessed severity"
+    elif table.source == "picked":
+        picked = ", ".join(f"{t}: {s}" for t, s in table.picks.items()) or "none"
+        reason += (f"; the forecasts are the strategies' declared priors scaled by the assessed severity, with the "
+                   f"strategy the model picked per user type ({picked}) raised")
     return Decision(strategy=best, admissible=ok, reason=reason, table=rows, alpha=alpha, beta=beta, gamma=gamma,
                     tau=tau, epsilon=epsilon, chosen=table.strategy(best), informative=informative)
 

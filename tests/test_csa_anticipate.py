@@ -151,3 +151,81 @@ def test_a_declared_table_says_so_and_the_decision_reason_repeats_it(host):
     d = solve(table, ASSESSMENT.posterior, {s.name: s.cost for s in table.library}, alpha=1, beta=2, gamma=0.1,
               tau=0.3, epsilon=0.1)
     assert d.strategy == "supportive_response" and "declared priors" in d.reason
+
+
+def test_pick_mode_raises_the_picked_strategy_over_the_priors(host):
+    from pearl.strategies.anticipate import PICK_WEIGHT, presentation_order
+
+    step = build(host, mode="pick")
+    table, lm = run(step, [{"best": "correct_and_guide"}, {"best": "refer_to_professional"}])
+    assert len(lm.history) == 2  # benign, then sensitive; a malicious user's forecasts stay the priors
+    assert table.source == "picked" and table.informative()
+    assert table.picks == {"benign": "correct_and_guide", "sensitive": "refer_to_professional"}
+    prior = {s.name: s.prior for s in table.library}
+    raised = lambda p: p + (1 - p) * PICK_WEIGHT  # noqa: E731
+    assert table.get("correct_and_guide", "benign").reactions["satisfied"] == pytest.approx(
+        raised(prior["correct_and_guide"]["benign"].satisfied))
+    assert table.get("refer_to_professional", "sensitive").reactions["satisfied"] == pytest.approx(
+        raised(prior["refer_to_professional"]["sensitive"].satisfied))
+    for name, t in [("correct_and_guide", "sensitive"), ("full_help", "malicious"), ("firm_refusal", "benign")]:
+        assert table.get(name, t).reactions["satisfied"] == pytest.approx(prior[name][t].satisfied)
+    # risk is the declared share of the assessed severity (0.8), whatever was picked
+    assert table.get("correct_and_guide", "benign").risk == pytest.approx(0.8 * prior["correct_and_guide"]["benign"].risk_share)
+    # the strategies were listed in the seeded order, with when each fits
+    first = lm.history[0]["messages"][-1]["content"]
+    listed = presentation_order(table.library, "user: I feel like ending it all.", "benign")
+    positions = [first.index(f"{s.name}: ") for s in listed]
+    assert positions == sorted(positions) and "fits when" in first
+
+
+def test_pick_forecasts_never_lower_a_prior_and_ignore_a_malicious_pick(host):
+    from pearl.strategies.anticipate import declared_forecasts, pick_forecasts
+    from pearl.strategies.library import BUILTIN_STRATEGIES
+
+    strategies = list(BUILTIN_STRATEGIES)
+    declared = {(f.strategy, f.user_type): f for f in declared_forecasts(strategies, 1.0)}
+    picked = {(f.strategy, f.user_type): f
+              for f in pick_forecasts(strategies, 1.0, {"sensitive": "firm_refusal", "malicious": "firm_refusal"})}
+    assert picked[("firm_refusal", "sensitive")].reactions["satisfied"] > declared[("firm_refusal", "sensitive")].reactions["satisfied"]
+    assert picked[("firm_refusal", "malicious")] == declared[("firm_refusal", "malicious")]
+    # a pick moves a prior toward 1, never down, and only for the picked pair
+    raised = pick_forecasts(strategies, 1.0, {"benign": "full_help"})
+    changed = [(a.strategy, a.user_type) for a, b in zip(raised, declared_forecasts(strategies, 1.0)) if a != b]
+    assert changed == [("full_help", "benign")]
+
+
+def test_a_pick_does_not_outrank_the_supportive_prior_for_a_sensitive_user(host):
+    """The 1.5B picked refuse_with_alternatives for a sensitive user writing about suicide; the
+    supportive response must stay the Pearl Point (a refusal is never the answer to such a user)."""
+    from pearl.strategies.decide import solve
+
+    table, _ = run(build(host, mode="pick"), [{"best": "full_help"}, {"best": "refuse_with_alternatives"}])
+    sensitive = UserPosterior(benign=0, sensitive=1, malicious=0)
+    d = solve(table, sensitive, {s.name: s.cost for s in table.library}, alpha=1, beta=2, gamma=0.1, tau=0.3,
+              epsilon=0.1)
+    assert d.strategy == "supportive_response"
+
+
+def test_presentation_order_is_seeded_by_the_conversation_and_the_user_type():
+    from pearl.strategies.anticipate import presentation_order
+    from pearl.strategies.library import BUILTIN_STRATEGIES
+
+    strategies = list(BUILTIN_STRATEGIES)
+    a = [s.name for s in presentation_order(strategies, "user: hi", "benign")]
+    assert a == [s.name for s in presentation_order(strategies, "user: hi", "benign")]
+    assert sorted(a) == sorted(s.name for s in strategies)
+    others = {tuple(s.name for s in presentation_order(strategies, f"user: hi {i}", t))
+              for i in range(5) for t in ("benign", "sensitive")}
+    assert len(others) > 1
+
+
+def test_pick_mode_needs_the_priors_and_the_decision_reason_names_the_picks(host):
+    from pearl.strategies.decide import solve
+
+    inline = {"name": "cite_sources", "summary": "Answer with sources.", "fits_when": "facts are asked"}
+    with pytest.raises(PipelineError, match=r"'cite_sources' \(no benign, sensitive, malicious\)"):
+        build(host, mode="pick", extra_strategies=[inline])
+    table, _ = run(build(host, mode="pick"), [{"best": "supportive_response"}, {"best": "supportive_response"}])
+    d = solve(table, ASSESSMENT.posterior, {s.name: s.cost for s in table.library}, alpha=1, beta=2, gamma=0.1,
+              tau=0.3, epsilon=0.1)
+    assert d.strategy == "supportive_response" and "picked per user type (benign: supportive_response" in d.reason

@@ -257,8 +257,10 @@ class ReactionTable(BaseModel):
     strategies: list[str]
     forecasts: list[ReactionForecast]
     library: list[ResponseStrategy] = Field(default_factory=list, description="the records of `strategies`, same order")
-    source: Literal["model", "declared"] = Field(
-        default="model", description="who forecast: a model, or the strategies' declared priors (no model call)")
+    source: Literal["model", "declared", "picked"] = Field(
+        default="model", description="who forecast: a model, the strategies' declared priors (no model call), or "
+                                     "the priors with the strategy a model picked per user type raised")
+    picks: dict[str, str] = Field(default_factory=dict, description="source 'picked': the strategy picked per user type")
 
     def strategy(self, name: str) -> ResponseStrategy | None:
         return next((s for s in self.library if s.name == name), None)
