@@ -31,11 +31,12 @@ The modes (`mode` parameter); all but `declared` are DSPy modules:
   strategy that would serve that user best (2 calls of a few tokens each, the strategies
   listed in an order seeded by the conversation and the user type); the forecasts are the
   declared priors (below) with the picked strategy's satisfaction moved half way to 1 for
-  that user type (`pick_forecasts`). For small models whose numbers and orderings carry nothing: on the
-  1.5B default, `table`, `pairs` and `strategy` forecast the same numbers for every strategy
-  and `rank` returned the strategies in the order they were listed (tests/bench/QUALITY.md),
-  while a single choice among named strategies is a question it answers. A malicious
-  user's forecasts stay the priors (`PICK_TYPES`). Needs the same priors as `declared`.
+  that user type (`pick_forecasts`). For small models whose numbers and orderings carry
+  nothing: on the 1.5B default, `table`, `pairs` and `strategy` forecast the same reactions
+  for every strategy and `rank` returned the strategies in the order they were listed
+  (tests/bench/QUALITY.md). The 1.5B's picks carried little more (they changed the priors'
+  decision on 2 of 40 test items), so `csa.toml` keeps `table`. A malicious user's
+  forecasts stay the priors (`PICK_TYPES`). Needs the same priors as `declared`.
 
 - `declared`: no model call. Each strategy's declared prior (`ResponseStrategy.prior`,
   per user type: the chance the user is satisfied and the share of the request's severity
