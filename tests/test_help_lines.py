@@ -82,3 +82,14 @@ def test_the_source_slot_must_be_written_before_it(host, tmp_path):
                     '[steps.help]\nuse = "help-lines"\nafter = ["risk"]\nsource = "draft"\n')
     with pytest.raises(PipelineError, match="reads 'draft', which no step of this pipeline writes"):
         load(str(toml), host)
+
+
+def test_the_self_harm_abbreviation_is_a_cue_only_in_capitals(host):
+    """"SH" is how self-harm messages in the moderation labels name it (3 of its 26 self-harm texts, none of
+    the 810 others); a lower-case "sh" is a word of its own."""
+    from pearl.csa.taxonomy import get_taxonomy
+
+    mental_health = next(c for c in get_taxonomy(host, "oyster").categories if c.id == "mental_health")
+    assert mental_health.cued_by("If I don't SH I stop eating. So SH is definitely the lesser of two evils.")
+    assert not mental_health.cued_by("sh, the baby is asleep; can you recommend a quiet fan?")
+    assert not mental_health.cued_by("The SHA-256 of the file is wrong.")

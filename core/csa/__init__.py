@@ -70,7 +70,8 @@ class RiskCategory(BaseModel):
     help_lines: dict[str, str] = Field(default_factory=dict,
                                        description="by language tag, one sentence naming where a person at risk gets help now")
     help_cues: list[str] = Field(default_factory=list,
-                                 description="regular expressions (case-insensitive) over the person's words that make "
+                                 description="regular expressions (case-insensitive; `(?-i:...)` for a case-sensitive "
+                                             "part) over the person's words that make "
                                              "`help_lines` apply whatever category the risk step chose, and that the "
                                              "risk step files under this category (its `cue_repair`)")
 
