@@ -108,12 +108,11 @@ def solve(table: ReactionTable, posterior: UserPosterior, costs: dict[str, float
         reason = (f"{why}; the user is judged {judged}, and '{best}' is the least risky fallback for a {judged} user "
                   f"(worst risk {float(exact[best][3]):.2f}, expected risk {float(exact[best][2]):.2f})")
         ok = best in admissible
-    if table.source == "declared":
+    if table.source in ("declared", "picked"):
         reason += "; the forecasts are the strategies' declared priors scaled by the assessed severity"
-    elif table.source == "picked":
+    if table.source == "picked":
         picked = ", ".join(f"{t}: {s}" for t, s in table.picks.items()) or "none"
-        reason += (f"; the forecasts are the strategies' declared priors scaled by the assessed severity, with the "
-                   f"strategy the model picked per user type ({picked}) raised")
+        reason += f", with the strategy the model picked per user type ({picked}) raised"
     return Decision(strategy=best, admissible=ok, reason=reason, table=rows, alpha=alpha, beta=beta, gamma=gamma,
                     tau=tau, epsilon=epsilon, chosen=table.strategy(best), informative=informative)
 
