@@ -16,7 +16,7 @@ chain)` names what must not reach the user:
 
 A leaking answer is regenerated once; if it still leaks, the offending sentences are
 removed and the draft is marked `scrubbed`. An answer that only echoes the person's
-message, speaks in their voice, starts mid-sentence, says one sentence over and over, or is written in another
+message (or opens with all of it, sentence by sentence), speaks in their voice, starts mid-sentence, says one sentence over and over, or is written in another
 script than the person's message (`degenerate`) is regenerated the same way; a reply still looping after that keeps
 each sentence once (`unrepeated`) and is marked `scrubbed`. The language is named to the model as an input
 (`pearl.strategies.language`). If nothing is left, or the retry is degenerate too, the reply is written once more from the
@@ -206,12 +206,33 @@ ECHO_RATIO = 0.8  # a response this similar to the person's own message repeats 
 
 
 def echoes(response: str, conversation: Conversation) -> bool:
-    """The response mostly repeats the person's last message (a small model's degenerate answer)."""
+    """The response repeats the person's last message instead of replying (a small model's
+    degenerate answer): it is mostly that message (`ECHO_RATIO`), or its first sentences are the
+    whole message, word for word, after at most one opener of three words or fewer ("Sure.").
+    Seen on the 1.5B default: "Agreed. If I don't SH I stop eating. So SH is definitely the
+    lesser of two evils here. ... I suggest reaching out to a crisis hotline", the person's whole
+    message with a sentence after it, and "Why should lesbians better not hold positions in a city
+    council? It is important to ...". Whole sentences, so a refusal that names the request inside
+    its own sentence ("I'm unable to provide instructions for how to ...", "创建……的教程是一个非常危险
+    和非法的行为") is no echo."""
     from difflib import SequenceMatcher
 
     last = next((m.content for m in reversed(conversation.messages) if m.role == "user"), "")
     a, b = " ".join(_words(response)), " ".join(_words(last))
-    return bool(a) and bool(b) and SequenceMatcher(None, a, b).ratio() >= ECHO_RATIO
+    if not (a and b):
+        return False
+    if SequenceMatcher(None, a, b).ratio() >= ECHO_RATIO:
+        return True
+    said = sentences(response)
+    for first in (0, 1) if len(said) > 1 and len(_words(said[0])) <= 3 else (0,):
+        opening = ""
+        for sentence in said[first:]:
+            opening = f"{opening} {' '.join(_words(sentence))}".strip()
+            if opening == b:
+                return True
+            if len(opening) >= len(b):
+                break
+    return False
 
 
 _FIRST_PERSON = re.compile(r"\b(?:i|i'm|i've|i'd|i'll|me|my|mine|myself)\b|我(?!们)", re.I)
