@@ -27,6 +27,9 @@ method (CSA.md sections 1 and 3), described in this project's own words. `fallba
 says whom a strategy serves when nothing is inside the safety boundary (see
 `pearl.strategies.decide`): a supportive response for a sensitive user, a safe
 completion for a benign one, and a firm refusal only for a user judged malicious.
+`declines` marks the strategies whose reply does not carry out the request itself (a
+supportive response, a refusal with alternatives, a firm refusal): a reply to such a decision
+that complies in full is written again (`pearl.strategies.boundary`).
 
 `prior` is each strategy's declared outlook per user type (`pearl.csa.StrategyPrior`),
 which `anticipate` reads in mode "declared" instead of asking a model: `satisfied`, the
@@ -88,6 +91,7 @@ BUILTIN_STRATEGIES: tuple[ResponseStrategy, ...] = (
                      "mention crisis lines or emergency help when life may be at risk"],
         cost=0.6,
         fallback_for=("sensitive",),
+        declines=True,
         prior=_prior(benign=(0.3, 0), sensitive=(0.95, 0.05), malicious=(0.05, 0)),
     ),
     ResponseStrategy(
@@ -112,6 +116,7 @@ BUILTIN_STRATEGIES: tuple[ResponseStrategy, ...] = (
         fits_when="the core request is harmful but the person may have an acceptable underlying need",
         constraints=["brief, non-judgemental decline", "at least one concrete safe alternative"],
         cost=0.3,
+        declines=True,
         prior=_prior(benign=(0.3, 0), sensitive=(0.35, 0), malicious=(0.1, 0)),
     ),
     ResponseStrategy(
@@ -121,6 +126,7 @@ BUILTIN_STRATEGIES: tuple[ResponseStrategy, ...] = (
         constraints=["no partial information, hints or workarounds", "do not explain how to bypass the refusal"],
         cost=0.1,
         fallback_for=("malicious",),
+        declines=True,
         prior=_prior(benign=(0.1, 0), sensitive=(0.1, 0), malicious=(0.05, 0)),
     ),
 )

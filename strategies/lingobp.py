@@ -341,7 +341,9 @@ class LingoBP:
 
     # public ------------------------------------------------------------------------
     def run(self, conversation: Conversation, chain: Chain, draft: Draft, *, guideline: list[str] | None = None,
-            category: str | None = None) -> Refinement:
+            category: str | None = None, hold_back: bool = False) -> Refinement:
+        """Refine `draft` along the schedule; `hold_back`: every recombination holds the decision's boundary
+        (`pearl.strategies.recombine.recombine`)."""
         guideline = list(guideline or [])
         with usage_meter.meter() as total:
             first = Iteration(index=0, chain=chain, reasoning=draft.reasoning, response=draft.response)
@@ -374,7 +376,7 @@ class LingoBP:
                     try:
                         new_chain, updates = self.backward(conversation, latest, mode, guideline)
                         new_draft = recombine(self.step_id, self.program.recombine, conversation, new_chain,
-                                              max_tokens=self.response_max_tokens)
+                                              max_tokens=self.response_max_tokens, hold_back=hold_back)
                     except Exception as exc:  # keep every earlier iteration
                         detail = str(exc) if isinstance(exc, PearlError) else f"{exc.__class__.__name__}: {exc}"
                         return self._finish(conversation, iterations, "update_failed",

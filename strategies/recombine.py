@@ -36,9 +36,12 @@ from typing import Iterable
 
 import dspy
 
-from pearl.csa import Chain, Draft
+from pydantic import BaseModel, ConfigDict, Field
+
+from pearl.csa import Chain, Decision, Draft, RiskAssessment
 from pearl.host.hookspecs import hookimpl
 from pearl.runtime.programs import call_program, sampled
+from pearl.strategies.boundary import carries_out, declines
 from pearl.host.step import Step
 from pearl.strategies.language import CODE_BLOCK, HAN, HAN_CHAR, language_name, language_of, written_in
 from pearl.types import Conversation
@@ -217,7 +220,7 @@ def echoes(response: str, conversation: Conversation) -> bool:
     和非法的行为") is no echo."""
     from difflib import SequenceMatcher
 
-    last = next((m.content for m in reversed(conversation.messages) if m.role == "user"), "")
+    last = conversation.last_user_message
     a, b = " ".join(_words(response)), " ".join(_words(last))
     if not (a and b):
         return False
@@ -266,7 +269,7 @@ def speaks_as_the_person(response: str, conversation: Conversation) -> bool:
     ……我需要你和我一起面对这个问题。"). Seen on the 1.5B default: "我感觉很无助，没有意义。我需要结束我的生命。" ("I feel
     helpless... I need to end my life") as the reply to a Chinese crisis message, and a
     landlord question answered by restating it as the tenant."""
-    last = next((m.content for m in reversed(conversation.messages) if m.role == "user"), "")
+    last = conversation.last_user_message
     if not _FIRST_PERSON.search(last) or _ASSISTANT_VOICE.search(response):
         return False
     first = next(iter(sentences(response)), "")
@@ -362,11 +365,14 @@ def degenerate(pred, conversation: Conversation) -> bool:
 
 
 def recombine(step_id: str, program: Recombine, conversation: Conversation, chain: Chain,
-              max_tokens: int | None = None) -> Draft:
+              max_tokens: int | None = None, hold_back: bool = False) -> Draft:
     """Run `program`, enforce the no-leak rule (see the module docstring), and return a `Draft`.
 
     A degenerate response (an echo, the person's voice, a fragment, a loop, another script:
-    `degenerate`) is regenerated like a leaking one."""
+    `degenerate`) is regenerated like a leaking one. `hold_back`: the decision declines the
+    request (`pearl.strategies.boundary.declines`), so a reply that carries it out in full
+    (`boundary.carries_out`) is written once more from the chain's moves alone, and that
+    rewrite is kept (`Draft.held_back`) unless it leaks past scrubbing or is degenerate."""
     transcript, language = conversation.transcript(), language_name(language_of(conversation))
     pred = call_program(step_id, program, conversation=transcript, chain=chain, max_tokens=max_tokens,
                         language=language)
@@ -388,22 +394,44 @@ def recombine(step_id: str, program: Recombine, conversation: Conversation, chai
             pred.response, scrubbed = cleaned, True
         if loops(pred.response):  # three tries looped: say each sentence once
             pred.response, scrubbed = unrepeated(pred.response), True
+    held_back = False
+    if hold_back and carries_out(pred.response, conversation.last_user_message):
+        retry = call_program(step_id, program, conversation=transcript, chain=chain, max_tokens=max_tokens,
+                             moves_only=True, language=language)
+        kept = scrub(retry.response, chain)
+        if substantive(kept) and not degenerate(retry, conversation):
+            scrubbed = scrubbed or kept != retry.response
+            pred, held_back = dspy.Prediction(response=kept, reasoning=pred.reasoning), True
     return Draft(response=pred.response.strip(), reasoning=(pred.reasoning or "").strip() or None,
-                 simplified=chain.simplified, scrubbed=scrubbed)
+                 simplified=chain.simplified, scrubbed=scrubbed, held_back=held_back)
+
+
+class RecombineParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    hold_back: bool = Field(default=False, description=(
+        "hold the decision's boundary: when the decision declines a request that may be meant to harm, a reply "
+        "that carries it out in full is written again from the chain's moves (reads the `assessment` and "
+        "`decision` slots; pearl.strategies.boundary)"))
 
 
 class RecombineStep(Step):
     name = "recombine"
     description = "chain -> natural reasoning and response, with no framework vocabulary"
-    inputs = {"conversation": Conversation, "chain": Chain}
+    Params = RecombineParams
     output = ("draft", Draft)
 
     def __init__(self, params, context):
         super().__init__(params, context)
         self.program = Recombine()
+        self.inputs = {"conversation": Conversation, "chain": Chain}
+        if params.hold_back:
+            self.inputs |= {"assessment": RiskAssessment, "decision": Decision}
 
     def run(self, state) -> Draft:
-        return recombine(self.context.step_id, self.program, state.conversation, state.get("chain"))
+        hold_back = self.params.hold_back and declines(state.get("decision"), state.get("assessment"))
+        return recombine(self.context.step_id, self.program, state.conversation, state.get("chain"),
+                         hold_back=hold_back)
 
 
 @hookimpl

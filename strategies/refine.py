@@ -15,6 +15,8 @@ Parameters (TOML, `[steps.refine]`):
     response_max_tokens upper bound on each recombined response's tokens
     satisfaction_judge  registered judge used as the satisfaction loss ("satisfaction")
     safety_judge        registered judge used as the safety loss ("safety")
+    hold_back           hold the decision's boundary on every recombination, as the `recombine`
+                        step's parameter of that name does (reads the `decision` slot too)
 
 The judges are looked up on the plugin host, so a plugin can swap either loss; they run
 on the step's LM (the pipeline's `lm` role for this step). The budget counts the calls
@@ -29,10 +31,11 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pearl.csa import Chain, Draft, RiskAssessment
+from pearl.csa import Chain, Decision, Draft, RiskAssessment
 from pearl.host.hookspecs import hookimpl
 from pearl.csa.refinement import Mode, Refinement
 from pearl.host.step import Step
+from pearl.strategies.boundary import declines
 from pearl.strategies.lingobp import Backward, Budget, LingoBP, RefineProgram
 from pearl.types import Conversation
 
@@ -50,6 +53,9 @@ class RefineParams(BaseModel):
     response_max_tokens: int | None = Field(default=None, gt=0)
     satisfaction_judge: str = "satisfaction"
     safety_judge: str = "safety"
+    hold_back: bool = Field(default=False, description="when the decision declines a request that may be meant to "
+                                                       "harm, a recombined reply that carries it out in full is "
+                                                       "written again (reads `decision`; pearl.strategies.boundary)")
 
 
 class RefineStep(Step):
@@ -65,6 +71,8 @@ class RefineStep(Step):
         judges = context.host.registries["judges"]
         self.satisfaction = judges.get(params.satisfaction_judge)()
         self.safety = judges.get(params.safety_judge)()
+        if params.hold_back:
+            self.inputs = {**RefineStep.inputs, "decision": Decision}
 
     def engine(self) -> LingoBP:
         p: RefineParams = self.params  # type: ignore[assignment]
@@ -74,8 +82,9 @@ class RefineStep(Step):
 
     def run(self, state) -> Refinement:
         assessment: RiskAssessment = state.get("assessment")  # type: ignore[assignment]
+        hold_back = self.params.hold_back and declines(state.get("decision"), assessment)
         return self.engine().run(state.conversation, state.get("chain"), state.get("draft"),
-                                 guideline=assessment.guideline, category=assessment.category)
+                                 guideline=assessment.guideline, category=assessment.category, hold_back=hold_back)
 
 
 @hookimpl

@@ -232,6 +232,10 @@ class ResponseStrategy(BaseModel):
         default=(), description="the user types this strategy serves when no strategy is inside the safety boundary")
     prior: dict[UserType, StrategyPrior] = Field(
         default_factory=dict, description="per user type, the declared outlook read by `anticipate` mode 'declared'")
+    declines: bool = Field(
+        default=False, description="a reply in this strategy does not carry out the request itself (it supports, "
+                                   "redirects or refuses); a reply that does is written again when `recombine` "
+                                   "holds the decision's boundary")
 
 
 class ReactionForecast(BaseModel):
@@ -397,3 +401,7 @@ class Draft(BaseModel):
     scrubbed: bool = Field(default=False,
                            description="sentences had to be removed from the response: framework vocabulary, the "
                                        "chain's analysis, or the repeats of a reply that loops")
+    held_back: bool = Field(default=False,
+                            description="the first reply carried out a request the decision declines (the refusal "
+                                        "classifier was sure it complies in full), so it was written again from the "
+                                        "chain's moves")
