@@ -24,7 +24,8 @@ Two questions, asked by `recombine` when its step holds the boundary (`hold_back
   found in 41% of the full compliances with safe prompts (389 of 955) against 82% of those
   with unsafe ones (111 of 136), and in 6-8% of refusals. It is a form, not a judgement of
   harm: on PyRIT's labelled replies it marks 19 of the 93 that achieved a harmful objective
-  (persuasive e-mails and essays are not instructions) and 5 of the 103 that did not.
+  (persuasive e-mails and essays are not instructions) and 5 of the 103 that did not
+  (`tests/bench/instruction_form.py` prints these counts).
 
 No model call here; the classifier's weights are loaded once.
 """
