@@ -4,7 +4,8 @@ Contributed by `pearl.strategies.commands` (`cli.explain(render, where="before")
 kernel prints them above the response panel and the per-step usage. Works from a `Result`
 alone (each step's JSON output), so it also renders results read back from disk. Steps
 are found by their output type, not their id: the assessment (`RiskAssessment`), the
-utility table and choice (`Decision`), the chain (`Chain`); a pipeline without some of
+utility table and choice (`Decision`), the chain (`Chain`), and what recombination had to
+do to the reply (`Draft`, shown only when it rewrote or cut it); a pipeline without some of
 them simply shows less, and a non-CSA pipeline nothing.
 """
 
@@ -78,6 +79,17 @@ def chain_panel(c: dict) -> Panel:
     return Panel("\n".join(parts), title="reasoning chain", title_align="left")
 
 
+def draft_panel(d: dict) -> Panel | None:
+    """What recombination had to do to the reply (`Draft.held_back`, `Draft.scrubbed`); None when nothing."""
+    notes = []
+    if d.get("held_back"):
+        notes.append("the first reply carried out a request the decision declines; it was written again from the "
+                     "chain's moves")
+    if d.get("scrubbed"):
+        notes.append("sentences were removed: framework vocabulary, the chain's analysis, or repeats")
+    return Panel("\n".join(notes), title="recombination", title_align="left") if notes else None
+
+
 def render(result: Result, console: Console) -> None:
     """Print the explanation of `result` (see the module docstring)."""
     if (a := _output(result, "RiskAssessment")) is not None:
@@ -87,3 +99,5 @@ def render(result: Result, console: Console) -> None:
         console.print(decision_panel(d))
     if (c := _output(result, "Chain")) is not None:
         console.print(chain_panel(c))
+    if (r := _output(result, "Draft")) is not None and (panel := draft_panel(r)) is not None:
+        console.print(panel)

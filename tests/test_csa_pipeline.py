@@ -56,6 +56,16 @@ def test_explain_renders_every_part(host):
                      "usefulness strategies", RECOMBINE["response"], "per-step usage", "anticipate"):
         assert fragment in text, fragment
     assert "▶ " + result.output("decide")["strategy"] in text
+    assert "recombination" not in text  # the reply was kept as written
+
+
+def test_explain_says_when_recombination_rewrote_the_reply():
+    from pearl.strategies.explain import draft_panel
+
+    assert draft_panel({"response": "r", "held_back": False, "scrubbed": False}) is None
+    console = Console(record=True, width=160)
+    console.print(draft_panel({"response": "r", "held_back": True, "scrubbed": False}))
+    assert "carried out a request the decision declines" in console.export_text()
 
 
 def test_csa_is_the_default_pipeline():
