@@ -79,14 +79,19 @@ def chain_panel(c: dict) -> Panel:
     return Panel("\n".join(parts), title="reasoning chain", title_align="left")
 
 
-def draft_panel(d: dict) -> Panel | None:
-    """What recombination had to do to the reply (`Draft.held_back`, `Draft.scrubbed`); None when nothing."""
+def recombination_panel(draft: dict | None, refinement: dict | None = None) -> Panel | None:
+    """What recombination had to do to the reply (`Draft.held_back`, `Draft.scrubbed`, and the Lingo-BP
+    iterations written again to keep the decision's boundary); None when nothing."""
     notes = []
-    if d.get("held_back"):
+    if draft and draft.get("held_back"):
         notes.append("the first reply carried out a request the decision declines; it was written again from the "
                      "chain's moves")
-    if d.get("scrubbed"):
+    if draft and draft.get("scrubbed"):
         notes.append("sentences were removed: framework vocabulary, the chain's analysis, or repeats")
+    held = [str(it["index"]) for it in (refinement or {}).get("iterations", []) if it["index"] and it.get("held_back")]
+    if held:
+        notes.append(f"Lingo-BP iteration{'s' if len(held) > 1 else ''} {', '.join(held)} carried out the declined "
+                     f"request and {'were' if len(held) > 1 else 'was'} written again")
     return Panel("\n".join(notes), title="recombination", title_align="left") if notes else None
 
 
@@ -99,5 +104,5 @@ def render(result: Result, console: Console) -> None:
         console.print(decision_panel(d))
     if (c := _output(result, "Chain")) is not None:
         console.print(chain_panel(c))
-    if (r := _output(result, "Draft")) is not None and (panel := draft_panel(r)) is not None:
+    if (panel := recombination_panel(_output(result, "Draft"), _output(result, "Refinement"))) is not None:
         console.print(panel)

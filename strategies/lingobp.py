@@ -346,7 +346,8 @@ class LingoBP:
         (`pearl.strategies.recombine.recombine`)."""
         guideline = list(guideline or [])
         with usage_meter.meter() as total:
-            first = Iteration(index=0, chain=chain, reasoning=draft.reasoning, response=draft.response)
+            first = Iteration(index=0, chain=chain, reasoning=draft.reasoning, response=draft.response,
+                              held_back=draft.held_back)
             iterations = [first]
             if not self.schedule:
                 return self._finish(conversation, iterations, "disabled", "refinement is off (schedule is empty)",
@@ -382,7 +383,7 @@ class LingoBP:
                         return self._finish(conversation, iterations, "update_failed",
                                             f"step {step_no + 1} ({mode}): {detail}", total.total)
                     it = Iteration(index=len(iterations), mode=mode, chain=new_chain, reasoning=new_draft.reasoning,
-                                   response=new_draft.response, updates=updates)
+                                   response=new_draft.response, updates=updates, held_back=new_draft.held_back)
                     error = self._judge(conversation, it, guideline, category)
                 it.usage = m.total
                 iterations.append(it)

@@ -195,5 +195,6 @@ def test_refinement_rewrites_hold_the_boundary_when_asked(host, refine_holds):
     iterations = result.output("refine")["iterations"]
     assert len(iterations) == 2 and iterations[0]["response"] == DECLINED  # the recombine step's rewrite
     assert iterations[1]["response"] == (DECLINED if refine_holds else COMPLIED)
+    assert iterations[0]["held_back"] and iterations[1]["held_back"] is refine_holds
     assert len(rewrites) == (2 if refine_holds else 1)
     assert ("decision" in compile_spec(spec, host).steps["refine"].inputs) is refine_holds

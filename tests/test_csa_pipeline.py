@@ -60,12 +60,15 @@ def test_explain_renders_every_part(host):
 
 
 def test_explain_says_when_recombination_rewrote_the_reply():
-    from pearl.strategies.explain import draft_panel
+    from pearl.strategies.explain import recombination_panel
 
-    assert draft_panel({"response": "r", "held_back": False, "scrubbed": False}) is None
+    assert recombination_panel({"response": "r", "held_back": False, "scrubbed": False}) is None
+    refinement = {"iterations": [{"index": 0, "held_back": True}, {"index": 1, "held_back": False},
+                                 {"index": 2, "held_back": True}]}
     console = Console(record=True, width=160)
-    console.print(draft_panel({"response": "r", "held_back": True, "scrubbed": False}))
-    assert "carried out a request the decision declines" in console.export_text()
+    console.print(recombination_panel({"response": "r", "held_back": True, "scrubbed": False}, refinement))
+    text = console.export_text()
+    assert "carried out a request the decision declines" in text and "Lingo-BP iteration 2 carried out" in text
 
 
 def test_csa_is_the_default_pipeline():

@@ -58,6 +58,8 @@ class Iteration(BaseModel):
     judge_error: str | None = Field(default=None, description="why the iteration is unjudged")
     updates: list[NodeUpdate] = Field(default_factory=list)
     usage: Usage = Field(default_factory=Usage)
+    held_back: bool = Field(default=False, description="its reply was written again to keep the decision's "
+                                                       "boundary (`Draft.held_back`)")
 
     @property
     def judged(self) -> bool:
