@@ -41,8 +41,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from pearl.csa import Chain, Decision, Draft, RiskAssessment
 from pearl.host.hookspecs import hookimpl
 from pearl.runtime.programs import call_program, sampled
-from pearl.strategies.boundary import carries_out, declines
 from pearl.host.step import Step
+from pearl.strategies.boundary import carries_out, declines
 from pearl.strategies.language import CODE_BLOCK, HAN, HAN_CHAR, language_name, language_of, written_in
 from pearl.types import Conversation
 
@@ -401,7 +401,7 @@ def recombine(step_id: str, program: Recombine, conversation: Conversation, chai
         kept = scrub(retry.response, chain)
         if substantive(kept) and not degenerate(retry, conversation):
             scrubbed = scrubbed or kept != retry.response
-            pred, held_back = dspy.Prediction(response=kept, reasoning=pred.reasoning), True
+            pred, held_back = dspy.Prediction(response=kept, reasoning=retry.get("reasoning")), True
     return Draft(response=pred.response.strip(), reasoning=(pred.reasoning or "").strip() or None,
                  simplified=chain.simplified, scrubbed=scrubbed, held_back=held_back)
 
@@ -419,14 +419,14 @@ class RecombineStep(Step):
     name = "recombine"
     description = "chain -> natural reasoning and response, with no framework vocabulary"
     Params = RecombineParams
+    inputs = {"conversation": Conversation, "chain": Chain}
     output = ("draft", Draft)
 
     def __init__(self, params, context):
         super().__init__(params, context)
         self.program = Recombine()
-        self.inputs = {"conversation": Conversation, "chain": Chain}
         if params.hold_back:
-            self.inputs |= {"assessment": RiskAssessment, "decision": Decision}
+            self.inputs = {**RecombineStep.inputs, "assessment": RiskAssessment, "decision": Decision}
 
     def run(self, state) -> Draft:
         hold_back = self.params.hold_back and declines(state.get("decision"), state.get("assessment"))
