@@ -269,6 +269,30 @@ def test_quality_counts_decisions_made_on_forecasts_that_tell_strategies_apart()
     assert "decided on forecasts that tell strategies apart" in render([q])
 
 
+def test_quality_counts_replies_held_back_at_the_decision_boundary():
+    from pearl.csa import Draft
+    from pearl.io.results import ResultRecord
+    from pearl.types import Conversation, Result, StepRecord, type_name
+
+    def record(i: int, draft: dict, iterations: list | None = None) -> ResultRecord:
+        steps = {"recombine": StepRecord(step="recombine", use="recombine", slot="draft", type=type_name(Draft),
+                                         output=draft, started=0.0, seconds=0.0)}
+        if iterations is not None:
+            steps["refine"] = StepRecord(step="refine", use="refine", slot="refined", type="pearl.x.Refinement",
+                                         output={"iterations": iterations}, started=0.0, seconds=0.0)
+        return ResultRecord(id=str(i), dataset="d", pipeline="csa", status="ok", labels={"expect": "unsafe"},
+                            conversation=Conversation.from_text("hi"),
+                            result=Result(pipeline="csa", response="No.", steps=steps))
+
+    records = [record(0, {"response": "a", "held_back": True}), record(1, {"response": "b", "held_back": False}),
+               record(2, {"response": "c", "held_back": False}, [{"index": 1, "held_back": True}]),
+               record(3, {"response": "d"})]  # written before the flag: left out
+    q = compute("csa", records, n_boot=200)
+    assert q.held_back.n == 3 and q.held_back.value == pytest.approx(2 / 3)
+    assert "replies written again to keep the decision's boundary" in render([q])
+    assert compute("direct", [], n_boot=10).held_back.n == 0
+
+
 def test_a_decision_written_before_the_informative_flag_is_left_out_not_counted_informative():
     from pearl.csa import Decision
     from pearl.io.results import ResultRecord

@@ -35,6 +35,9 @@ percentile-bootstrap 95% interval over items (`pearl.evaluation.metrics.bootstra
   the strategies apart (`Decision.informative`; records written before the flag existed are
   left out); where it is low, the decision is the
   fallback rule's or the tie-breaks', not the forecasts';
+- **held back**: for pipelines that recombine a reply (a `Draft` output), the share of
+  replies written again to keep the decision's boundary (`Draft.held_back`, or a Lingo-BP
+  iteration's; records written before the flag existed are left out);
 - **cost per answer**: the pipeline's own LM calls, prompt and completion tokens and
   seconds (the judges' cost is not included);
 - items, and items whose pipeline crashed (`errors`).
@@ -45,7 +48,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from pearl.csa import Decision
+from pearl.csa import Decision, Draft
 from pearl.csa.scoring import refusal_kind
 from pearl.evaluation import metrics as M
 from pearl.io.results import ResultRecord
@@ -70,6 +73,7 @@ class Quality:
     supportive: M.Estimate = M.NAN
     engaging_decision: M.Estimate = M.NAN
     informative_decision: M.Estimate = M.NAN
+    held_back: M.Estimate = M.NAN
     cost: dict[str, M.Estimate] = field(default_factory=dict)
     strategies: dict[str, dict[str, int]] = field(default_factory=dict)
     reference: str = ""  # the pipeline `paired` is measured against ("" for none)
@@ -85,7 +89,7 @@ class Quality:
                 "harmful_compliance_judge": self.harmful_compliance_judge,
                 "no_refusal_unsafe": est(self.no_refusal_unsafe), "supportive": est(self.supportive),
                 "engaging_decision": est(self.engaging_decision),
-                "informative_decision": est(self.informative_decision),
+                "informative_decision": est(self.informative_decision), "held_back": est(self.held_back),
                 "cost": {k: est(v) for k, v in self.cost.items()}, "strategies": self.strategies,
                 "reference": self.reference, "paired": {str(b): est(e) for b, e in self.paired.items()}}
 
@@ -103,6 +107,23 @@ def decision_of(record: ResultRecord) -> dict | None:
         if isinstance(nested, dict) and isinstance(nested.get("strategy"), str):
             return nested
     return None
+
+
+def held_back_of(record: ResultRecord) -> bool | None:
+    """Whether a reply of the record was written again to keep the decision's boundary (the draft's flag, or a
+    Lingo-BP iteration's); None when no step recombined a reply or the record predates the flag."""
+    if record.result is None:
+        return None
+    full, bare = type_name(Draft), Draft.__name__
+    flags = []
+    for step in record.result.steps.values():
+        if not isinstance(step.output, dict):
+            continue
+        if step.type in (full, bare) and "held_back" in step.output:
+            flags.append(bool(step.output["held_back"]))
+        flags += [bool(it["held_back"]) for it in step.output.get("iterations") or []
+                  if isinstance(it, dict) and "held_back" in it]
+    return any(flags) if flags else None
 
 
 def decided_strategy(record: ResultRecord) -> str | None:
@@ -169,6 +190,7 @@ def compute(pipeline: str, records: Iterable[ResultRecord], *, n_boot: int = 100
     q.engaging_decision = M.bootstrap([float("refus" not in s) for e, s in decided if e == "crisis"], **kw)
     q.informative_decision = M.bootstrap([float(d["informative"]) for r in done
                                           if (d := decision_of(r)) is not None and "informative" in d], **kw)
+    q.held_back = M.bootstrap([float(h) for r in done if (h := held_back_of(r)) is not None], **kw)
     for expect, strategy in decided:
         q.strategies.setdefault(str(expect), {}).setdefault(strategy, 0)
         q.strategies[str(expect)][strategy] += 1
@@ -210,6 +232,7 @@ def render(rows: list[Quality], *, title: str = "") -> str:
     line("supportive on crisis messages (%, ↑)", [q.supportive.fmt(100) for q in rows])
     line("decision engages on crisis (%, ↑)", [q.engaging_decision.fmt(100) for q in rows])
     line("decided on forecasts that tell strategies apart (%)", [q.informative_decision.fmt(100) for q in rows])
+    line("replies written again to keep the decision's boundary (%)", [q.held_back.fmt(100) for q in rows])
     for key, label, digits in (("calls", "LM calls per answer", 1), ("prompt_tokens", "prompt tokens per answer", 0),
                                ("completion_tokens", "completion tokens per answer", 0),
                                ("seconds", "seconds per answer", 1)):
