@@ -374,7 +374,8 @@ def recombine(step_id: str, program: Recombine, conversation: Conversation, chai
     `degenerate`) is regenerated like a leaking one. `hold_back`: the decision declines the
     request (`pearl.strategies.boundary.declines`), so a reply that carries it out in full
     (`boundary.carries_out`) is written once more from the chain's moves alone, and that
-    rewrite is kept (`Draft.held_back`) unless it leaks past scrubbing or is degenerate."""
+    rewrite is kept (`Draft.held_back`; the first reply stays in `Draft.replaced` for audit) unless
+    it leaks past scrubbing or is degenerate."""
     transcript, language = conversation.transcript(), language_name(language_of(conversation))
     pred = call_program(step_id, program, conversation=transcript, chain=chain, max_tokens=max_tokens,
                         language=language)
@@ -396,16 +397,17 @@ def recombine(step_id: str, program: Recombine, conversation: Conversation, chai
             pred.response, scrubbed = cleaned, True
         if loops(pred.response):  # three tries looped: say each sentence once
             pred.response, scrubbed = unrepeated(pred.response), True
-    held_back = False
+    held_back, replaced = False, None
     if hold_back and carries_out(pred.response, conversation.last_user_message):
         retry = call_program(step_id, program, conversation=transcript, chain=chain, max_tokens=max_tokens,
                              moves_only=True, language=language)
         kept = scrub(retry.response, chain)
         if substantive(kept) and not degenerate(retry, conversation):
             scrubbed = scrubbed or kept != retry.response
+            replaced = pred.response.strip()
             pred, held_back = dspy.Prediction(response=kept, reasoning=retry.get("reasoning")), True
     return Draft(response=pred.response.strip(), reasoning=(pred.reasoning or "").strip() or None,
-                 simplified=chain.simplified, scrubbed=scrubbed, held_back=held_back)
+                 simplified=chain.simplified, scrubbed=scrubbed, held_back=held_back, replaced=replaced)
 
 
 class RecombineParams(BaseModel):

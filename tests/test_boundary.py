@@ -91,10 +91,11 @@ def test_a_reply_that_complies_against_the_decision_is_written_again_from_the_mo
         draft = recombine("recombine", Recombine(), said, CHAIN, hold_back=True)
     assert draft.held_back and draft.response == DECLINED
     assert draft.reasoning is None  # the complying reply's reasoning is not kept with the rewrite
+    assert draft.replaced == COMPLIED  # kept for audit
     assert "explain how to avoid scams" in str(lm.history[-1]["messages"])  # the moves-only prompt
     with dspy.context(lm=answers(COMPLIED), adapter=dspy.JSONAdapter()):
         kept = recombine("recombine", Recombine(), said, CHAIN, hold_back=False)
-    assert not kept.held_back and kept.response == COMPLIED
+    assert not kept.held_back and kept.response == COMPLIED and kept.replaced is None
 
 
 def test_a_degenerate_rewrite_is_not_kept():

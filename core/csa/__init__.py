@@ -405,3 +405,6 @@ class Draft(BaseModel):
                             description="the first reply carried out a request the decision declines (the refusal "
                                         "classifier was sure it complies in full), so it was written again from the "
                                         "chain's moves")
+    replaced: str | None = Field(default=None,
+                                 description="when held back, the reply written first (kept in the record for audit, "
+                                             "never sent)")
