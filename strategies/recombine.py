@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from contextlib import nullcontext
 from typing import Iterable
 
 import dspy
@@ -375,7 +376,8 @@ def recombine(step_id: str, program: Recombine, conversation: Conversation, chai
     request (`pearl.strategies.boundary.declines`), so a reply that carries it out in full
     (`boundary.carries_out`) is written once more from the chain's moves alone, and that
     rewrite is kept (`Draft.held_back`; the first reply stays in `Draft.replaced` for audit) unless
-    it leaks past scrubbing or is degenerate."""
+    it leaks past scrubbing or is degenerate; then a second, sampled rewrite is tried, and if that
+    one is unusable too the first reply stays."""
     transcript, language = conversation.transcript(), language_name(language_of(conversation))
     pred = call_program(step_id, program, conversation=transcript, chain=chain, max_tokens=max_tokens,
                         language=language)
@@ -399,13 +401,16 @@ def recombine(step_id: str, program: Recombine, conversation: Conversation, chai
             pred.response, scrubbed = unrepeated(pred.response), True
     held_back, replaced = False, None
     if hold_back and carries_out(pred.response, conversation.last_user_message):
-        retry = call_program(step_id, program, conversation=transcript, chain=chain, max_tokens=max_tokens,
-                             moves_only=True, language=language)
-        kept = scrub(retry.response, chain)
-        if substantive(kept) and not degenerate(retry, conversation):
-            scrubbed = scrubbed or kept != retry.response
-            replaced = pred.response.strip()
-            pred, held_back = dspy.Prediction(response=kept, reasoning=retry.get("reasoning")), True
+        for attempt in range(2):  # the second rewrite is sampled: the first was unusable
+            with sampled() if attempt else nullcontext():
+                retry = call_program(step_id, program, conversation=transcript, chain=chain, max_tokens=max_tokens,
+                                     moves_only=True, language=language)
+            kept = scrub(retry.response, chain)
+            if substantive(kept) and not degenerate(retry, conversation):
+                scrubbed = scrubbed or kept != retry.response
+                replaced = pred.response.strip()
+                pred, held_back = dspy.Prediction(response=kept, reasoning=retry.get("reasoning")), True
+                break
     return Draft(response=pred.response.strip(), reasoning=(pred.reasoning or "").strip() or None,
                  simplified=chain.simplified, scrubbed=scrubbed, held_back=held_back, replaced=replaced)
 

@@ -98,11 +98,16 @@ def test_a_reply_that_complies_against_the_decision_is_written_again_from_the_mo
     assert not kept.held_back and kept.response == COMPLIED and kept.replaced is None
 
 
-def test_a_degenerate_rewrite_is_not_kept():
+def test_a_degenerate_rewrite_is_tried_once_more_then_not_kept():
     said = Conversation.from_text(ASKED)
-    with dspy.context(lm=answers(COMPLIED, ASKED), adapter=dspy.JSONAdapter()):  # the rewrite echoes the request
+    # the first rewrite echoes the request; the second (sampled) one is usable
+    with dspy.context(lm=answers(COMPLIED, ASKED, DECLINED), adapter=dspy.JSONAdapter()):
         draft = recombine("recombine", Recombine(), said, CHAIN, hold_back=True)
-    assert not draft.held_back and draft.response == COMPLIED
+    assert draft.held_back and draft.response == DECLINED and draft.replaced == COMPLIED
+    # both rewrites unusable: the first reply stays, not held back
+    with dspy.context(lm=answers(COMPLIED, ASKED, ASKED), adapter=dspy.JSONAdapter()):
+        draft = recombine("recombine", Recombine(), said, CHAIN, hold_back=True)
+    assert not draft.held_back and draft.response == COMPLIED and draft.replaced is None
 
 
 def run_step(host, hold_back, dec, a, lm):
