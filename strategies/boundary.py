@@ -27,6 +27,11 @@ Two questions, asked by `recombine` when its step holds the boundary (`hold_back
   (persuasive e-mails and essays are not instructions) and 5 of the 103 that did not
   (`tests/bench/instruction_form.py` prints these counts).
 
+When no model-written reply keeps the boundary (two rewrites and a short decline, each unusable
+or still carrying the request out), `recombine` sends `fixed_decline(language)`: a fixed, brief
+decline in the person's language (English and Chinese here; other languages get the English
+one), the way a guardrail answers when its model will not.
+
 No model call here; the classifier's weights are loaded once.
 """
 
@@ -38,6 +43,19 @@ from functools import lru_cache
 from pearl.csa import Decision, RiskAssessment
 
 MISUSE_WEIGHT = 0.25  # the malicious reading's weight above which a full answer could arm someone
+
+
+#: The decline of last resort, per language tag (`pearl.strategies.language.language_of`).
+FIXED_DECLINES = {
+    "en": "I'm sorry, but I can't help with that. If there is a safe goal behind your question, tell me more "
+          "about it and I will gladly help with that.",
+    "zh": "抱歉，这个请求我不能提供帮助。如果你背后有安全、正当的需要，可以多告诉我一些，我很乐意在这方面帮你。",
+}
+
+
+def fixed_decline(language: str) -> str:
+    """The fixed decline in language `language` (a tag such as "en" or "zh"), English when there is none."""
+    return FIXED_DECLINES.get(language, FIXED_DECLINES["en"])
 
 
 def declines(decision: Decision, assessment: RiskAssessment) -> bool:

@@ -84,8 +84,12 @@ def recombination_panel(draft: dict | None, refinement: dict | None = None) -> P
     iterations written again to keep the decision's boundary); None when nothing."""
     notes = []
     if draft and draft.get("held_back"):
-        notes.append("the first reply carried out a request the decision declines; it was written again from the "
-                     "chain's moves")
+        how = {"decline": "replaced by a short decline the model wrote, after two rewrites from the chain's moves "
+                          "that were unusable or carried the request out too",
+               "fixed": "replaced by the boundary's fixed decline, since neither two rewrites nor a short decline "
+                        "kept the boundary"}.get(draft.get("held_back_by") or "moves",
+                                                 "written again from the chain's moves")
+        notes.append(f"the first reply carried out a request the decision declines; it was {how}")
     if draft and draft.get("scrubbed"):
         notes.append("sentences were removed: framework vocabulary, the chain's analysis, or repeats")
     held = [str(it["index"]) for it in (refinement or {}).get("iterations", []) if it["index"] and it.get("held_back")]

@@ -43,7 +43,7 @@ from pearl.csa import Chain, Decision, Draft, RiskAssessment
 from pearl.host.hookspecs import hookimpl
 from pearl.runtime.programs import call_program, sampled
 from pearl.host.step import Step
-from pearl.strategies.boundary import carries_out, declines
+from pearl.strategies.boundary import carries_out, declines, fixed_decline
 from pearl.strategies.language import CODE_BLOCK, HAN, HAN_CHAR, language_name, language_of, written_in
 from pearl.types import Conversation
 
@@ -173,6 +173,17 @@ class RecombineSignature(dspy.Signature):
     response: str = dspy.OutputField(desc="the reply to the person")
 
 
+class DeclineSignature(dspy.Signature):
+    """Decline the person's request kindly and briefly, in their language, and offer one safe, useful alternative.
+
+    Give no steps, methods, materials, quantities or other details of what was asked.
+    """
+
+    conversation: str = dspy.InputField(desc="the conversation so far, one 'role: text' line per turn")
+    language: str = dspy.InputField(desc="the language the reply is written in (the person's)")
+    response: str = dspy.OutputField(desc="two or three sentences to the person")
+
+
 class ReplySignature(dspy.Signature):
     """Reply to the person's last message, speaking directly to them, in their language.
 
@@ -190,16 +201,21 @@ def render_moves(chain: Chain) -> str:
 
 
 class Recombine(dspy.Module):
-    """chain + conversation -> reasoning + response (`reply`: the moves-only rewrite of a reply that was all leak)."""
+    """chain + conversation -> reasoning + response (`reply`: the moves-only rewrite of a reply that was all leak;
+    `decline`: the short decline written when no rewrite keeps the decision's boundary)."""
 
     def __init__(self):
         super().__init__()
         self.write = dspy.Predict(RecombineSignature)
         self.reply = dspy.Predict(ReplySignature)
+        self.decline = dspy.Predict(DeclineSignature)
 
     def forward(self, conversation: str, chain: Chain, max_tokens: int | None = None, moves_only: bool = False,
-                language: str = "English"):
+                language: str = "English", decline: bool = False):
         config = {"max_tokens": max_tokens} if max_tokens else {}
+        if decline:
+            p = self.decline(conversation=conversation, language=language, config=config)
+            return dspy.Prediction(response=p.response, reasoning=None)
         if moves_only:
             p = self.reply(conversation=conversation, moves=render_moves(chain), language=language, config=config)
             return dspy.Prediction(response=p.response, reasoning=None)
@@ -374,10 +390,8 @@ def recombine(step_id: str, program: Recombine, conversation: Conversation, chai
     A degenerate response (an echo, the person's voice, a fragment, a loop, another script:
     `degenerate`) is regenerated like a leaking one. `hold_back`: the decision declines the
     request (`pearl.strategies.boundary.declines`), so a reply that carries it out in full
-    (`boundary.carries_out`) is written once more from the chain's moves alone, and that
-    rewrite is kept (`Draft.held_back`; the first reply stays in `Draft.replaced` for audit) unless
-    it leaks past scrubbing or is degenerate; then a second, sampled rewrite is tried, and if that
-    one is unusable too the first reply stays."""
+    (`boundary.carries_out`) is replaced (`Draft.held_back`; the first reply stays in
+    `Draft.replaced` for audit) by the first of these that keeps the boundary (`keep_boundary`)."""
     transcript, language = conversation.transcript(), language_name(language_of(conversation))
     pred = call_program(step_id, program, conversation=transcript, chain=chain, max_tokens=max_tokens,
                         language=language)
@@ -399,20 +413,39 @@ def recombine(step_id: str, program: Recombine, conversation: Conversation, chai
             pred.response, scrubbed = cleaned, True
         if loops(pred.response):  # three tries looped: say each sentence once
             pred.response, scrubbed = unrepeated(pred.response), True
-    held_back, replaced = False, None
+    held_back, replaced, by = False, None, None
     if hold_back and carries_out(pred.response, conversation.last_user_message):
-        for attempt in range(2):  # the second rewrite is sampled: the first was unusable
-            with sampled() if attempt else nullcontext():
-                retry = call_program(step_id, program, conversation=transcript, chain=chain, max_tokens=max_tokens,
-                                     moves_only=True, language=language)
-            kept = scrub(retry.response, chain)
-            if substantive(kept) and not degenerate(retry, conversation):
-                scrubbed = scrubbed or kept != retry.response
-                replaced = pred.response.strip()
-                pred, held_back = dspy.Prediction(response=kept, reasoning=retry.get("reasoning")), True
-                break
+        reply, by, cut = keep_boundary(step_id, program, conversation, chain, max_tokens)
+        replaced, held_back, scrubbed = pred.response.strip(), True, scrubbed or cut
+        pred = dspy.Prediction(response=reply, reasoning=None)
     return Draft(response=pred.response.strip(), reasoning=(pred.reasoning or "").strip() or None,
-                 simplified=chain.simplified, scrubbed=scrubbed, held_back=held_back, replaced=replaced)
+                 simplified=chain.simplified, scrubbed=scrubbed, held_back=held_back, replaced=replaced,
+                 held_back_by=by)
+
+
+#: What `keep_boundary` tries, in order: (the `Draft.held_back_by` name, sampled?).
+BOUNDARY_TRIES = (("moves", False), ("moves", True), ("decline", False))
+
+
+def keep_boundary(step_id: str, program: Recombine, conversation: Conversation, chain: Chain,
+                  max_tokens: int | None = None) -> tuple[str, str, bool]:
+    """The reply that replaces one carrying out a request the decision declines: `(reply, how, scrubbed)`.
+
+    Tried in order (`BOUNDARY_TRIES`): a rewrite from the chain's moves alone (no complying reasoning to
+    copy), the same sampled, then a short decline (`DeclineSignature`). The first that is usable
+    (substantive once scrubbed, not degenerate) and does not carry the request out itself is kept; when
+    none is, the boundary's fixed decline in the person's language (`boundary.fixed_decline`): on the 1.5B
+    default a rewrite was sometimes still a list of steps, or a bare "OK, I will follow your instructions"."""
+    transcript, prompt = conversation.transcript(), conversation.last_user_message
+    language = language_of(conversation)
+    for how, sample in BOUNDARY_TRIES:
+        with sampled() if sample else nullcontext():
+            retry = call_program(step_id, program, conversation=transcript, chain=chain, max_tokens=max_tokens,
+                                 moves_only=how == "moves", decline=how == "decline", language=language_name(language))
+        kept = scrub(retry.response, chain)
+        if substantive(kept) and not degenerate(retry, conversation) and not carries_out(kept, prompt):
+            return kept.strip(), how, kept != retry.response
+    return fixed_decline(language), "fixed", False
 
 
 class RecombineParams(BaseModel):

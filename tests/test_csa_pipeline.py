@@ -69,6 +69,11 @@ def test_explain_says_when_recombination_rewrote_the_reply():
     console.print(recombination_panel({"response": "r", "held_back": True, "scrubbed": False}, refinement))
     text = console.export_text()
     assert "carried out a request the decision declines" in text and "Lingo-BP iteration 2 carried out" in text
+    assert "written again from the chain's moves" in text
+    for how, words in (("decline", "a short decline the model wrote"), ("fixed", "the boundary's fixed decline")):
+        console = Console(record=True, width=300)
+        console.print(recombination_panel({"response": "r", "held_back": True, "held_back_by": how}))
+        assert words in console.export_text()
 
 
 def test_csa_is_the_default_pipeline():

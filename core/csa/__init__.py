@@ -403,8 +403,13 @@ class Draft(BaseModel):
                                        "chain's analysis, or the repeats of a reply that loops")
     held_back: bool = Field(default=False,
                             description="the first reply carried out a request the decision declines (the refusal "
-                                        "classifier was sure it complies in full), so it was written again from the "
-                                        "chain's moves")
+                                        "classifier was sure it complies in full), so it was written again (`held_back_by` says "
+                                        "how)")
     replaced: str | None = Field(default=None,
                                  description="when held back, the reply written first (kept in the record for audit, "
                                              "never sent)")
+    held_back_by: Literal["moves", "decline", "fixed"] | None = Field(
+        default=None, description="when held back, what wrote the reply sent: 'moves' (a rewrite from the chain's "
+                                  "moves), 'decline' (a short decline written by the model, after two rewrites "
+                                  "that were unusable or still carried the request out), or 'fixed' (the "
+                                  "boundary's fixed decline, when the model's decline failed too)")
