@@ -104,6 +104,18 @@ def reused_prefix(cached: list[int], prompt: list[int]) -> int:
     return n - 1 if prompt and n == len(prompt) else n
 
 
+class _FirstScores:
+    """A llama.cpp logits processor that keeps a copy of the first step's logits in `into`."""
+
+    def __init__(self, into: list):
+        self.into = into
+
+    def __call__(self, input_ids, scores):
+        if not self.into:
+            self.into.append(scores.copy())
+        return scores
+
+
 class LlamaCppLM(PearlLM):
     """A `PearlLM` over an in-process `llama_cpp.Llama`.
 
@@ -128,6 +140,10 @@ class LlamaCppLM(PearlLM):
 
     def complete(self, request: ChatRequest) -> Completion:
         call = request.openai_fields(schema_format="json_object")
+        first: list = []
+        if request.top_logprobs:  # read from the first step's logits: llama.cpp's own logprobs need logits_all
+            call.pop("logprobs"), call.pop("top_logprobs")
+            call["logits_processor"] = [_FirstScores(first)]
         with self._lock:
             before = self.llama._input_ids.tolist()  # what the KV cache holds now
             try:
@@ -148,7 +164,18 @@ class LlamaCppLM(PearlLM):
             completion_tokens=u.get("completion_tokens", 0),
             cached_tokens=cached,
             finish_reason=choice.get("finish_reason"),
+            top_logprobs=self._alternatives(first[0], request.top_logprobs) if first else None,
         )
+
+    def _alternatives(self, scores, k: int) -> list[tuple[str, float]]:
+        """The `k` most likely tokens of one step's `scores` (logits) and their log-probabilities."""
+        import numpy as np
+
+        logits = np.asarray(scores, dtype=np.float64)
+        logp = logits - logits.max()
+        logp -= np.log(np.exp(logp).sum())
+        top = np.argsort(-logp)[:k]
+        return [(self.llama.detokenize([int(t)]).decode("utf-8", errors="replace"), float(logp[t])) for t in top]
 
     def dump_state(self) -> dict[str, Any]:
         return {"model": self.model, "model_path": str(self.model_path)}

@@ -192,7 +192,7 @@ class SGLangLM(PearlLM):
     # -- one call ---------------------------------------------------------
     def complete(self, request: ChatRequest) -> Completion:
         headers = trace_headers()
-        if self.route.kind == "chat":
+        if self.route.kind == "chat" or request.top_logprobs:  # token alternatives: the OpenAI-shaped endpoint
             return self._chat(request, headers)
         call = _Call(request, headers, self._prompt(request, headers))
         if self.router:

@@ -364,7 +364,8 @@ class SGLangTestDouble:
             "model": body.get("model", "default"),
             "choices": [{"index": 0, "message": {"role": "assistant", "content": answer, "reasoning_content": None,
                                                  "tool_calls": None},
-                         "logprobs": None, "finish_reason": reason["type"], "matched_stop": reason.get("matched")}],
+                         "logprobs": chat_logprobs(answer, body), "finish_reason": reason["type"],
+                         "matched_stop": reason.get("matched")}],
             "usage": {"prompt_tokens": len(prompt), "total_tokens": len(prompt) + len(answer),
                       "completion_tokens": len(answer), "prompt_tokens_details": {"cached_tokens": cached},
                       "reasoning_tokens": 0},
@@ -383,3 +384,14 @@ class SGLangTestDouble:
         if isinstance(value, list):
             return {"tokens": rows, "count": [len(r) for r in rows], "max_model_len": self.context_length}
         return {"tokens": rows[0], "count": len(rows[0]), "max_model_len": self.context_length}
+
+
+def chat_logprobs(answer: str, body: dict[str, Any]) -> dict[str, Any] | None:
+    """SGLang's `ChoiceLogprobs` for a chat request with `logprobs` (None without): the answer's first word
+    as the first token at log-probability -0.05, and " no" at -3.0 as its runner-up, cut to `top_logprobs`."""
+    if not body.get("logprobs"):
+        return None
+    first = (answer.split(" ") or [""])[0]
+    top = [{"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in ((first, -0.05), (" no", -3.0))]
+    top = top[: int(body.get("top_logprobs") or 0)]
+    return {"content": [{**top[0], "top_logprobs": top}] if top else []}

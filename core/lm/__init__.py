@@ -9,6 +9,7 @@
     transport     the event-loop thread all HTTP I/O runs on (async I/O under the thread API)
     microbatch    coalescing concurrent calls into one server batch
     chat_template rendering a model's chat template for raw-prompt endpoints
+    likelihood    yes/no answers read from first-token probabilities (any backend with logprobs)
     server_process starting and stopping a local model server
 
 May import pearl.host, pearl.traces, pearl.types and pearl.errors; never a plugin.

@@ -49,6 +49,8 @@ class ChatRequest:
     top_p: float | None = None
     json_schema: dict[str, Any] | None = None
     json_mode: bool = False
+    #: Ask for the `top_logprobs` most likely first tokens and their log-probabilities (`Completion.top_logprobs`).
+    top_logprobs: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def openai_fields(self, schema_format: str = "json_schema") -> dict[str, Any]:
@@ -66,6 +68,8 @@ class ChatRequest:
             fields["stop"] = self.stop
         if self.top_p is not None:
             fields["top_p"] = self.top_p
+        if self.top_logprobs:
+            fields["logprobs"], fields["top_logprobs"] = True, self.top_logprobs
         if self.json_schema is not None:
             if schema_format == "json_object":
                 fields["response_format"] = {"type": "json_object", "schema": self.json_schema}
@@ -87,6 +91,9 @@ class Completion:
     cached_tokens: int = 0
     finish_reason: str | None = None
     model: str | None = None
+    #: For a request with `top_logprobs`: the first generated token's most likely alternatives, as
+    #: (token text, natural log-probability), most likely first.
+    top_logprobs: list[tuple[str, float]] | None = None
 
 
 class PearlLM(dspy.BaseLM):
@@ -108,7 +115,7 @@ class PearlLM(dspy.BaseLM):
 
     @property
     def supported_params(self) -> set[str]:
-        return {"response_format", "temperature", "max_tokens", "seed", "stop", "top_p"}
+        return {"response_format", "temperature", "max_tokens", "seed", "stop", "top_p", "logprobs", "top_logprobs"}
 
     def complete(self, request: ChatRequest) -> Completion:
         raise NotImplementedError
@@ -151,6 +158,7 @@ def chat_request(prompt: str | None, messages: list[dict[str, Any]] | None, merg
         seed=merged.get("seed", default_seed),
         stop=[stop] if isinstance(stop, str) else stop,
         top_p=merged.get("top_p"),
+        top_logprobs=int(merged.get("top_logprobs") or 0) or None if merged.get("logprobs") else None,
         json_schema=json_schema_of(response_format),
         json_mode=wants_json(response_format),
         extra=dict(merged.get("extra_body") or {}),  # server-specific fields, e.g. SGLang's regex/ebnf
@@ -181,8 +189,17 @@ def as_openai_response(c: Completion, model: str) -> SimpleNamespace:
         id=None,
         model=c.model or model,
         choices=[SimpleNamespace(index=0, message=SimpleNamespace(role="assistant", content=c.text),
-                                 finish_reason=c.finish_reason)],
+                                 finish_reason=c.finish_reason, logprobs=logprobs_of(c))],
         usage={"prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens,
                "total_tokens": c.prompt_tokens + c.completion_tokens,
                "prompt_tokens_details": {"cached_tokens": c.cached_tokens}},
     )
+
+
+def logprobs_of(c: Completion) -> dict[str, Any] | None:
+    """`c.top_logprobs` in the OpenAI chat shape (`{"content": [{token, logprob, top_logprobs}]}`), or None."""
+    if c.top_logprobs is None:
+        return None
+    top = [{"token": t, "logprob": lp} for t, lp in c.top_logprobs]
+    first = top[0] if top else {"token": "", "logprob": 0.0}
+    return {"content": [{**first, "top_logprobs": top}]}

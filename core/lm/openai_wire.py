@@ -69,4 +69,14 @@ def completion_of(body: Any, label: str, url: str) -> Completion:
         ) from None
     prompt, completion, cached = usage_of(body)
     return Completion(text=text, prompt_tokens=prompt, completion_tokens=completion, cached_tokens=cached,
-                      finish_reason=choice.get("finish_reason"), model=body.get("model"))
+                      finish_reason=choice.get("finish_reason"), model=body.get("model"),
+                      top_logprobs=first_token_alternatives(choice))
+
+
+def first_token_alternatives(choice: dict[str, Any]) -> list[tuple[str, float]] | None:
+    """The first token's `top_logprobs` of an OpenAI chat choice as (token, logprob) pairs, or None."""
+    content = (choice.get("logprobs") or {}).get("content") if isinstance(choice.get("logprobs"), dict) else None
+    if not content:
+        return None
+    return [(str(t.get("token", "")), float(t["logprob"])) for t in content[0].get("top_logprobs") or []
+            if isinstance(t, dict) and t.get("logprob") is not None]
