@@ -47,6 +47,17 @@ def test_yes_probability_goes_through_dspy_and_the_metered_lm():
     assert sent.max_tokens == 1 and sent.top_logprobs == TOP and sent.temperature == 0.0
 
 
+def test_alternatives_are_read_from_dicts_and_from_objects():
+    from types import SimpleNamespace as NS
+
+    from pearl.lm.likelihood import alternatives_in
+
+    as_objects = {"logprobs": NS(content=[NS(token="No", logprob=-0.2,
+                                             top_logprobs=[NS(token="No", logprob=-0.2), NS(token="Yes", logprob=-1.7)])])}
+    assert alternatives_in(as_objects) == [("No", -0.2), ("Yes", -1.7)]  # e.g. LiteLLM's ChoiceLogprobs
+    assert alternatives_in({"text": "No", "logprobs": None}) == [] and alternatives_in("No") == []
+
+
 def test_no_alternatives_or_no_yes_and_no_are_clear_errors():
     with pytest.raises(BackendError, match="no token log-probabilities"):
         yes_probability(instrument(YesNoDouble([])), [{"role": "user", "content": "q"}])

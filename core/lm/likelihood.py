@@ -30,7 +30,7 @@ def _token(entry: Any) -> tuple[str, float]:
     return str(getattr(entry, "token", "")), float(getattr(entry, "logprob"))
 
 
-def first_token_alternatives(output: Any) -> list[tuple[str, float]]:
+def alternatives_in(output: Any) -> list[tuple[str, float]]:
     """The first token's alternatives from one DSPy LM output (`{"text", "logprobs"}`), or []."""
     logprobs = output.get("logprobs") if isinstance(output, dict) else None
     content = logprobs.get("content") if isinstance(logprobs, dict) else getattr(logprobs, "content", None)
@@ -55,7 +55,7 @@ def yes_share(alternatives: list[tuple[str, float]]) -> float | None:
 def yes_probability(lm: Any, messages: list[dict[str, str]]) -> float:
     """How likely `lm` answers "yes" to the last message of `messages` (see the module docstring)."""
     outputs = lm(messages=messages, max_tokens=1, temperature=0.0, logprobs=True, top_logprobs=TOP)
-    alternatives = first_token_alternatives(outputs[0] if outputs else None)
+    alternatives = alternatives_in(outputs[0] if outputs else None)
     model = getattr(lm, "model", "the judge LM")
     if not alternatives:
         raise BackendError(f"{model} returned no token log-probabilities: use a backend that supports them "
