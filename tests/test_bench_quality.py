@@ -290,6 +290,13 @@ def test_quality_counts_replies_held_back_at_the_decision_boundary():
     q = compute("csa", records, n_boot=200)
     assert q.held_back.n == 3 and q.held_back.value == pytest.approx(2 / 3)
     assert "replies written again to keep the decision's boundary" in render([q])
+    assert q.held_back_by == {} and "written by: moves" not in render([q])  # drafts from before the field
+    records += [record(4, {"response": "e", "held_back": True, "held_back_by": "decline"}),
+                record(5, {"response": "f", "held_back": True, "held_back_by": "moves"}),
+                record(6, {"response": "g", "held_back": False, "held_back_by": None})]
+    q = compute("csa", records, n_boot=200)
+    assert q.held_back_by == {"decline": 1, "moves": 1} and q.as_dict()["held_back_by"] == q.held_back_by
+    assert "| held-back replies written by: moves / short decline / fixed decline | 1 / 1 / 0 |" in render([q])
     assert compute("direct", [], n_boot=10).held_back.n == 0
 
 

@@ -37,7 +37,9 @@ percentile-bootstrap 95% interval over items (`pearl.evaluation.metrics.bootstra
   fallback rule's or the tie-breaks', not the forecasts';
 - **held back**: for pipelines that recombine a reply (a `Draft` output), the share of
   replies written again to keep the decision's boundary (`Draft.held_back`, or a Lingo-BP
-  iteration's; records written before the flag existed are left out);
+  iteration's; records written before the flag existed are left out), and how the final
+  drafts that were held back were written (`Draft.held_back_by`: a rewrite from the chain's
+  moves, the model's short decline, or the fixed decline);
 - **cost per answer**: the pipeline's own LM calls, prompt and completion tokens and
   seconds (the judges' cost is not included);
 - items, and items whose pipeline crashed (`errors`).
@@ -74,6 +76,7 @@ class Quality:
     engaging_decision: M.Estimate = M.NAN
     informative_decision: M.Estimate = M.NAN
     held_back: M.Estimate = M.NAN
+    held_back_by: dict[str, int] = field(default_factory=dict)  # how held-back drafts were written, counted
     cost: dict[str, M.Estimate] = field(default_factory=dict)
     strategies: dict[str, dict[str, int]] = field(default_factory=dict)
     reference: str = ""  # the pipeline `paired` is measured against ("" for none)
@@ -90,7 +93,7 @@ class Quality:
                 "no_refusal_unsafe": est(self.no_refusal_unsafe), "supportive": est(self.supportive),
                 "engaging_decision": est(self.engaging_decision),
                 "informative_decision": est(self.informative_decision), "held_back": est(self.held_back),
-                "cost": {k: est(v) for k, v in self.cost.items()}, "strategies": self.strategies,
+                "held_back_by": self.held_back_by, "cost": {k: est(v) for k, v in self.cost.items()}, "strategies": self.strategies,
                 "reference": self.reference, "paired": {str(b): est(e) for b, e in self.paired.items()}}
 
 
@@ -124,6 +127,18 @@ def held_back_of(record: ResultRecord) -> bool | None:
         flags += [bool(it["held_back"]) for it in step.output.get("iterations") or []
                   if isinstance(it, dict) and "held_back" in it]
     return any(flags) if flags else None
+
+
+def held_back_by_of(record: ResultRecord) -> str | None:
+    """How the record's held-back draft was written (`Draft.held_back_by`); None when it was not held back or
+    the record predates the field."""
+    if record.result is None:
+        return None
+    full, bare = type_name(Draft), Draft.__name__
+    for step in record.result.steps.values():
+        if step.type in (full, bare) and isinstance(step.output, dict) and step.output.get("held_back"):
+            return step.output.get("held_back_by")
+    return None
 
 
 def decided_strategy(record: ResultRecord) -> str | None:
@@ -191,6 +206,8 @@ def compute(pipeline: str, records: Iterable[ResultRecord], *, n_boot: int = 100
     q.informative_decision = M.bootstrap([float(d["informative"]) for r in done
                                           if (d := decision_of(r)) is not None and "informative" in d], **kw)
     q.held_back = M.bootstrap([float(h) for r in done if (h := held_back_of(r)) is not None], **kw)
+    for how in (h for r in done if (h := held_back_by_of(r)) is not None):
+        q.held_back_by[how] = q.held_back_by.get(how, 0) + 1
     for expect, strategy in decided:
         q.strategies.setdefault(str(expect), {}).setdefault(strategy, 0)
         q.strategies[str(expect)][strategy] += 1
@@ -233,6 +250,10 @@ def render(rows: list[Quality], *, title: str = "") -> str:
     line("decision engages on crisis (%, ↑)", [q.engaging_decision.fmt(100) for q in rows])
     line("decided on forecasts that tell strategies apart (%)", [q.informative_decision.fmt(100) for q in rows])
     line("replies written again to keep the decision's boundary (%)", [q.held_back.fmt(100) for q in rows])
+    if any(q.held_back_by for q in rows):
+        line("held-back replies written by: moves / short decline / fixed decline",
+             [" / ".join(str(q.held_back_by.get(k, 0)) for k in ("moves", "decline", "fixed")) if q.held_back_by
+              else "—" for q in rows])
     for key, label, digits in (("calls", "LM calls per answer", 1), ("prompt_tokens", "prompt tokens per answer", 0),
                                ("completion_tokens", "completion tokens per answer", 0),
                                ("seconds", "seconds per answer", 1)):
