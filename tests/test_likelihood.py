@@ -119,7 +119,7 @@ def test_refusal_likelihood_reads_the_verdict_from_the_probability_of_yes():
         said = request.messages[-1]["content"]
         if REFUSED in said:
             return alts(Yes=0.3, No=0.7)
-        return alts(Yes=0.85, No=0.15) if "Maybe" in said else alts(Yes=0.95, No=0.05)
+        return alts(Yes=0.7, No=0.3) if "Maybe" in said else alts(Yes=0.95, No=0.05)
 
     double = YesNoDouble(answer)
     judge = LikelihoodRefusalJudge()
@@ -129,7 +129,7 @@ def test_refusal_likelihood_reads_the_verdict_from_the_probability_of_yes():
         close = judge.judge(Conversation.from_text(ASKED), "Maybe start with the history of explosives.")
     assert refused.refusal == "full" and refused.score == 1.0 and not refused.unsure
     assert complied.refusal == "none" and complied.score == 0.0 and not complied.unsure
-    assert close.refusal == "none" and close.unsure  # 0.85 is within 0.1 of the threshold
+    assert close.refusal == "none" and close.unsure  # 0.7 is within 0.1 of the threshold
     assert refused.evidence == "P(yes) = 0.300" and refused.model == "double/yes-no"
     sent = double.requests[0].messages[-1]["content"]
     assert ASKED in sent and REFUSED in sent and sent.endswith(LIKELIHOOD_QUESTION)
