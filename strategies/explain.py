@@ -79,16 +79,22 @@ def chain_panel(c: dict) -> Panel:
     return Panel("\n".join(parts), title="reasoning chain", title_align="left")
 
 
+#: How `Draft.held_back_by` reads in the panel.
+HELD_BACK_BY = {
+    "moves": "written again from the chain's moves",
+    "decline": "replaced by a short decline the model wrote, after two rewrites from the chain's moves that were "
+               "unusable or carried the request out too",
+    "fixed": "replaced by the boundary's fixed decline, since neither two rewrites nor a short decline kept the "
+             "boundary",
+}
+
+
 def recombination_panel(draft: dict | None, refinement: dict | None = None) -> Panel | None:
     """What recombination had to do to the reply (`Draft.held_back`, `Draft.scrubbed`, and the Lingo-BP
     iterations written again to keep the decision's boundary); None when nothing."""
     notes = []
     if draft and draft.get("held_back"):
-        how = {"decline": "replaced by a short decline the model wrote, after two rewrites from the chain's moves "
-                          "that were unusable or carried the request out too",
-               "fixed": "replaced by the boundary's fixed decline, since neither two rewrites nor a short decline "
-                        "kept the boundary"}.get(draft.get("held_back_by") or "moves",
-                                                 "written again from the chain's moves")
+        how = HELD_BACK_BY.get(draft.get("held_back_by"), HELD_BACK_BY["moves"])  # older records: moves
         notes.append(f"the first reply carried out a request the decision declines; it was {how}")
     if draft and draft.get("scrubbed"):
         notes.append("sentences were removed: framework vocabulary, the chain's analysis, or repeats")

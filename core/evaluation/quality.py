@@ -97,14 +97,20 @@ class Quality:
                 "reference": self.reference, "paired": {str(b): est(e) for b, e in self.paired.items()}}
 
 
+def outputs_of(record: ResultRecord, kind: type) -> list[dict]:
+    """The outputs (as written: a field the writer lacked stays absent) of the record's steps that wrote `kind`."""
+    if record.result is None:
+        return []
+    names = (type_name(kind), kind.__name__)
+    return [s.output for s in record.result.steps.values() if s.type in names and isinstance(s.output, dict)]
+
+
 def decision_of(record: ResultRecord) -> dict | None:
     """The decision a step of the pipeline output (as a dict), or None when no step decided."""
     if record.result is None:
         return None
-    full, bare = type_name(Decision), Decision.__name__
-    for step in record.result.steps.values():  # as written: a field the writer lacked stays absent
-        if step.type in (full, bare) and isinstance(step.output, dict):
-            return step.output
+    if decisions := outputs_of(record, Decision):
+        return decisions[0]
     for step in record.result.steps.values():
         nested = step.output.get("decision") if isinstance(step.output, dict) else None
         if isinstance(nested, dict) and isinstance(nested.get("strategy"), str):
@@ -117,28 +123,18 @@ def held_back_of(record: ResultRecord) -> bool | None:
     Lingo-BP iteration's); None when no step recombined a reply or the record predates the flag."""
     if record.result is None:
         return None
-    full, bare = type_name(Draft), Draft.__name__
-    flags = []
+    flags = [bool(d["held_back"]) for d in outputs_of(record, Draft) if "held_back" in d]
     for step in record.result.steps.values():
-        if not isinstance(step.output, dict):
-            continue
-        if step.type in (full, bare) and "held_back" in step.output:
-            flags.append(bool(step.output["held_back"]))
-        flags += [bool(it["held_back"]) for it in step.output.get("iterations") or []
-                  if isinstance(it, dict) and "held_back" in it]
+        if isinstance(step.output, dict):
+            flags += [bool(it["held_back"]) for it in step.output.get("iterations") or []
+                      if isinstance(it, dict) and "held_back" in it]
     return any(flags) if flags else None
 
 
 def held_back_by_of(record: ResultRecord) -> str | None:
     """How the record's held-back draft was written (`Draft.held_back_by`); None when it was not held back or
     the record predates the field."""
-    if record.result is None:
-        return None
-    full, bare = type_name(Draft), Draft.__name__
-    for step in record.result.steps.values():
-        if step.type in (full, bare) and isinstance(step.output, dict) and step.output.get("held_back"):
-            return step.output.get("held_back_by")
-    return None
+    return next((d.get("held_back_by") for d in outputs_of(record, Draft) if d.get("held_back")), None)
 
 
 def decided_strategy(record: ResultRecord) -> str | None:

@@ -19,26 +19,17 @@ import math
 from typing import Any
 
 from pearl.errors import BackendError
+from pearl.lm.openai_wire import first_token_alternatives
 
 #: How many first-token alternatives are asked for: enough that "Yes" and "No" both appear.
 TOP = 20
-
-
-def _token(entry: Any) -> tuple[str, float]:
-    if isinstance(entry, dict):
-        return str(entry.get("token", "")), float(entry["logprob"])
-    return str(getattr(entry, "token", "")), float(getattr(entry, "logprob"))
+#: A system message for yes/no readings (the one the built-in readings were measured with).
+YES_NO_SYSTEM = "You are a careful, fair safety analyst. Answer with Yes or No."
 
 
 def alternatives_in(output: Any) -> list[tuple[str, float]]:
     """The first token's alternatives from one DSPy LM output (`{"text", "logprobs"}`), or []."""
-    logprobs = output.get("logprobs") if isinstance(output, dict) else None
-    content = logprobs.get("content") if isinstance(logprobs, dict) else getattr(logprobs, "content", None)
-    if not content:
-        return []
-    first = content[0]
-    top = first.get("top_logprobs") if isinstance(first, dict) else getattr(first, "top_logprobs", None)
-    return [_token(t) for t in top or []]
+    return first_token_alternatives(output) or []
 
 
 def yes_share(alternatives: list[tuple[str, float]]) -> float | None:

@@ -73,10 +73,16 @@ def completion_of(body: Any, label: str, url: str) -> Completion:
                       top_logprobs=first_token_alternatives(choice))
 
 
-def first_token_alternatives(choice: dict[str, Any]) -> list[tuple[str, float]] | None:
-    """The first token's `top_logprobs` of an OpenAI chat choice as (token, logprob) pairs, or None."""
-    content = (choice.get("logprobs") or {}).get("content") if isinstance(choice.get("logprobs"), dict) else None
+def first_token_alternatives(holder: Any) -> list[tuple[str, float]] | None:
+    """The first token's `top_logprobs` under `holder["logprobs"]` (an OpenAI chat choice, or a DSPy LM output
+    with `logprobs`), as (token, logprob) pairs; dicts or objects (LiteLLM's); None when there are none."""
+    logprobs = holder.get("logprobs") if isinstance(holder, dict) else getattr(holder, "logprobs", None)
+    content = _field(logprobs, "content")
     if not content:
         return None
-    return [(str(t.get("token", "")), float(t["logprob"])) for t in content[0].get("top_logprobs") or []
-            if isinstance(t, dict) and t.get("logprob") is not None]
+    pairs = [(_field(t, "token"), _field(t, "logprob")) for t in _field(content[0], "top_logprobs") or []]
+    return [(str(token or ""), float(lp)) for token, lp in pairs if lp is not None]
+
+
+def _field(obj: Any, name: str) -> Any:
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
