@@ -31,6 +31,12 @@ whose rationale names exactly one category takes that category (a 1.5B model wro
 (`RiskCategory.help_cues`: oyster's `mental_health` lists first-person crisis phrases) is
 filed under that category whatever the model chose (the 1.5B filed "I want to kill myself"
 messages under `hate_and_abuse` and `unknown`).
+
+With `user_types = "read"` the posterior comes from token probabilities instead of the written
+weights: two one-token yes/no readings about the person's words (danger, distress;
+`pearl.strategies.user_readings`), stored in `RiskAssessment.readings`. The written weights are
+not used.
+This needs a backend that reports token log-probabilities (llamacpp, openai, sglang).
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from pearl.csa.taxonomy import category_choices, get_taxonomy
 from pearl.runtime.programs import call_program
 from pearl.host.step import Step
 from pearl.strategies.fields import Score, check_choice, check_score, choice, text, text_list
+from pearl.strategies.user_readings import posterior_from_readings, read_user
 from pearl.types import Conversation
 
 INTERACTIONS = ("declarative", "inquiry", "directive")
@@ -121,8 +128,10 @@ class AssessRisk(dspy.Module):
     """conversation -> `RiskAssessment` under one taxonomy (see the module docstring)."""
 
     def __init__(self, taxonomy: Taxonomy, *, adapt_guideline: bool = True, max_rules: int = 3,
-                 catalogue: Catalogue = "described", cue_repair: bool = True):
+                 catalogue: Catalogue = "described", cue_repair: bool = True,
+                 user_types: UserTypes = "written"):
         super().__init__()
+        self.user_types = user_types
         self.taxonomy = taxonomy
         self.cue_repair = cue_repair
         self.adapt_guideline = adapt_guideline
@@ -150,8 +159,13 @@ class AssessRisk(dspy.Module):
         for name in ("benign", "sensitive", "malicious", "severity"):
             check_score(name, c[name])
         repairs: list[str] = []
-        posterior, repaired = posterior_from_weights(c.benign, c.sensitive, c.malicious)
-        repairs += [repaired] if repaired else []
+        readings: dict[str, float] = {}
+        if self.user_types == "read":
+            readings = read_user(dspy.settings.lm, conversation if said is None else said)
+            posterior = posterior_from_readings(readings)
+        else:
+            posterior, repaired = posterior_from_weights(c.benign, c.sensitive, c.malicious)
+            repairs += [repaired] if repaired else []
         category_id, repaired = reconcile_category(self.taxonomy, c.group, c.category)
         repairs += [repaired] if repaired else []
         category_id, repaired = category_from_rationale(self.taxonomy, category_id, int(c.severity), c.rationale or "")
@@ -184,12 +198,14 @@ class AssessRisk(dspy.Module):
             guideline=guideline,
             rationale=(c.rationale or "").strip(),
             repairs=repairs,
+            readings=readings,
         )
         return dspy.Prediction(assessment=assessment)
 
 
 CATALOGUES = ("ids", "described")
 Catalogue = Literal["ids", "described"]
+UserTypes = Literal["written", "read"]
 
 
 def compact_catalogue(taxonomy: Taxonomy, style: Catalogue = "ids") -> str:
@@ -281,6 +297,9 @@ class RiskParams(BaseModel):
                                                                   "id with its description) or 'ids' (one line per group)")
     cue_repair: bool = Field(default=True, description="file the request under a category whose help cues the "
                                                        "person's words match (e.g. 'kill myself': mental_health)")
+    user_types: UserTypes = Field(default="written", description="where the user-type posterior comes from: "
+                                  "'written' (the model's 0-10 weights) or 'read' (P(yes) to a danger and a distress "
+                                  "question, two one-token calls; needs token log-probabilities)")
 
 
 class RiskStep(Step):
@@ -294,7 +313,8 @@ class RiskStep(Step):
         super().__init__(params, context)
         self.taxonomy = get_taxonomy(context.host, params.taxonomy)
         self.program = AssessRisk(self.taxonomy, adapt_guideline=params.adapt_guideline, max_rules=params.max_rules,
-                                  catalogue=params.catalogue, cue_repair=params.cue_repair)
+                                  catalogue=params.catalogue, cue_repair=params.cue_repair,
+                                  user_types=params.user_types)
 
     def run(self, state) -> RiskAssessment:
         pred = call_program(self.context.step_id, self.program, conversation=state.conversation.transcript(),

@@ -19,6 +19,11 @@ The mapping (moderation code: oyster categories):
     SH  self-harm            mental_health, bodily_harm
     V   violence             bodily_harm, violent_terror, hazardous_materials
     V2  violence/graphic     harmful_scenes, bodily_harm
+
+`risk-flag-likelihood` asks the judge LM the two yes/no questions of
+`pearl.strategies.user_readings` (danger, distress) and reads P(yes) from its token
+probabilities: the text is risky when either reading reaches its threshold (chosen on dev
+rows). It names no category. Two one-token calls per text.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from pearl.host.judge import Judge, Judgement
 from pearl.host.manager import get_host
 from pearl.runtime.programs import call_program
 from pearl.strategies.risk import AssessRisk
+from pearl.strategies.user_readings import flags_risk, read_user
 from pearl.types import Conversation
 
 MODERATION_TO_OYSTER: dict[str, tuple[str, ...]] = {
@@ -77,6 +83,28 @@ class RiskFlagJudge(Judge):
                                  model=str(getattr(dspy.settings.lm, "model", "") or ""))
 
 
+class RiskReadingJudgement(Judgement):
+    """Is the text risky, read from P(yes) to yes/no questions (no category)."""
+
+    risky: bool
+    readings: dict[str, float] = Field(default_factory=dict, description="P(yes) per question")
+
+
+class LikelihoodRiskFlagJudge(Judge):
+    name = "risk-flag-likelihood"
+    description = "risky or not, read from P(yes) to a danger and a distress question (two one-token calls)"
+    uses_lm = True
+
+    def judge(self, conversation: Conversation, response: str, *, guideline=None, category=None) -> RiskReadingJudgement:
+        lm = dspy.settings.lm
+        readings = read_user(lm, Conversation.from_text(response).user_words)
+        risky = flags_risk(readings)
+        return RiskReadingJudgement(judge=self.name, score=max(readings.values()),
+                                    label="risky" if risky else "not risky", risky=risky, readings=readings,
+                                    model=str(getattr(lm, "model", "") or ""))
+
+
 @hookimpl
 def register_judges(register):
     register(RiskFlagJudge)
+    register(LikelihoodRiskFlagJudge)

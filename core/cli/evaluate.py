@@ -132,6 +132,7 @@ def eval_judge_command(
     backend: Optional[str] = typer.Option(None, "--backend", "-b", help="Backend for an LLM judge."),
     backend_url: Optional[str] = typer.Option(None, "--backend-url", help="Server URL for an LLM judge."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model for an LLM judge (GGUF path or id)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for an embedded judge model (default: the CPUs this process may run on)."),
     sample: Optional[int] = typer.Option(None, "--sample", help="A seeded random sample of N rows (for slow LLM judges)."),
     seed: int = typer.Option(0, "--seed", help="Seed of --sample and of the bootstrap."),
     bootstrap: int = typer.Option(1000, "--bootstrap", min=100, help="Bootstrap resamples for the 95% intervals."),
@@ -168,7 +169,8 @@ def eval_judge_command(
         from pearl.host.backend import BackendSettings, resolve_settings
         from pearl.runtime.session import make_lm
 
-        lm = make_lm(resolve_settings(BackendSettings(), name=backend, url=backend_url, model=model), host)
+        overrides = {"threads": threads} if threads is not None else {}
+        lm = make_lm(resolve_settings(BackendSettings(), name=backend, url=backend_url, model=model, **overrides), host)
         model_name = str(getattr(lm, "model", "") or "")
     if verdicts is not None:
         from pearl.io.paths import refuse_overwrite

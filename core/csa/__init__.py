@@ -166,6 +166,9 @@ class RiskAssessment(BaseModel):
     rationale: str = ""
     repairs: list[str] = Field(default_factory=list,
                                description="degenerate parts of the model's answer that were repaired, and how")
+    readings: dict[str, float] = Field(default_factory=dict,
+                                       description="P(yes) to yes/no questions about the message, when the posterior "
+                                                   "was read from token probabilities (e.g. danger, distress)")
 
     @property
     def is_risky(self) -> bool:
@@ -192,6 +195,7 @@ class RiskAssessment(BaseModel):
             f"{p}.posterior.malicious": float(self.posterior.malicious),
             f"{p}.guideline_count": len(self.guideline),
             f"{p}.repairs": list(self.repairs) or None,
+            **{f"{p}.reading.{k}": float(v) for k, v in self.readings.items()},
             f"{p}.rationale": (self.rationale or None) if content else None,
             sc.PEARL_STEP_SUMMARY: f"category={self.category} level={self.level} severity={self.severity:.3g}",
         }

@@ -148,6 +148,12 @@ def _report(scale: str, gold: list, pred: list, *, n_boot: int, seed: int):
     return categorical_report(gold, pred, SCALE_CLASSES[scale], n_boot=n_boot, seed=seed, binary=BINARY.get(scale))
 
 
+def codes_of(verdict) -> list[str] | None:
+    """The moderation codes a risk verdict maps its category to; None for a verdict that names no category."""
+    codes = getattr(verdict, "moderation", None)
+    return None if codes is None else sorted(codes)
+
+
 def judge_row(judge: Judge, row: LabelledRow, scale: str, lm=None) -> dict[str, Any]:
     """Judge one row; the verdict record `measure` keeps (and `--verdicts` files hold, one per line)."""
     t0 = time.perf_counter()
@@ -157,7 +163,7 @@ def judge_row(judge: Judge, row: LabelledRow, scale: str, lm=None) -> dict[str, 
         try:
             with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):
                 verdict = judge.judge(row.conversation, row.response, category=row.labels.get("category") or None)
-            record.update(pred=read_verdict(verdict, scale), codes=sorted(getattr(verdict, "moderation", None) or []),
+            record.update(pred=read_verdict(verdict, scale), codes=codes_of(verdict),
                           tier=getattr(verdict, "decided_by", "") or verdict.judge,
                           model=getattr(verdict, "model", "") or "")
         except Exception as exc:  # a judge failing on one row is a wrong answer, not the end of the measurement
@@ -221,7 +227,7 @@ def measure(judge: Judge, rows: list[LabelledRow], *, lm=None, labels: str = "",
         if writer is not None:
             writer.close()
     preds = [r["pred"] for r in records]
-    codes = [None if r["error"] else set(r["codes"] or []) for r in records]
+    codes = [None if r["error"] or r["codes"] is None else set(r["codes"]) for r in records]
     tiers = Counter(r["tier"] for r in records)
     models = Counter(r["model"] for r in records if r["model"])
     errors = [r["error"] for r in records if r["error"]][:5]
