@@ -35,6 +35,9 @@ def assessment_panel(a: dict) -> Panel:
         f"[bold]level[/] {a['level']}  [bold]interaction[/] {a['interaction']}{form}  [bold]severity[/] {a['severity']:.2f}",
         f"[bold]user types[/] benign {p['benign']:.2f} · sensitive {p['sensitive']:.2f} · malicious {p['malicious']:.2f}",
     ]
+    if a.get("readings"):
+        read = " · ".join(f"{k} {v:.2f}" for k, v in a["readings"].items())
+        lines[-1] += f"  [dim](read from P(yes): {escape(read)})[/]"
     if a.get("guideline"):
         lines.append("[bold]guideline[/]\n" + "\n".join(f"  {i}. {r}" for i, r in enumerate(a["guideline"], 1)))
     if a.get("rationale"):

@@ -34,9 +34,8 @@ messages under `hate_and_abuse` and `unknown`).
 
 With `user_types = "read"` the posterior comes from token probabilities instead of the written
 weights: two one-token yes/no readings about the person's words (danger, distress;
-`pearl.strategies.user_readings`), stored in `RiskAssessment.readings`. The written weights are
-not used.
-This needs a backend that reports token log-probabilities (llamacpp, openai, sglang).
+`pearl.strategies.user_readings`), stored in `RiskAssessment.readings`; the written weights are
+not used. This needs a backend that reports token log-probabilities (llamacpp, openai, sglang).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Who the user probably is, read from token probabilities rather than from written weights.
 
-The risk step's written user-type weights carry little on a small model: the 1.5B default
-wrote 1/3 each for 46 of 60 test messages, so the decision's fallback settled on a tie-break.
+The risk step's written user-type weights carry little on a small model: the 1.5B default's
+tied for the top user type on 46 of 60 test messages, so the decision's fallback settled on a tie-break.
 Its probabilities of answering "yes" to two plain questions about the message move with the
 message (`pearl.lm.likelihood`):
 
@@ -18,7 +18,7 @@ exactly at the threshold, and the posterior is
 Distress is read first: a message from a person in crisis often also reads as "dangerous"
 (self-harm), and the method's answer to it is support, not a refusal. The questions and the
 thresholds were chosen on dev-split rows only (80 XSTest prompts, 63 OpenAI-moderation
-texts; README, "User types read from token probabilities"): danger ≥ 0.45 separated
+texts; README, "The `csa` pipeline"): danger ≥ 0.45 separated
 harmful from harmless texts best, distress ≥ 0.8 the self-harm texts from the rest.
 
 `read_user(lm, said)` makes the two one-token calls; `posterior_from_readings` is the

@@ -7,6 +7,7 @@ import math
 import dspy
 import pytest
 from dspy.utils import DummyLM
+from rich.console import Console
 from typer.testing import CliRunner
 
 import pearl.runtime.session as session
@@ -15,6 +16,7 @@ from pearl.cli import app
 from pearl.csa import RiskAssessment, UserPosterior
 from pearl.host.step import RunState, StepContext
 from pearl.strategies.decide import judged_user
+from pearl.strategies.explain import assessment_panel
 from pearl.strategies.risk_judge import LikelihoodRiskFlagJudge
 from pearl.strategies.user_readings import (QUESTIONS, THRESHOLDS, flags_risk, posterior_from_readings,
                                             recentred)
@@ -133,3 +135,16 @@ def test_eval_judge_measures_the_likelihood_flag_on_moderation_labels_with_the_t
     assert data["categorical"]["accuracy"]["value"] == 1.0
     assert "category_agreement" not in data.get("extra", {})  # the judge names no category
     assert settings[0].threads == 1
+
+
+def test_the_explain_panel_shows_where_the_posterior_was_read_from():
+    a = RiskAssessment(taxonomy="oyster", category="unknown", level="R0", interaction="inquiry", severity=0.1,
+                       posterior=posterior_from_readings({"danger": 0.22, "distress": 0.46}),
+                       readings={"danger": 0.22, "distress": 0.46})
+    console = Console(record=True, width=200)
+    console.print(assessment_panel(a.model_dump()))
+    text = console.export_text()
+    assert "read from P(yes): danger 0.22 · distress 0.46" in text and "benign 0.61" in text
+    written = a.model_copy(update={"readings": {}})
+    console.print(assessment_panel(written.model_dump()))
+    assert console.export_text().count("read from P(yes)") == 0  # export_text clears; the written one has none
