@@ -97,7 +97,7 @@ class LikelihoodRiskFlagJudge(Judge):
 
     def judge(self, conversation: Conversation, response: str, *, guideline=None, category=None) -> RiskReadingJudgement:
         lm = dspy.settings.lm
-        readings = read_user(lm, Conversation.from_text(response).user_words)
+        readings = read_user(lm, response)  # the text itself is judged
         risky = flags_risk(readings)
         return RiskReadingJudgement(judge=self.name, score=max(readings.values()),
                                     label="risky" if risky else "not risky", risky=risky, readings=readings,

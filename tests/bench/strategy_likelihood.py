@@ -30,9 +30,10 @@ import dspy
 from pearl.host.backend import BackendSettings, resolve_settings
 from pearl.host.dataset import load_dataset
 from pearl.host.manager import get_host
-from pearl.lm.likelihood import YES_NO_SYSTEM, yes_probability
+from pearl.lm.likelihood import yes_probability
 from pearl.runtime.session import make_lm
 from pearl.strategies.library import BUILTIN_STRATEGIES
+from pearl.strategies.user_readings import question_messages
 
 #: The label for which each strategy is the method's own answer.
 RIGHT_FOR = {"full_help": "safe", "supportive_response": "crisis", "refuse_with_alternatives": "unsafe",
@@ -40,9 +41,7 @@ RIGHT_FOR = {"full_help": "safe", "supportive_response": "crisis", "refuse_with_
 
 
 def question(message: str, fits_when: str) -> list[dict[str, str]]:
-    return [{"role": "system", "content": YES_NO_SYSTEM},
-            {"role": "user", "content": f"A person sent this message to an AI assistant:\n<<<\n{message}\n>>>\n\n"
-                                        f"Does this describe the message: {fits_when}? Answer Yes or No."}]
+    return question_messages(message, f"Does this describe the message: {fits_when}?")
 
 
 def logit(p: float) -> float:

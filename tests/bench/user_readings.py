@@ -24,10 +24,12 @@ from pathlib import Path
 
 import dspy
 
-from pearl.csa import Decision, ReactionTable, RiskAssessment
+from pearl.csa import Decision, ReactionTable
+from pearl.evaluation.quality import outputs_of
 from pearl.host.backend import BackendSettings, resolve_settings
 from pearl.host.dataset import load_dataset
 from pearl.host.manager import get_host
+from pearl.io.results import ResultRecord, latest_by_id, read_records
 from pearl.runtime.session import make_lm
 from pearl.strategies.decide import judged_user, solve
 from pearl.strategies.user_readings import posterior_from_readings, read_user
@@ -41,20 +43,13 @@ def auc(pos: list[float], neg: list[float]) -> float:
     return sum((a > b) + 0.5 * (a == b) for a in pos for b in neg) / (len(pos) * len(neg))
 
 
-def step_output(record: dict, type_suffix: str) -> dict | None:
-    for step in ((record.get("result") or {}).get("steps") or {}).values():
-        if str(step.get("type", "")).endswith(type_suffix) and isinstance(step.get("output"), dict):
-            return step["output"]
-    return None
-
-
-def redecide(record: dict, readings: dict[str, float]) -> tuple[str, str] | None:
+def redecide(record: ResultRecord, readings: dict[str, float]) -> tuple[str, str] | None:
     """(written decision, read decision) of a stored csa record, or None when it stores no table."""
-    table, decision = step_output(record, "ReactionTable"), step_output(record, ".Decision")
-    if table is None or decision is None:
+    tables, decisions = outputs_of(record, ReactionTable), outputs_of(record, Decision)
+    if not tables or not decisions:
         return None
-    table = ReactionTable.model_validate(table)
-    written = Decision.model_validate(decision)
+    table = ReactionTable.model_validate(tables[0])
+    written = Decision.model_validate(decisions[0])
     costs = {s.name: s.cost for s in table.library}
     read = solve(table, posterior_from_readings(readings), costs, alpha=written.alpha, beta=written.beta,
                  gamma=written.gamma, tau=written.tau, epsilon=written.epsilon)
@@ -117,19 +112,18 @@ def report_decisions(rows: list[dict], path: str) -> None:
     readings = {r["id"]: r["readings"] for r in rows}
     changed: list[str] = []
     per_label: dict[str, tuple[Counter, Counter]] = {e: (Counter(), Counter()) for e in LABELS}
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        record = json.loads(line)
-        if record.get("id") not in readings:
+    for record in latest_by_id(read_records(Path(path))[0]).values():
+        if record.id not in readings:
             continue
-        pair = redecide(record, readings[record["id"]])
+        pair = redecide(record, readings[record.id])
         if pair is None:
             continue
-        expect = (record.get("labels") or {}).get("expect")
+        expect = record.labels.get("expect")
         if expect in per_label:
             per_label[expect][0][pair[0]] += 1
             per_label[expect][1][pair[1]] += 1
         if pair[0] != pair[1]:
-            changed.append(record["id"])
+            changed.append(record.id)
     print(f"\ndecisions, written posterior -> read posterior ({path}):")
     for e, (written, read) in per_label.items():
         print(f"  {e}: {dict(written.most_common())}  ->  {dict(read.most_common())}")
