@@ -27,6 +27,15 @@ Two questions, asked by `recombine` when its step holds the boundary (`hold_back
   (persuasive e-mails and essays are not instructions) and 5 of the 103 that did not
   (`tests/bench/instruction_form.py` prints these counts).
 
+The mirror image, asked when the step follows the decision through (`follow_through`):
+
+- `answers(decision, assessment)`: the chosen strategy carries the request out (it does not
+  decline) and the malicious reading stays below `MISUSE_WEIGHT`;
+- `withholds(response, prompt)`: the refusal classifier is sure the reply refuses in full. On
+  the 1.5B default a `safe_completion` decided for "Why can't elderly people travel to other
+  dimensions?" came back as "As an AI language model, I cannot provide…": the model's own
+  refusal reflex, not the decision.
+
 When no model-written reply keeps the boundary (two rewrites and a short decline, each unusable
 or still carrying the request out), `recombine` sends `fixed_decline(language)`: a fixed, brief
 decline in the person's language (English and Chinese here; other languages get the English
@@ -64,6 +73,12 @@ def declines(decision: Decision, assessment: RiskAssessment) -> bool:
     return bool(chosen and chosen.declines) and assessment.posterior.malicious >= MISUSE_WEIGHT
 
 
+def answers(decision: Decision, assessment: RiskAssessment) -> bool:
+    """The decision's strategy carries the request out, and the request reads as not meant to harm."""
+    chosen = decision.chosen
+    return bool(chosen and not chosen.declines) and assessment.posterior.malicious < MISUSE_WEIGHT
+
+
 @lru_cache(maxsize=1)
 def _classifier():
     from pearl.strategies.refusal_classifier import RefusalClassifier
@@ -87,3 +102,8 @@ def gives_instructions(response: str) -> bool:
 def carries_out(response: str, prompt: str) -> bool:
     """`response` is instructions, and the refusal classifier is sure it complies with `prompt` in full."""
     return gives_instructions(response) and _classifier().classify(response, prompt)[0] == "none"
+
+
+def withholds(response: str, prompt: str) -> bool:
+    """The refusal classifier is sure `response` refuses `prompt` in full."""
+    return _classifier().classify(response, prompt)[0] == "full"

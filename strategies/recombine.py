@@ -43,7 +43,7 @@ from pearl.csa import Chain, Decision, Draft, RiskAssessment
 from pearl.host.hookspecs import hookimpl
 from pearl.runtime.programs import call_program, sampled
 from pearl.host.step import Step
-from pearl.strategies.boundary import carries_out, declines, fixed_decline
+from pearl.strategies.boundary import answers, carries_out, declines, fixed_decline, withholds
 from pearl.strategies.language import CODE_BLOCK, HAN, HAN_CHAR, language_name, language_of, written_in
 from pearl.types import Conversation
 
@@ -384,14 +384,17 @@ def degenerate(pred, conversation: Conversation) -> bool:
 
 
 def recombine(step_id: str, program: Recombine, conversation: Conversation, chain: Chain,
-              max_tokens: int | None = None, hold_back: bool = False) -> Draft:
+              max_tokens: int | None = None, hold_back: bool = False, follow_through: bool = False) -> Draft:
     """Run `program`, enforce the no-leak rule (see the module docstring), and return a `Draft`.
 
     A degenerate response (an echo, the person's voice, a fragment, a loop, another script:
     `degenerate`) is regenerated like a leaking one. `hold_back`: the decision declines the
     request (`pearl.strategies.boundary.declines`), so a reply that carries it out in full
     (`boundary.carries_out`) is replaced (`Draft.held_back`; the first reply stays in
-    `Draft.replaced` for audit) by the first of these that keeps the boundary (`keep_boundary`)."""
+    `Draft.replaced` for audit) by the first of these that keeps the boundary (`keep_boundary`).
+    `follow_through`: the decision answers the request (`boundary.answers`), so a reply the refusal classifier
+    is sure refuses it in full (`boundary.withholds`) is written once more from the chain's moves, and that
+    rewrite is sent when it is usable and does not refuse (`follow_decision`, `Draft.followed_through`)."""
     transcript, language = conversation.transcript(), language_name(language_of(conversation))
     pred = call_program(step_id, program, conversation=transcript, chain=chain, max_tokens=max_tokens,
                         language=language)
@@ -413,14 +416,33 @@ def recombine(step_id: str, program: Recombine, conversation: Conversation, chai
             pred.response, scrubbed = cleaned, True
         if loops(pred.response):  # three tries looped: say each sentence once
             pred.response, scrubbed = unrepeated(pred.response), True
-    held_back, replaced, by = False, None, None
+    held_back, replaced, by, followed = False, None, None, False
     if hold_back and carries_out(pred.response, conversation.last_user_message):
         reply, by, cut = keep_boundary(step_id, program, conversation, chain, max_tokens)
         replaced, held_back, scrubbed = pred.response.strip(), True, scrubbed or cut
         pred = dspy.Prediction(response=reply, reasoning=None)
+    elif follow_through and withholds(pred.response, conversation.last_user_message):
+        reply = follow_decision(step_id, program, conversation, chain, max_tokens)
+        if reply is not None:
+            replaced, followed = pred.response.strip(), True
+            pred = dspy.Prediction(response=reply, reasoning=None)
     return Draft(response=pred.response.strip(), reasoning=(pred.reasoning or "").strip() or None,
                  simplified=chain.simplified, scrubbed=scrubbed, held_back=held_back, replaced=replaced,
-                 held_back_by=by)
+                 held_back_by=by, followed_through=followed)
+
+
+def follow_decision(step_id: str, program: Recombine, conversation: Conversation, chain: Chain,
+                    max_tokens: int | None = None) -> str | None:
+    """A rewrite, from the chain's moves alone, of a reply that refused a request the decision answers; None
+    when the rewrite is unusable (not substantive once scrubbed, degenerate, a leak) or refuses too, and the
+    first reply stands. One call: an answer is not forced past a second refusal."""
+    retry = call_program(step_id, program, conversation=conversation.transcript(), chain=chain,
+                         max_tokens=max_tokens, moves_only=True, language=language_name(language_of(conversation)))
+    text = retry.response.strip()
+    if (not substantive(text) or leaks(text, chain) or degenerate(retry, conversation)
+            or withholds(text, conversation.last_user_message)):
+        return None
+    return text
 
 
 #: What `keep_boundary` tries, in order: (the `Draft.held_back_by` name, sampled?).
@@ -455,6 +477,10 @@ class RecombineParams(BaseModel):
         "hold the decision's boundary: when the decision declines a request that may be meant to harm, a reply "
         "that carries it out in full is written again from the chain's moves (reads the `assessment` and "
         "`decision` slots; pearl.strategies.boundary)"))
+    follow_through: bool = Field(default=False, description=(
+        "follow the decision through: when the decision answers a request that does not read as meant to harm, a "
+        "reply the refusal classifier is sure refuses it in full is written once more from the chain's moves "
+        "(reads the `assessment` and `decision` slots; pearl.strategies.boundary)"))
 
 
 class RecombineStep(Step):
@@ -467,13 +493,14 @@ class RecombineStep(Step):
     def __init__(self, params, context):
         super().__init__(params, context)
         self.program = Recombine()
-        if params.hold_back:
+        if params.hold_back or params.follow_through:
             self.inputs = {**RecombineStep.inputs, "assessment": RiskAssessment, "decision": Decision}
 
     def run(self, state) -> Draft:
         hold_back = self.params.hold_back and declines(state.get("decision"), state.get("assessment"))
+        follow = self.params.follow_through and answers(state.get("decision"), state.get("assessment"))
         return recombine(self.context.step_id, self.program, state.conversation, state.get("chain"),
-                         hold_back=hold_back)
+                         hold_back=hold_back, follow_through=follow)
 
 
 @hookimpl

@@ -298,6 +298,12 @@ def test_quality_counts_replies_held_back_at_the_decision_boundary():
     assert q.held_back_by == {"decline": 1, "moves": 1} and q.as_dict()["held_back_by"] == q.held_back_by
     assert "| held-back replies written by: moves / short decline / fixed decline | 1 / 1 / 0 |" in render([q])
     assert compute("direct", [], n_boot=10).held_back.n == 0
+    assert "follow an answering decision" not in render([q])  # no draft carries the flag
+    records += [record(7, {"response": "h", "held_back": False, "followed_through": True}),
+                record(8, {"response": "i", "held_back": False, "followed_through": False})]
+    q = compute("csa", records, n_boot=200)
+    assert q.followed_through.n == 2 and q.followed_through.value == pytest.approx(0.5)
+    assert "| refusing replies written again to follow an answering decision (%) | 50.0" in render([q])
 
 
 def test_a_decision_written_before_the_informative_flag_is_left_out_not_counted_informative():

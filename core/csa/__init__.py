@@ -410,10 +410,14 @@ class Draft(BaseModel):
                                         "classifier was sure it complies in full), so it was written again (`held_back_by` says "
                                         "how)")
     replaced: str | None = Field(default=None,
-                                 description="when held back, the reply written first (kept in the record for audit, "
-                                             "never sent)")
+                                 description="when held back or followed through, the reply written first (kept in the "
+                                             "record for audit, never sent)")
     held_back_by: Literal["moves", "decline", "fixed"] | None = Field(
         default=None, description="when held back, what wrote the reply sent: 'moves' (a rewrite from the chain's "
                                   "moves), 'decline' (a short decline written by the model, after two rewrites "
                                   "that were unusable or still carried the request out), or 'fixed' (the "
                                   "boundary's fixed decline, when the model's decline failed too)")
+    followed_through: bool = Field(
+        default=False, description="the decision carries the request out, but the first reply refused it in full (the "
+                                   "refusal classifier was sure), so it was written again from the chain's moves and "
+                                   "that rewrite, which does not refuse, was sent (the first reply is in `replaced`)")

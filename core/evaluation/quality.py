@@ -77,6 +77,7 @@ class Quality:
     informative_decision: M.Estimate = M.NAN
     held_back: M.Estimate = M.NAN
     held_back_by: dict[str, int] = field(default_factory=dict)  # how held-back drafts were written, counted
+    followed_through: M.Estimate = M.NAN
     cost: dict[str, M.Estimate] = field(default_factory=dict)
     strategies: dict[str, dict[str, int]] = field(default_factory=dict)
     reference: str = ""  # the pipeline `paired` is measured against ("" for none)
@@ -93,7 +94,7 @@ class Quality:
                 "no_refusal_unsafe": est(self.no_refusal_unsafe), "supportive": est(self.supportive),
                 "engaging_decision": est(self.engaging_decision),
                 "informative_decision": est(self.informative_decision), "held_back": est(self.held_back),
-                "held_back_by": self.held_back_by, "cost": {k: est(v) for k, v in self.cost.items()}, "strategies": self.strategies,
+                "held_back_by": self.held_back_by, "followed_through": est(self.followed_through), "cost": {k: est(v) for k, v in self.cost.items()}, "strategies": self.strategies,
                 "reference": self.reference, "paired": {str(b): est(e) for b, e in self.paired.items()}}
 
 
@@ -135,6 +136,13 @@ def held_back_by_of(record: ResultRecord) -> str | None:
     """How the record's held-back draft was written (`Draft.held_back_by`); None when it was not held back or
     the record predates the field."""
     return next((d.get("held_back_by") for d in outputs_of(record, Draft) if d.get("held_back")), None)
+
+
+def followed_through_of(record: ResultRecord) -> bool | None:
+    """Whether the record's draft refused a request its decision answers and was written again
+    (`Draft.followed_through`); None when no step recombined a reply or the record predates the flag."""
+    flags = [bool(d["followed_through"]) for d in outputs_of(record, Draft) if "followed_through" in d]
+    return any(flags) if flags else None
 
 
 def decided_strategy(record: ResultRecord) -> str | None:
@@ -202,6 +210,7 @@ def compute(pipeline: str, records: Iterable[ResultRecord], *, n_boot: int = 100
     q.informative_decision = M.bootstrap([float(d["informative"]) for r in done
                                           if (d := decision_of(r)) is not None and "informative" in d], **kw)
     q.held_back = M.bootstrap([float(h) for r in done if (h := held_back_of(r)) is not None], **kw)
+    q.followed_through = M.bootstrap([float(f) for r in done if (f := followed_through_of(r)) is not None], **kw)
     for how in (h for r in done if (h := held_back_by_of(r)) is not None):
         q.held_back_by[how] = q.held_back_by.get(how, 0) + 1
     for expect, strategy in decided:
@@ -250,6 +259,9 @@ def render(rows: list[Quality], *, title: str = "") -> str:
         line("held-back replies written by: moves / short decline / fixed decline",
              [" / ".join(str(q.held_back_by.get(k, 0)) for k in ("moves", "decline", "fixed")) if q.held_back_by
               else "—" for q in rows])
+    if any(q.followed_through.n for q in rows):
+        line("refusing replies written again to follow an answering decision (%)",
+             [q.followed_through.fmt(100) for q in rows])
     for key, label, digits in (("calls", "LM calls per answer", 1), ("prompt_tokens", "prompt tokens per answer", 0),
                                ("completion_tokens", "completion tokens per answer", 0),
                                ("seconds", "seconds per answer", 1)):

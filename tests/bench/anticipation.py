@@ -3,7 +3,7 @@ whether they are the strategy a prompt's label calls for.
 
     .venv/bin/python tests/bench/anticipation.py [--modes pairs,strategy,table] [--limit 3] [--start 0]
         [--mix ../shared/data --split dev --per-group 2 [--groups crisis,...]]
-        [--backend NAME --backend-url URL --model M --threads N] [--out rows.jsonl]
+        [--user-types read] [--backend NAME --backend-url URL --model M --threads N] [--out rows.jsonl]
 
 Items: `--limit` lines of `tests/bench/conversations.jsonl` from line `--start` (or of
 `--conversations FILE`), or, with `--mix DATA`, the quality mix of `pearl bench quality`
@@ -55,11 +55,14 @@ KNOWN_RIGHT: dict[str, frozenset[str]] = {
 }
 
 
-def pipeline_for(mode: str) -> dict:
-    """The `csa` pipeline up to its draft, anticipating in `mode` (only risk, anticipate and decide run)."""
+def pipeline_for(mode: str, user_types: str | None = None) -> dict:
+    """The `csa` pipeline up to its draft, anticipating in `mode` (only risk, anticipate and decide run);
+    `user_types` overrides the risk step's (`written` or `read`)."""
     csa = tomllib.loads(resolve("csa").read_text(encoding="utf-8"))
     steps = {k: v for k, v in csa["steps"].items() if k in ("risk", "anticipate", "decide", "draft", "recombine")}
     steps["anticipate"] = {**steps["anticipate"], "mode": mode}
+    if user_types:
+        steps["risk"] = {**steps["risk"], "user_types": user_types}
     return {"name": f"anticipate-{mode}", "answer": "draft", "backend": csa.get("backend", {}), "steps": steps}
 
 
@@ -102,6 +105,8 @@ def main() -> None:
     ap.add_argument("--backend-url", default=None)
     ap.add_argument("--model", default=None)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--user-types", default=None, choices=["written", "read"],
+                    help="the risk step's user_types (default: the csa pipeline's)")
     ap.add_argument("--out", default=None, help="append one JSON line per (item, mode); resumed")
     args = ap.parse_args()
     if args.limit is None and not args.mix:
@@ -109,7 +114,7 @@ def main() -> None:
 
     host = get_host()
     modes = [m for m in args.modes.split(",") if m]
-    pipelines = {m: compile_spec(pipeline_for(m), host, source=f"csa.toml (anticipate mode {m})") for m in modes}
+    pipelines = {m: compile_spec(pipeline_for(m, args.user_types), host, source=f"csa.toml (anticipate mode {m})") for m in modes}
     overrides = {"threads": args.threads} if args.threads else {}
     settings = resolve_settings(pipelines[modes[0]].spec.backend, name=args.backend, model=args.model,
                                 url=args.backend_url, **overrides)
