@@ -35,7 +35,10 @@ messages under `hate_and_abuse` and `unknown`).
 With `user_types = "read"` the posterior comes from token probabilities instead of the written
 weights: two one-token yes/no readings about the person's words (danger, distress;
 `pearl.strategies.user_readings`), stored in `RiskAssessment.readings`; the written weights are
-not used. This needs a backend that reports token log-probabilities (llamacpp, openai, sglang).
+not used. This needs a backend that reports token log-probabilities (llamacpp, openai, sglang)
+and a model that answers yes or no. When a reading cannot be taken (no log-probabilities; a
+base model such as the 270M `tiny`, whose likeliest first tokens are neither word), the
+posterior is the written weights', and the assessment's `repairs` says why.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pearl.csa import LEVELS, UNKNOWN_CATEGORY, RiskAssessment, Taxonomy, UserPosterior, risky
 from pearl.host.hookspecs import hookimpl
 from pearl.csa.taxonomy import category_choices, get_taxonomy
+from pearl.errors import BackendError
 from pearl.runtime.programs import call_program
 from pearl.host.step import Step
 from pearl.strategies.fields import Score, check_choice, check_score, choice, text, text_list
@@ -160,7 +164,11 @@ class AssessRisk(dspy.Module):
         repairs: list[str] = []
         readings: dict[str, float] = {}
         if self.user_types == "read":
-            readings = read_user(dspy.settings.lm, conversation if said is None else said)
+            try:
+                readings = read_user(dspy.settings.lm, conversation if said is None else said)
+            except BackendError as exc:  # no log-probabilities, or a model that will not say yes or no
+                repairs.append(f"user types could not be read ({exc}); the posterior is the written weights'")
+        if readings:
             posterior = posterior_from_readings(readings)
         else:
             posterior, repaired = posterior_from_weights(c.benign, c.sensitive, c.malicious)

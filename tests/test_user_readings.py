@@ -2,7 +2,6 @@
 `risk-flag-likelihood` judge, on named test doubles."""
 
 import json
-import math
 
 import dspy
 import pytest
@@ -11,7 +10,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 import pearl.runtime.session as session
-from csa_doubles import ADAPT, CLASSIFY
+from csa_doubles import ADAPT, CLASSIFY, ReadingDummyLM, reader
 from pearl.cli import app
 from pearl.csa import RiskAssessment, UserPosterior
 from pearl.host.step import RunState, StepContext
@@ -21,29 +20,6 @@ from pearl.strategies.risk_judge import LikelihoodRiskFlagJudge
 from pearl.strategies.user_readings import (QUESTIONS, THRESHOLDS, flags_risk, posterior_from_readings,
                                             recentred)
 from pearl.types import Conversation
-
-
-class ReadingDummyLM(DummyLM):
-    """Test double: DummyLM for the structured calls; a call asking for `logprobs` gets first-token
-    alternatives whose P(yes) is `answer(question, message)`, and is recorded in `readings_asked`."""
-
-    def __init__(self, answers, answer):
-        super().__init__(answers, adapter=dspy.JSONAdapter())
-        self.answer, self.readings_asked = answer, []
-
-    def __call__(self, prompt=None, messages=None, **kwargs):
-        if not kwargs.get("logprobs"):
-            return super().__call__(prompt=prompt, messages=messages, **kwargs)
-        said = messages[-1]["content"]
-        self.readings_asked.append(said)
-        p = self.answer(said)
-        top = [{"token": "Yes", "logprob": math.log(p)}, {"token": "No", "logprob": math.log(1 - p)}]
-        return [{"text": "Yes" if p >= 0.5 else "No", "logprobs": {"content": [{"token": "Yes", "logprob": 0.0,
-                                                                                 "top_logprobs": top}]}}]
-
-
-def reader(danger: float, distress: float):
-    return lambda said: danger if QUESTIONS["danger"] in said else distress
 
 
 def test_recentred_is_one_half_at_the_threshold_and_monotone():
@@ -85,6 +61,27 @@ def test_the_risk_step_reads_the_posterior_when_asked(host):
     assert judged_user(a.posterior) == "sensitive"
     assert len(lm.readings_asked) == 2 and all("I feel like ending it all." in q for q in lm.readings_asked)
     assert a.repairs == []  # written weights are not used, so nothing of theirs is repaired
+
+
+@pytest.mark.parametrize("top", [None, [("<start_of_turn>", -0.1), ("The", -2.3)]])
+def test_readings_that_cannot_be_taken_fall_back_to_the_written_weights(host, top):
+    # a backend with no log-probabilities (plain DummyLM), or a base model whose likeliest first tokens are
+    # neither "yes" nor "no" (the 270M `tiny`): the run goes on, on the written weights, and says why
+    class NoYesNo(ReadingDummyLM):
+        def __call__(self, prompt=None, messages=None, **kwargs):
+            if not kwargs.get("logprobs"):
+                return DummyLM.__call__(self, prompt=prompt, messages=messages, **kwargs)
+            if top is None:
+                return ["Yes"]  # text only, as from a backend that ignores `logprobs`
+            alternatives = [{"token": t, "logprob": lp} for t, lp in top]
+            return [{"text": top[0][0], "logprobs": {"content": [{"token": top[0][0], "logprob": top[0][1],
+                                                                  "top_logprobs": alternatives}]}}]
+
+    lm = NoYesNo([CLASSIFY, ADAPT], reader(danger=0.9, distress=0.1))
+    a = run_risk(host, lm, "I feel like ending it all.", user_types="read")
+    assert a.readings == {} and (a.posterior.benign, a.posterior.sensitive) == pytest.approx((0.2, 0.8))
+    assert len(a.repairs) == 1 and "user types could not be read" in a.repairs[0]
+    assert ("no token log-probabilities" if top is None else "would not answer yes or no") in a.repairs[0]
 
 
 def test_the_written_posterior_stays_the_default_and_makes_no_reading(host):
