@@ -93,12 +93,15 @@ HELD_BACK_BY = {
 
 
 def recombination_panel(draft: dict | None, refinement: dict | None = None) -> Panel | None:
-    """What recombination had to do to the reply (`Draft.held_back`, `Draft.scrubbed`, and the Lingo-BP
-    iterations written again to keep the decision's boundary); None when nothing."""
+    """What recombination had to do to the reply (`Draft.held_back`, `Draft.followed_through`, `Draft.scrubbed`,
+    and the Lingo-BP iterations written again to keep the decision's boundary); None when nothing."""
     notes = []
     if draft and draft.get("held_back"):
         how = HELD_BACK_BY.get(draft.get("held_back_by"), HELD_BACK_BY["moves"])  # older records: moves
         notes.append(f"the first reply carried out a request the decision declines; it was {how}")
+    if draft and draft.get("followed_through"):
+        notes.append("the first reply refused a request the decision answers; it was written again from the chain's "
+                     "moves")
     if draft and draft.get("scrubbed"):
         notes.append("sentences were removed: framework vocabulary, the chain's analysis, or repeats")
     held = [str(it["index"]) for it in (refinement or {}).get("iterations", []) if it["index"] and it.get("held_back")]

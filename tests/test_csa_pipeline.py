@@ -74,6 +74,9 @@ def test_explain_says_when_recombination_rewrote_the_reply():
         console = Console(record=True, width=300)
         console.print(recombination_panel({"response": "r", "held_back": True, "held_back_by": how}))
         assert words in console.export_text()
+    console = Console(record=True, width=300)
+    console.print(recombination_panel({"response": "r", "held_back": False, "followed_through": True}))
+    assert "refused a request the decision answers" in console.export_text()
 
 
 def test_csa_is_the_default_pipeline():
