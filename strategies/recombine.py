@@ -470,6 +470,15 @@ def keep_boundary(step_id: str, program: Recombine, conversation: Conversation, 
     return fixed_decline(language), "fixed", False
 
 
+def crisis(host, assessment: RiskAssessment, conversation: Conversation) -> bool:
+    """The help lines apply to the message (`pearl.strategies.help_lines.lines_for`): a reply that points a person
+    in crisis to help reads as a refusal to the refusal classifier, so it is not written again to follow through."""
+    from pearl.csa.taxonomy import get_taxonomy
+    from pearl.strategies.help_lines import lines_for
+
+    return lines_for(get_taxonomy(host, assessment.taxonomy), assessment, conversation.last_user_message) is not None
+
+
 class RecombineParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -478,8 +487,9 @@ class RecombineParams(BaseModel):
         "that carries it out in full is written again from the chain's moves (reads the `assessment` and "
         "`decision` slots; pearl.strategies.boundary)"))
     follow_through: bool = Field(default=False, description=(
-        "follow the decision through: when the decision answers a request that does not read as meant to harm, a "
-        "reply the refusal classifier is sure refuses it in full is written once more from the chain's moves "
+        "follow the decision through: when the decision answers a request that does not read as meant to harm and "
+        "is no crisis (no help lines apply), a reply the refusal classifier is sure refuses it in full is written "
+        "once more from the chain's moves "
         "(reads the `assessment` and `decision` slots; pearl.strategies.boundary)"))
 
 
@@ -498,7 +508,8 @@ class RecombineStep(Step):
 
     def run(self, state) -> Draft:
         hold_back = self.params.hold_back and declines(state.get("decision"), state.get("assessment"))
-        follow = self.params.follow_through and answers(state.get("decision"), state.get("assessment"))
+        follow = self.params.follow_through and answers(state.get("decision"), state.get("assessment")) and not (
+            crisis(self.context.host, state.get("assessment"), state.conversation))
         return recombine(self.context.step_id, self.program, state.conversation, state.get("chain"),
                          hold_back=hold_back, follow_through=follow)
 
