@@ -4,10 +4,11 @@ import dspy
 from dspy.utils import DummyLM
 from rich.console import Console
 
-from csa_doubles import ADAPT, CLASSIFY, DRAFT, PAIR, RECOMBINE
+from csa_doubles import ADAPT, CLASSIFY, DRAFT, PAIR, RECOMBINE, ReadingDummyLM, reader
 from lingobp_doubles import safety_answer, sat_answer
 from pearl.cli import DEFAULT_PIPELINE
 from pearl.csa import CHAIN_NODES, USER_TYPES
+from pearl.runtime.overrides import parse_overrides
 from pearl.runtime.pipeline import load
 from pearl.runtime.runner import Runner
 from pearl.strategies.library import BUILTIN_NAMES
@@ -41,6 +42,21 @@ def test_csa_pipeline_wires_every_step(host):
     assert DRAFT["user_needs"] in lm.history[-3]["messages"][-1]["content"]
     # round trip: --json output reads back into a Result
     assert Result.model_validate_json(result.model_dump_json()).output("decide") == decision
+
+
+def test_csa_with_read_user_types_and_declared_forecasts_decides_by_the_method(host):
+    # `--set risk.user_types=read --set anticipate.mode=declared`: two readings instead of the written weights, the
+    # strategies' declared priors instead of a forecast call; the decision is made inside the boundary, not by the
+    # fallback
+    pipeline = load("csa", host, parse_overrides(["risk.user_types=read", "anticipate.mode=declared"]))
+    lm = ReadingDummyLM([CLASSIFY, ADAPT, DRAFT, RECOMBINE, JUDGED, JUDGED], reader(danger=0.2, distress=0.95))
+    result = Runner(pipeline, {"task": lm}, host).run(Conversation.from_text("I feel like ending it all."))
+    assert len(lm.history) == 2 + 2 + 2 + 2 and len(lm.readings_asked) == 2  # through the runner, readings are calls
+    assert result.output("risk")["readings"] == {"danger": 0.2, "distress": 0.95}
+    assert result.output("anticipate")["source"] == "declared"
+    decision = result.output("decide")
+    assert decision["strategy"] == "supportive_response" and decision["admissible"] and decision["informative"]
+    assert "988" in result.response
 
 
 def test_explain_renders_every_part(host):
