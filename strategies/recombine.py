@@ -434,7 +434,7 @@ def recombine(step_id: str, program: Recombine, conversation: Conversation, chai
 def follow_decision(step_id: str, program: Recombine, conversation: Conversation, chain: Chain,
                     max_tokens: int | None = None) -> str | None:
     """A rewrite, from the chain's moves alone, of a reply that refused a request the decision answers; None
-    when the rewrite is unusable (not substantive once scrubbed, degenerate, a leak) or refuses too, and the
+    when the rewrite is unusable (no substantive sentence, degenerate, or leaking the notes) or refuses too, and the
     first reply stands. One call: an answer is not forced past a second refusal."""
     retry = call_program(step_id, program, conversation=conversation.transcript(), chain=chain,
                          max_tokens=max_tokens, moves_only=True, language=language_name(language_of(conversation)))
