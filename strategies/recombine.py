@@ -40,10 +40,12 @@ import dspy
 from pydantic import BaseModel, ConfigDict, Field
 
 from pearl.csa import Chain, Decision, Draft, RiskAssessment
+from pearl.csa.taxonomy import get_taxonomy
 from pearl.host.hookspecs import hookimpl
 from pearl.runtime.programs import call_program, sampled
 from pearl.host.step import Step
 from pearl.strategies.boundary import answers, carries_out, declines, fixed_decline, withholds
+from pearl.strategies.help_lines import lines_for
 from pearl.strategies.language import CODE_BLOCK, HAN, HAN_CHAR, language_name, language_of, written_in
 from pearl.types import Conversation
 
@@ -473,9 +475,6 @@ def keep_boundary(step_id: str, program: Recombine, conversation: Conversation, 
 def crisis(host, assessment: RiskAssessment, conversation: Conversation) -> bool:
     """The help lines apply to the message (`pearl.strategies.help_lines.lines_for`): a reply that points a person
     in crisis to help reads as a refusal to the refusal classifier, so it is not written again to follow through."""
-    from pearl.csa.taxonomy import get_taxonomy
-    from pearl.strategies.help_lines import lines_for
-
     return lines_for(get_taxonomy(host, assessment.taxonomy), assessment, conversation.last_user_message) is not None
 
 

@@ -27,28 +27,19 @@ class ReadingDummyLM(DummyLM):
         super().__init__(answers, adapter=dspy.JSONAdapter())
         self.answer, self.readings_asked = answer, []
 
-    def _reading(self, messages) -> tuple[str, dict]:
+    def forward(self, prompt=None, messages=None, **kwargs):
+        """A reading answers with an OpenAI-shaped response, whether the double is called directly or through a
+        wrapping LM (`pearl.lm.metered.MeteredLM`, as the runner uses)."""
+        if not kwargs.get("logprobs"):
+            return super().forward(prompt=prompt, messages=messages, **kwargs)
         said = messages[-1]["content"]
         self.readings_asked.append(said)
         p = self.answer(said)
         top = [{"token": "Yes", "logprob": math.log(p)}, {"token": "No", "logprob": math.log(1 - p)}]
-        return ("Yes" if p >= 0.5 else "No"), {"content": [{"token": "Yes", "logprob": 0.0, "top_logprobs": top}]}
-
-    def __call__(self, prompt=None, messages=None, **kwargs):
-        if not kwargs.get("logprobs"):
-            return super().__call__(prompt=prompt, messages=messages, **kwargs)
-        text, logprobs = self._reading(messages)
-        return [{"text": text, "logprobs": logprobs}]
-
-    def forward(self, prompt=None, messages=None, **kwargs):
-        """The path a wrapping LM (`pearl.lm.metered.MeteredLM`, as the runner uses) takes: an OpenAI-shaped
-        response."""
-        if not kwargs.get("logprobs"):
-            return super().forward(prompt=prompt, messages=messages, **kwargs)
-        text, logprobs = self._reading(messages)
-        return {"choices": [{"message": {"content": text}, "logprobs": logprobs, "finish_reason": "length"}],
+        logprobs = {"content": [{"token": "Yes", "logprob": 0.0, "top_logprobs": top}]}
+        return {"choices": [{"message": {"content": "Yes" if p >= 0.5 else "No"}, "logprobs": logprobs,
+                             "finish_reason": "length"}],
                 "usage": {"prompt_tokens": 0, "completion_tokens": 1, "total_tokens": 1}, "model": "dummy"}
-
 
 def reader(danger: float, distress: float):
     return lambda said: danger if QUESTIONS["danger"] in said else distress

@@ -94,7 +94,8 @@ class Quality:
                 "no_refusal_unsafe": est(self.no_refusal_unsafe), "supportive": est(self.supportive),
                 "engaging_decision": est(self.engaging_decision),
                 "informative_decision": est(self.informative_decision), "held_back": est(self.held_back),
-                "held_back_by": self.held_back_by, "followed_through": est(self.followed_through), "cost": {k: est(v) for k, v in self.cost.items()}, "strategies": self.strategies,
+                "held_back_by": self.held_back_by, "followed_through": est(self.followed_through),
+                "cost": {k: est(v) for k, v in self.cost.items()}, "strategies": self.strategies,
                 "reference": self.reference, "paired": {str(b): est(e) for b, e in self.paired.items()}}
 
 
