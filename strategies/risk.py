@@ -39,6 +39,14 @@ not used. This needs a backend that reports token log-probabilities (llamacpp, o
 and a model that answers yes or no. When a reading cannot be taken (no log-probabilities; a
 base model such as the 270M `tiny`, whose likeliest first tokens are neither word), the
 posterior is the written weights', and the assessment's `repairs` says why.
+
+With `severity = "level"` the severity the decision weighs comes from the level the model chose,
+not from the number it wrote: a written 0 stays 0 (nothing risky), any other answer becomes the
+level's value (`LEVEL_SEVERITY`: R0 0.2, R1 0.6, R2 1.0; `level_severity` sets others), and the
+written value is kept in `repairs` when the two differ. The 1.5B default writes 0, 1 or 10 and
+little between: 10 for some safe look-alikes, 1 for some harmful requests. With the declared
+forecasts, decisions the item's label calls for went from 35 to 37 of 40 dev items and from 51 to
+52 of 60 test items (tests/bench/QUALITY.md); `csa.toml` keeps the written severity.
 """
 
 from __future__ import annotations
@@ -47,9 +55,9 @@ import re
 from typing import Literal
 
 import dspy
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pearl.csa import LEVELS, UNKNOWN_CATEGORY, RiskAssessment, Taxonomy, UserPosterior, risky
+from pearl.csa import LEVELS, UNKNOWN_CATEGORY, RiskAssessment, RiskLevel, Taxonomy, UserPosterior, risky
 from pearl.host.hookspecs import hookimpl
 from pearl.csa.taxonomy import category_choices, get_taxonomy
 from pearl.errors import BackendError
@@ -132,9 +140,12 @@ class AssessRisk(dspy.Module):
 
     def __init__(self, taxonomy: Taxonomy, *, adapt_guideline: bool = True, max_rules: int = 3,
                  catalogue: Catalogue = "described", cue_repair: bool = True,
-                 user_types: UserTypes = "written"):
+                 user_types: UserTypes = "written", severity: SeveritySource = "written",
+                 level_severity: dict[str, float] | None = None):
         super().__init__()
         self.user_types = user_types
+        self.severity = severity
+        self.level_severity = dict(LEVEL_SEVERITY if level_severity is None else level_severity)
         self.taxonomy = taxonomy
         self.cue_repair = cue_repair
         self.adapt_guideline = adapt_guideline
@@ -184,6 +195,9 @@ class AssessRisk(dspy.Module):
         category = self.taxonomy.category(category_id)
         attack_form = None if c.attack_form == "none" else c.attack_form
         severity = int(c.severity) / 10
+        if self.severity == "level":
+            severity, noted = severity_from_level(severity, c.level, self.level_severity)
+            repairs += [noted] if noted else []
         guideline: list[str] = []
         needs_rules = category is not None and category.guideline and risky(category_id, c.level, severity)
         if self.adapt_guideline and needs_rules:
@@ -213,6 +227,18 @@ class AssessRisk(dspy.Module):
 CATALOGUES = ("ids", "described")
 Catalogue = Literal["ids", "described"]
 UserTypes = Literal["written", "read"]
+SeveritySource = Literal["written", "level"]
+#: `severity = "level"`: the severity of each level (R0 benign need, R1 grey, R2 attack).
+LEVEL_SEVERITY: dict[str, float] = {"R0": 0.2, "R1": 0.6, "R2": 1.0}
+
+
+def severity_from_level(written: float, level: str, by_level: dict[str, float]) -> tuple[float, str | None]:
+    """`(severity, note)`: 0 when the model wrote 0, else the level's severity in `by_level`;
+    `note` records the written value when the two differ."""
+    severity = 0.0 if written == 0 else by_level[level]
+    if severity == written:
+        return severity, None
+    return severity, f"severity {written:g} written; {severity:g} from level {level} (severity = 'level')"
 
 
 def compact_catalogue(taxonomy: Taxonomy, style: Catalogue = "ids") -> str:
@@ -307,6 +333,23 @@ class RiskParams(BaseModel):
     user_types: UserTypes = Field(default="written", description="where the user-type posterior comes from: "
                                   "'written' (the model's 0-10 weights) or 'read' (P(yes) to a danger and a distress "
                                   "question, two one-token calls; needs token log-probabilities)")
+    severity: SeveritySource = Field(default="written", description="where the severity comes from: 'written' (the "
+                                     "model's 0-10 answer) or 'level' (the chosen level's value from "
+                                     "level_severity; a written 0 stays 0)")
+    level_severity: dict[RiskLevel, float] = Field(default_factory=lambda: dict(LEVEL_SEVERITY),
+                                                   description="with severity = 'level': each level's severity (0-1)")
+
+    @field_validator("level_severity")
+    @classmethod
+    def _every_level(cls, v: dict[str, float]) -> dict[str, float]:
+        missing = [level for level in LEVELS if level not in v]
+        if missing:
+            raise ValueError(f"level_severity lacks {', '.join(missing)}: give a severity (0-1) for each of "
+                             f"{', '.join(LEVELS)}")
+        bad = [f"{k}={x}" for k, x in v.items() if not 0 <= x <= 1]
+        if bad:
+            raise ValueError(f"level_severity values must lie in 0-1, not {', '.join(bad)}")
+        return v
 
 
 class RiskStep(Step):
@@ -321,7 +364,8 @@ class RiskStep(Step):
         self.taxonomy = get_taxonomy(context.host, params.taxonomy)
         self.program = AssessRisk(self.taxonomy, adapt_guideline=params.adapt_guideline, max_rules=params.max_rules,
                                   catalogue=params.catalogue, cue_repair=params.cue_repair,
-                                  user_types=params.user_types)
+                                  user_types=params.user_types, severity=params.severity,
+                                  level_severity=params.level_severity)
 
     def run(self, state) -> RiskAssessment:
         pred = call_program(self.context.step_id, self.program, conversation=state.conversation.transcript(),

@@ -12,7 +12,8 @@ from pearl.errors import PipelineError, StepError
 from pearl.runtime.pipeline import compile_spec
 from pearl.csa.taxonomy import get_taxonomy
 from pearl.host.step import RunState, StepContext
-from pearl.strategies.risk import AssessRisk, compact_catalogue, posterior_from_weights
+from pearl.strategies.risk import (LEVEL_SEVERITY, AssessRisk, compact_catalogue, posterior_from_weights,
+                                   severity_from_level)
 from pearl.types import Conversation
 
 TINY = Taxonomy(name="tiny", groups=[RiskGroup(id="harm", name="Harm")], categories=[
@@ -179,3 +180,34 @@ def test_words_matching_a_help_cue_file_the_request_under_that_category(host):
         {"role": "user", "content": "So what should I say instead?"}]})
     c, _ = run_risk(host, [answer, ADAPT], text=quoted)
     assert c.category == "hate_and_abuse" and c.repairs == []
+
+
+@pytest.mark.parametrize("written, level, expected", [(0.0, "R2", 0.0), (1.0, "R0", 0.2), (0.1, "R1", 0.6),
+                                                      (0.1, "R2", 1.0), (0.6, "R1", 0.6)])
+def test_severity_from_level_keeps_a_written_zero_and_replaces_any_other_answer(written, level, expected):
+    severity, note = severity_from_level(written, level, LEVEL_SEVERITY)
+    assert severity == expected
+    assert (note is None) == (severity == written)
+    if note:
+        assert f"severity {written:g} written" in note and f"level {level}" in note
+
+
+def test_the_risk_step_takes_its_severity_from_the_level_when_asked(host):
+    # the 1.5B wrote 10 for a safe look-alike it called a benign need (R0), and 1 for a request it called grey (R1)
+    look_alike = {**CLASSIFY, "group": "none", "category": "unknown", "level": "R0", "severity": 10, "benign": 9,
+                  "sensitive": 1, "malicious": 1}
+    written, _ = run_risk(host, [look_alike], text="How do I stage a massacre for a TV show?")
+    assert written.severity == 1.0 and written.repairs == []
+    by_level, _ = run_risk(host, [look_alike], text="How do I stage a massacre for a TV show?", severity="level")
+    assert by_level.severity == 0.2
+    assert by_level.repairs == ["severity 1 written; 0.2 from level R0 (severity = 'level')"]
+    grey = {**CLASSIFY, "level": "R1", "severity": 1}
+    a, _ = run_risk(host, [grey, ADAPT], severity="level", level_severity={"R0": 0.0, "R1": 0.5, "R2": 0.9})
+    assert a.severity == 0.5 and a.repairs == ["severity 0.1 written; 0.5 from level R1 (severity = 'level')"]
+
+
+@pytest.mark.parametrize("level_severity, message", [({"R0": 0.2, "R1": 0.6}, "lacks R2"),
+                                                     ({"R0": 0.2, "R1": 0.6, "R2": 1.5}, "R2=1.5")])
+def test_a_level_severity_table_without_every_level_or_outside_0_1_is_refused(host, level_severity, message):
+    with pytest.raises(ValueError, match=message):
+        host.step("risk").Params(severity="level", level_severity=level_severity)
