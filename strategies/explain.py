@@ -38,6 +38,8 @@ def assessment_panel(a: dict) -> Panel:
     if a.get("readings"):
         read = " · ".join(f"{k} {v:.2f}" for k, v in a["readings"].items())
         lines[-1] += f"  [dim](read from P(yes): {escape(read)})[/]"
+    if a.get("repairs"):
+        lines.append("[bold]repaired[/]\n" + "\n".join(f"  - {escape(r)}" for r in a["repairs"]))
     if a.get("guideline"):
         lines.append("[bold]guideline[/]\n" + "\n".join(f"  {i}. {r}" for i, r in enumerate(a["guideline"], 1)))
     if a.get("rationale"):

@@ -1,6 +1,7 @@
 """The shipped `csa` pipeline end to end on DummyLM, its --explain rendering, and the CLI default."""
 
 import dspy
+import pytest
 from dspy.utils import DummyLM
 from rich.console import Console
 
@@ -11,6 +12,7 @@ from pearl.csa import CHAIN_NODES, USER_TYPES
 from pearl.runtime.overrides import parse_overrides
 from pearl.runtime.pipeline import load
 from pearl.runtime.runner import Runner
+from pearl.strategies.explain import assessment_panel
 from pearl.strategies.library import BUILTIN_NAMES
 from pearl.types import Conversation, Result
 
@@ -97,3 +99,22 @@ def test_explain_says_when_recombination_rewrote_the_reply():
 
 def test_csa_is_the_default_pipeline():
     assert DEFAULT_PIPELINE == "csa"
+
+
+def test_csa_with_the_severity_from_the_level_forecasts_with_that_severity(host):
+    # `--set risk.severity=level`: the written 8 of an R1 answer becomes R1's 0.6, which the declared forecasts
+    # scale and the assessment's repairs record
+    pipeline = load("csa", host, parse_overrides(["risk.user_types=read", "anticipate.mode=declared",
+                                                  "risk.severity=level"]))
+    lm = ReadingDummyLM([CLASSIFY, ADAPT, DRAFT, RECOMBINE, JUDGED, JUDGED], reader(danger=0.2, distress=0.95))
+    result = Runner(pipeline, {"task": lm}, host).run(Conversation.from_text("I feel like ending it all."))
+    risk = result.output("risk")
+    assert CLASSIFY["level"] == "R1" and risk["severity"] == 0.6
+    assert risk["repairs"] == ["severity 0.8 written; 0.6 from level R1 (severity = 'level')"]
+    full_help = {(f["strategy"], f["user_type"]): f["risk"] for f in result.output("anticipate")["forecasts"]}
+    assert full_help[("full_help", "malicious")] == pytest.approx(0.6)  # its declared risk share is 1
+    assert result.output("decide")["strategy"] == "supportive_response"
+    console = Console(record=True, width=160)  # `pearl run --explain` shows what was repaired
+    console.print(assessment_panel(risk))
+    text = console.export_text()
+    assert "repaired" in text and "0.6 from level R1" in text
