@@ -3,7 +3,8 @@ whether they are the strategy a prompt's label calls for.
 
     .venv/bin/python tests/bench/anticipation.py [--modes pairs,strategy,table] [--limit 3] [--start 0]
         [--mix ../shared/data --split dev --per-group 2 [--groups crisis,...]]
-        [--user-types read] [--backend NAME --backend-url URL --model M --threads N] [--out rows.jsonl]
+        [--user-types read] [--severity level] [--assessments rows.jsonl]
+        [--backend NAME --backend-url URL --model M --threads N] [--out rows.jsonl]
 
 Items: `--limit` lines of `tests/bench/conversations.jsonl` from line `--start` (or of
 `--conversations FILE`), or, with `--mix DATA`, the quality mix of `pearl bench quality`
@@ -21,6 +22,12 @@ operational help, a first-person crisis message gets a supportive response.
 
 `--out` appends one JSON line per (item, mode) as it goes; run the same command again and
 it skips what is there (the assessment is read back, so an added mode sees the same one).
+`--assessments ROWS` reads the items' assessments from an earlier run's `--out` file instead
+of running the risk step (no model call for those items); a file of `pearl bench quality` or
+`pearl eval` records works too (the `risk` step's output). So a decision rule can be compared
+on the same assessments. `--severity level` sets the risk step's `severity` (how the decision's
+severity is taken: `pearl.strategies.risk.severity_from_level`) and applies it to assessments
+read back, which an earlier run with the written severity stored as written.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from pearl.io.conversations import to_conversation
 from pearl.runtime.pipeline import compile_spec, resolve
 from pearl.runtime.runner import Runner
 from pearl.runtime.session import make_lm
+from pearl.strategies.risk import LEVEL_SEVERITY, severity_from_level
 
 HERE = Path(__file__).resolve().parent
 
@@ -55,14 +63,16 @@ KNOWN_RIGHT: dict[str, frozenset[str]] = {
 }
 
 
-def pipeline_for(mode: str, user_types: str | None = None) -> dict:
+def pipeline_for(mode: str, user_types: str | None = None, severity: str | None = None) -> dict:
     """The `csa` pipeline up to its draft, anticipating in `mode` (only risk, anticipate and decide run);
-    `user_types` overrides the risk step's (`written` or `read`)."""
+    `user_types` and `severity` override the risk step's."""
     csa = tomllib.loads(resolve("csa").read_text(encoding="utf-8"))
     steps = {k: v for k, v in csa["steps"].items() if k in ("risk", "anticipate", "decide", "draft", "recombine")}
     steps["anticipate"] = {**steps["anticipate"], "mode": mode}
     if user_types:
         steps["risk"] = {**steps["risk"], "user_types": user_types}
+    if severity:
+        steps["risk"] = {**steps["risk"], "severity": severity}
     return {"name": f"anticipate-{mode}", "answer": "draft", "backend": csa.get("backend", {}), "steps": steps}
 
 
@@ -90,6 +100,21 @@ def read_done(path: str | None) -> tuple[dict[tuple[str, str], dict], dict[str, 
     return done, assessments
 
 
+def read_assessments(path: str) -> dict[str, dict]:
+    """Each item's assessment from an earlier run: this script's `--out` rows, or the records of
+    `pearl bench quality` / `pearl eval` (the `risk` step's output)."""
+    found: dict[str, dict] = {}
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        if "assessment" in row:
+            found[row["item"]] = row["assessment"]
+        elif (row.get("result") or {}).get("steps", {}).get("risk"):
+            found[row["id"]] = row["result"]["steps"]["risk"]["output"]
+    return found
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--modes", default="pairs,strategy,table")
@@ -107,6 +132,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--user-types", default=None, choices=["written", "read"],
                     help="the risk step's user_types (default: the csa pipeline's)")
+    ap.add_argument("--severity", default=None, choices=["written", "level"],
+                    help="the risk step's severity source (default: the csa pipeline's); 'level' also applies to "
+                         "assessments read back")
+    ap.add_argument("--assessments", default=None,
+                    help="an earlier run's --out rows: take each item's assessment from there (no risk call)")
     ap.add_argument("--out", default=None, help="append one JSON line per (item, mode); resumed")
     args = ap.parse_args()
     if args.limit is None and not args.mix:
@@ -114,7 +144,8 @@ def main() -> None:
 
     host = get_host()
     modes = [m for m in args.modes.split(",") if m]
-    pipelines = {m: compile_spec(pipeline_for(m, args.user_types), host, source=f"csa.toml (anticipate mode {m})") for m in modes}
+    pipelines = {m: compile_spec(pipeline_for(m, args.user_types, args.severity), host,
+                                 source=f"csa.toml (anticipate mode {m})") for m in modes}
     overrides = {"threads": args.threads} if args.threads else {}
     settings = resolve_settings(pipelines[modes[0]].spec.backend, name=args.backend, model=args.model,
                                 url=args.backend_url, **overrides)
@@ -122,11 +153,16 @@ def main() -> None:
     runners = {m: Runner(p, {"task": lm}, host, backend_name=settings.name) for m, p in pipelines.items()}
     items = load_items(args, host)
     done, assessments = read_done(args.out)
+    if args.assessments:
+        assessments = {**read_assessments(args.assessments), **assessments}
 
     rows: dict[tuple[str, str], dict] = {}
     for item in items:
         if item.id in assessments:
             assessment = RiskAssessment.model_validate(assessments[item.id])
+            if args.severity == "level":  # idempotent: an assessment made with severity = "level" is unchanged
+                severity, _ = severity_from_level(assessment.severity, assessment.level, LEVEL_SEVERITY)
+                assessment = assessment.model_copy(update={"severity": severity})
         else:
             out = runners[modes[0]].run_steps(RunState(item.conversation), ["risk"])["risk"].output
             assessment = RiskAssessment.model_validate(out)
