@@ -30,6 +30,10 @@ def assert_clean_error(proc, fragment):
     (["run", "--pipeline", "nonesuch", "hi"], "unknown pipeline 'nonesuch'"),
     (["run", "--backend", "nonesuch", "hi"], "unknown backend 'nonesuch'"),
     (["run", "--model", "/no/such/model.gguf", "hi"], "model file '/no/such/model.gguf' does not exist"),
+    (["run", "--set", "risk", "hi"], "write STEP.PARAM=VALUE"),
+    (["run", "--set", "risk.nope=1", "hi"], "step 'risk' has no parameter 'nope'"),
+    (["run", "--set", "nostep.x=1", "hi"], "pipeline 'csa' has no step 'nostep'; its steps are risk, anticipate"),
+    (["run", "--pipeline", "minimal", "--set", "risk.severity=level", "hi"], "pipeline 'minimal' has no step 'risk'"),
 ])
 def test_bad_input_is_one_clean_line(pearl, args, fragment):
     assert_clean_error(pearl(*args), fragment)
@@ -56,6 +60,27 @@ def test_listings(pearl):
     assert proc.returncode == 0 and "minimal" in proc.stdout
     proc = pearl("plugins")
     assert proc.returncode == 0 and "llamacpp" in proc.stdout
+
+
+@pytest.mark.parametrize("batch", [False, True])
+def test_run_sets_step_parameters_on_the_session_it_opens(pearl, monkeypatch, tmp_path, batch):
+    import pearl.runtime.session as session
+    from pearl.errors import InputError
+    from pearl.runtime.overrides import Override
+
+    opened = {}
+
+    def open_session(pipeline, **options):  # records what the CLI asked for, then stops before any model loads
+        opened.update(options, pipeline=pipeline)
+        raise InputError("stopped by the test")
+
+    monkeypatch.setattr(session, "open_session", open_session)
+    where = ["--batch", str(tmp_path / "in.jsonl"), "--out", str(tmp_path / "out.jsonl")] if batch else ["hi"]
+    (tmp_path / "in.jsonl").write_text('{"prompt": "hi"}\n')
+    proc = pearl("run", "--set", "risk.severity=level", "--set", "anticipate.mode=declared", *where)
+    assert_clean_error(proc, "stopped by the test")
+    assert opened["pipeline"] == "csa"
+    assert opened["overrides"] == [Override("risk", "severity", "level"), Override("anticipate", "mode", "declared")]
 
 
 def test_help_explains(pearl):

@@ -123,6 +123,7 @@ def run(
     concurrency: int = typer.Option(4, "--concurrency", "-k", help="With --batch: conversations run at once."),
     timeout: Optional[float] = typer.Option(None, "--timeout", help=TIMEOUT_HELP),
     api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help=API_KEY_ENV_HELP),
+    sets: Optional[list[str]] = typer.Option(None, "--set", help="STEP.PARAM=VALUE set on the pipeline's step before it runs (repeatable), e.g. risk.user_types=read."),
     ctx: typer.Context = None,
 ):
     """Answer one conversation with a pipeline and print the response (or a whole --batch file)."""
@@ -141,16 +142,18 @@ def run(
         from pearl.runtime.compiled import manifest_pipeline
 
         pipeline = manifest_pipeline(compiled)
+    overrides = checked_overrides(pipeline, sets or [])
     if batch is not None:
         return _run_batch(batch, out, concurrency, text, file, extras, dict(
             pipeline=pipeline, backend=backend, url=backend_url, model=model, seed=seed, temperature=temperature,
-            max_tokens=max_tokens, n_ctx=n_ctx, threads=threads, compiled=compiled, **connection))
+            max_tokens=max_tokens, n_ctx=n_ctx, threads=threads, compiled=compiled, overrides=overrides,
+            **connection))
     if out is not None:
         raise InputError("--out is for batched runs: add --batch INPUT.jsonl")
     conversation = _read_conversation(text, file)
     session = open_session(pipeline, backend=backend, url=backend_url, model=model, seed=seed,
                            temperature=temperature, max_tokens=max_tokens, n_ctx=n_ctx, threads=threads,
-                           compiled=compiled, **connection)
+                           compiled=compiled, overrides=overrides, **connection)
     extras.apply(session)
     if as_json or not console.is_terminal:
         result = session.run(conversation)
@@ -183,6 +186,23 @@ def run(
 from pearl.traces.viewer import trace_app  # noqa: E402
 
 app.add_typer(trace_app, name="trace")
+
+
+def checked_overrides(pipeline: str, sets: list[str]) -> list:
+    """`--set` items parsed and tried on `pipeline` before any model loads: a malformed item, an
+    unknown parameter or a step the pipeline lacks is an `InputError` that names it."""
+    from pearl.host.manager import get_host
+    from pearl.runtime.overrides import parse_overrides
+    from pearl.runtime.pipeline import load
+
+    overrides = parse_overrides(sets)
+    if overrides:
+        loaded = load(pipeline, get_host(), overrides)
+        for o in overrides:
+            if o not in loaded.overrides:
+                raise InputError(f"--set {o}: pipeline '{loaded.name}' has no step '{o.step}'; its steps are "
+                                 f"{', '.join(loaded.spec.steps)}")
+    return overrides
 
 
 def _run_batch(batch: str, out: Optional[str], concurrency: int, text, file, extras: RunExtras,
