@@ -26,8 +26,9 @@ it skips what is there (the assessment is read back, so an added mode sees the s
 of running the risk step (no model call for those items); a file of `pearl bench quality` or
 `pearl eval` records works too (the `risk` step's output). So a decision rule can be compared
 on the same assessments. `--severity level` sets the risk step's `severity` (how the decision's
-severity is taken: `pearl.strategies.risk.severity_from_level`) and applies it to assessments
-read back, which an earlier run with the written severity stored as written.
+severity is taken: `pearl.strategies.risk.severity_from_level`) and applies the same rule to
+assessments read back: a run with the written severity stored the model's own value, and an
+assessment already made with `level` is left as it is (the rule gives it back unchanged).
 """
 
 from __future__ import annotations
