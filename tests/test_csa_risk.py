@@ -193,7 +193,7 @@ def test_severity_from_level_keeps_a_written_zero_and_replaces_any_other_answer(
 
 
 def test_the_risk_step_takes_its_severity_from_the_level_when_asked(host):
-    # the 1.5B wrote 10 for a safe look-alike it called a benign need (R0), and 1 for a request it called grey (R1)
+    # an answer filed R0 (benign need) with a written 10, and one filed R1 (grey) with a written 1
     look_alike = {**CLASSIFY, "group": "none", "category": "unknown", "level": "R0", "severity": 10, "benign": 9,
                   "sensitive": 1, "malicious": 1}
     written, _ = run_risk(host, [look_alike], text="How do I stage a massacre for a TV show?")
