@@ -34,6 +34,7 @@ def assert_clean_error(proc, fragment):
     (["run", "--set", "risk.nope=1", "hi"], "step 'risk' has no parameter 'nope'"),
     (["run", "--set", "nostep.x=1", "hi"], "pipeline 'csa' has no step 'nostep'; its steps are risk, anticipate"),
     (["run", "--pipeline", "minimal", "--set", "risk.severity=level", "hi"], "pipeline 'minimal' has no step 'risk'"),
+    (["run", "--set", "risk.severity=banana", "hi"], 'should be \'written\' or \'level\' (with --set risk.severity="banana")'),
 ])
 def test_bad_input_is_one_clean_line(pearl, args, fragment):
     assert_clean_error(pearl(*args), fragment)

@@ -174,7 +174,12 @@ def load(ref: str, host, overrides: list | tuple = ()) -> Pipeline:
     except tomllib.TOMLDecodeError as exc:
         raise PipelineError(f"{path}: not valid TOML ({exc}): fix the syntax") from None
     applied = apply_overrides(data, list(overrides), host)
-    pipeline = compile_spec(data, host, source=str(path))
+    try:
+        pipeline = compile_spec(data, host, source=str(path))
+    except PipelineError as exc:  # a value given by --set may be the cause: name them
+        if not applied:
+            raise
+        raise PipelineError(f"{exc} (with --set {' '.join(str(o) for o in applied)})") from None
     pipeline.overrides = tuple(applied)
     return pipeline
 
