@@ -41,5 +41,7 @@ class ReadingDummyLM(DummyLM):
                              "finish_reason": "length"}],
                 "usage": {"prompt_tokens": 0, "completion_tokens": 1, "total_tokens": 1}, "model": "dummy"}
 
+
 def reader(danger: float, distress: float):
+    """`ReadingDummyLM`'s answer: P(yes) `danger` to the danger question, `distress` to any other."""
     return lambda said: danger if QUESTIONS["danger"] in said else distress
