@@ -49,6 +49,38 @@ def add_missing_judges(path: Path, wanted: set[str], evaluator, label: str, *, p
     return len(stale)
 
 
+def add_unrefined(records: list, twins_path: Path, evaluator, runner, label: str, *, progress: bool) -> list | None:
+    """The twins of `records` answered by their refinement's first iteration (`pearl.evaluation.unrefined`),
+    judged by `evaluator`'s judges; those already in `twins_path` are kept, the others appended as they are
+    judged (so an interrupted run resumes). A crashed item's twin is its own record. None when no record
+    holds a refinement (the pipeline does not refine)."""
+    from rich.progress import track
+
+    from pearl.cli.evaluate import err_console
+    from pearl.evaluation.unrefined import SUFFIX, refine_step, unrefined_record
+    from pearl.io.jsonl import JsonlAppender
+    from pearl.io.results import latest_by_id, read_records
+
+    if not any(refine_step(r) for r in records):
+        return None
+    kept = latest_by_id(read_records(twins_path)[0]) if twins_path.exists() else {}
+    todo = [r for r in records if r.id not in kept]
+    twins = dict(kept)
+    if todo:
+        err_console.print(f"[bold]{label}{SUFFIX}[/]: judging the reply before refinement of {len(todo)} answers "
+                          f"(no new answer is generated)")
+    with JsonlAppender(twins_path) as writer:
+        for record in track(todo, description=f"{label}{SUFFIX} judges", console=err_console, disable=not progress):
+            twin = unrefined_record(record, runner) if record.status == "ok" else None
+            if twin is None:  # crashed, or not refined: the same answer either way
+                twin = record
+            elif (judged := evaluator.add_judges(twin)) is not None:
+                twin = judged
+            writer.append(twin)
+            twins[twin.id] = twin
+    return [twins[r.id] for r in records if r.id in twins]
+
+
 bench_app = typer.Typer(help="Benchmarks of the shipped pipelines on this machine: quality side by side, cost.",
                         no_args_is_help=True)
 
@@ -86,6 +118,7 @@ def quality_command(
     compiled: Optional[str] = typer.Option(None, "--compiled", help="A `pearl optimize` folder loaded into every listed pipeline; 'none' for the uncompiled programs (default: each pipeline's programs compiled for the model, if any)."),
     bootstrap: int = typer.Option(1000, "--bootstrap", min=100, help="Bootstrap resamples for the 95% intervals."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar per pipeline."),
+    unrefined: bool = typer.Option(False, "--unrefined", help="For a pipeline that refines (csa), also judge each answer's reply before refinement (Lingo-BP's first iteration, through the steps after it) as a column LABEL@0, and print refinement's paired effect. No answer is generated again: the judges' cost only."),
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ):
     """Answer the same seeded mix with several pipelines; print constructive score, over-refusal, harmful
@@ -94,6 +127,7 @@ def quality_command(
     from pearl.evaluation.evaluate import (ItemEvaluator, RememberingCategoriser, build_judges, default_judges,
                                            judge_categoriser)
     from pearl.evaluation.quality import EXPECTS, compute, render
+    from pearl.evaluation.unrefined import SUFFIX
     from pearl.host.dataset import load_dataset
     from pearl.host.manager import get_host
     from pearl.io.results import done_ids, latest_by_id, read_records
@@ -134,6 +168,7 @@ def quality_command(
     judge_choice = {"name": judge_backend, "model": judge_model, "url": judge_url}
     out.mkdir(parents=True, exist_ok=True)
     rows = []
+    refined_pairs: list[tuple[str, str]] = []  # (label, its twin's label) for --unrefined
     for name in names:
         session = open_session(name, backend=backend, url=backend_url, model=model, threads=threads, host=host,
                                overrides=parsed, compiled=compiled,
@@ -153,7 +188,16 @@ def quality_command(
         wanted = {item.id for item in items}
         add_missing_judges(path, wanted, evaluator, label, progress=progress)
         records, _ = read_records(path)
-        rows.append((label, [r for r in latest_by_id(records).values() if r.id in wanted]))
+        answered = [r for r in latest_by_id(records).values() if r.id in wanted]
+        if unrefined:
+            twins = add_unrefined(answered, out / f"{label}{SUFFIX}.jsonl", evaluator, session.runner, label,
+                                  progress=progress)
+            if twins is None:
+                err_console.print(f"[yellow]{label} does not refine: --unrefined adds no column for it[/]")
+            else:
+                rows.append((f"{label}{SUFFIX}", twins))
+                refined_pairs.append((label, f"{label}{SUFFIX}"))
+        rows.append((label, answered))
     # Compare like with like: only the items every pipeline has a record of (one that crashed counts).
     common = set.intersection(*({r.id for r in recs} for _, recs in rows))
     # The first pipeline (by default `direct`, the model alone) is the reference of the paired differences.
@@ -165,8 +209,23 @@ def quality_command(
     if len(common) < len(items):
         title += f"; on the {len(common)} of {len(items)} items every pipeline answered"
     table = render(figures_of, title=title)
+    effects = []
+    by_label = dict(rows)
+    for label, twin_label in refined_pairs:
+        refined = [r for r in by_label[label] if r.id in common]
+        twins = [r for r in by_label[twin_label] if r.id in common]
+        before = {t.id: t.result.response for t in twins if t.result is not None}
+        changed = sum(r.result is not None and r.id in before and r.result.response != before[r.id] for r in refined)
+        pair = [compute(twin_label, twins, n_boot=bootstrap, seed=seed),
+                compute(label, refined, n_boot=bootstrap, seed=seed, reference=(twin_label, twins))]
+        effects.append({"pipeline": label, "before": twin_label, "changed_replies": changed,
+                        "figures": [q.as_dict() for q in pair]})
+        table += "\n\n" + render(pair, title=f"what refinement changed in {label}, paired by item: {twin_label} is "
+                                             f"its reply before refinement; {changed} of {len(refined)} replies differ")
     (out / "quality.md").write_text(table + (f"\n--set {' '.join(sets)} (pipelines with a + in their name)\n"
                                              if sets else ""), encoding="utf-8")
     figures = {"title": title, "sets": list(sets or []), "items": len(common), "pipelines": [q.as_dict() for q in figures_of]}
+    if effects:
+        figures["refinement"] = effects
     (out / "quality.json").write_text(json.dumps(figures, indent=2), encoding="utf-8")
     typer.echo(json.dumps(figures, indent=2) if as_json else table)

@@ -1,0 +1,75 @@
+"""The answer a run would have given without Lingo-BP, rebuilt from its record.
+
+A `refine` step keeps every iteration (`pearl.csa.Refinement`); its first is the recombined reply
+before any refinement. `unrefined_record` makes the record's twin: the refinement's Pearl Point
+moved to that first iteration, the steps after `refine` (in `csa`, the help-lines check; no LM)
+run again on it exactly as the pipeline ran them, the judges' verdicts dropped so that the
+caller judges the twin afresh, and the cost that of the steps before refinement. Judging both
+with the same judges is then a paired measure of what refinement changed, for the judges' cost
+only (`pearl bench quality --unrefined`).
+
+Contract: the record must come from the pipeline of `runner` (its steps' outputs are read back
+with the types those steps declare); a record with no `Refinement` output, or whose refinement
+holds no iteration, has no twin (None).
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from pearl.csa.refinement import Refinement
+from pearl.host.step import RunState
+from pearl.io.results import ResultRecord, Timings
+from pearl.types import Usage, type_name
+
+SUFFIX = "@0"  # the twin column's name: the pipeline's label plus this
+
+
+def refine_step(record: ResultRecord) -> str | None:
+    """The id of the record's step that wrote a `Refinement`, if any."""
+    if record.result is None:
+        return None
+    wanted = (type_name(Refinement), Refinement.__name__)
+    return next((sid for sid, rec in record.result.steps.items() if rec.type in wanted), None)
+
+
+def unrefined_record(record: ResultRecord, runner) -> ResultRecord | None:
+    """The twin of `record` answered by its refinement's first iteration (see the module docstring)."""
+    step_id = refine_step(record)
+    if record.status != "ok" or step_id is None:
+        return None
+    result = record.result
+    refinement = Refinement.model_validate(result.steps[step_id].output)
+    if not refinement.iterations:
+        return None
+    first = refinement.iterations[0]
+    pipeline = runner.pipeline
+    after = nx.descendants(pipeline.graph, step_id)
+    state = RunState(record.conversation)
+    for sid, rec in result.steps.items():
+        if sid in after or sid == step_id:
+            continue
+        state.set(rec.slot, pipeline.steps[sid].output[1].model_validate(rec.output))
+    twin_refinement = refinement.model_copy(update={
+        "response": first.response, "reasoning": first.reasoning, "chosen": first.index,
+        "stop_detail": f"twin without refinement: iteration {first.index} of {len(refinement.iterations)}"})
+    slot = result.steps[step_id].slot
+    state.set(slot, twin_refinement)
+    rerun = runner.run_steps(state, after, run_id=f"{result.metadata.get('run_id', record.id)}{SUFFIX}")
+    answer = state.get(pipeline.spec.answer)
+    before = [rec for sid, rec in result.steps.items() if sid != step_id and sid not in after]
+    usage = Usage()
+    for rec in [*before, *rerun.values()]:
+        usage = usage.add(rec.usage)
+    seconds = sum(rec.seconds for rec in [*before, *rerun.values()])
+    steps = {sid: rec for sid, rec in result.steps.items() if sid not in after}
+    steps[step_id] = steps[step_id].model_copy(update={"output": twin_refinement.model_dump(mode="json"),
+                                                        "usage": Usage(), "seconds": 0.0})
+    steps.update(rerun)
+    twin = result.model_copy(update={"response": getattr(answer, "response"),
+                                     "reasoning": getattr(answer, "reasoning", None), "steps": steps,
+                                     "usage": usage, "seconds": seconds,
+                                     "metadata": {**result.metadata, "unrefined_of": record.pipeline}})
+    return record.model_copy(update={"result": twin, "judgements": {}, "judge_errors": {}, "judge_category": None,
+                                     "judge_category_source": None,
+                                     "timings": Timings(pipeline_s=seconds, total_s=seconds)})
