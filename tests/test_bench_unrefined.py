@@ -163,3 +163,29 @@ def test_the_twin_costs_what_the_steps_before_refinement_cost(refining_host, tmp
     assert unrefined_record(plain, session.runner) is None
     crashed = record.model_copy(update={"status": "error", "result": None, "error": "boom"})
     assert unrefined_record(crashed, session.runner) is None
+
+
+def test_a_twin_that_cannot_be_rebuilt_is_a_crash_of_its_column_and_kept_twins_get_new_judges(
+        refining_host, run_cli, tmp_path):
+    pipeline = tmp_path / "refining.toml"
+    pipeline.write_text(REFINING, encoding="utf-8")
+    out = tmp_path / "bench"
+    base = ["bench", "quality", "--dataset", f"jsonl:{_items(tmp_path)}", "--pipelines", str(pipeline),
+            "--out", str(out), "--no-progress", "--bootstrap", "200"]
+    assert run_cli([*base, "--judges", "refusal-rules"]).returncode == 0
+    answers = out / "test-refining.jsonl"
+    rows = [json.loads(line) for line in answers.read_text().splitlines()]
+    del rows[0]["result"]["steps"]["refine"]["output"]["iterations"]  # as if written by another version
+    answers.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    first = run_cli([*base, "--judges", "refusal-rules", "--unrefined"])
+    assert first.returncode == 0, first.stderr
+    twins = {r.id: r for r in read_records(out / "test-refining@0.jsonl")[0]}
+    assert twins[rows[0]["id"]].status == "error" and "before refinement" in twins[rows[0]["id"]].error
+    columns = {q["pipeline"]: q for q in json.loads((out / "quality.json").read_text())["pipelines"]}
+    assert columns["test-refining@0"]["errors"] == 1 and columns["test-refining"]["errors"] == 0
+    # a judge added later judges the twins already written, without rebuilding them
+    again = run_cli([*base, "--judges", "refusal-rules,refusal", "--unrefined"])
+    assert again.returncode == 0, again.stderr
+    twins = {r.id: r for r in read_records(out / "test-refining@0.jsonl")[0]}
+    assert all("refusal" in t.judgements for t in twins.values() if t.status == "ok")
+    assert twins["safe-2"].result.response == f"{DECLINE} (checked)"

@@ -51,9 +51,10 @@ def add_missing_judges(path: Path, wanted: set[str], evaluator, label: str, *, p
 
 def add_unrefined(records: list, twins_path: Path, evaluator, runner, label: str, *, progress: bool) -> list | None:
     """The twins of `records` answered by their refinement's first iteration (`pearl.evaluation.unrefined`),
-    judged by `evaluator`'s judges; those already in `twins_path` are kept, the others appended as they are
-    judged (so an interrupted run resumes). A crashed item's twin is its own record. None when no record
-    holds a refinement (the pipeline does not refine)."""
+    judged by `evaluator`'s judges. Twins already in `twins_path` are kept (and given the verdicts they lack);
+    the others are appended as they are judged, so an interrupted run resumes. A crashed item's twin is its
+    own record; one whose reply before refinement cannot be rebuilt is a crash of the twin column. None when
+    no record holds a refinement (the pipeline does not refine)."""
     from rich.progress import track
 
     from pearl.cli.evaluate import err_console
@@ -63,23 +64,29 @@ def add_unrefined(records: list, twins_path: Path, evaluator, runner, label: str
 
     if not any(refine_step(r) for r in records):
         return None
-    kept = latest_by_id(read_records(twins_path)[0]) if twins_path.exists() else {}
-    todo = [r for r in records if r.id not in kept]
-    twins = dict(kept)
+    twins = latest_by_id(read_records(twins_path)[0]) if twins_path.exists() else {}
+    todo = [r for r in records if r.id not in twins or set(evaluator.judges) - set(twins[r.id].judgements)]
     if todo:
         err_console.print(f"[bold]{label}{SUFFIX}[/]: judging the reply before refinement of {len(todo)} answers "
                           f"(no new answer is generated)")
+
+    def twin_of(record):
+        if record.id in twins:
+            return evaluator.add_judges(twins[record.id]) or twins[record.id]
+        try:
+            twin = unrefined_record(record, runner) if record.status == "ok" else None
+        except Exception as exc:  # a record from another version, or a step after refine that fails
+            return record.model_copy(update={"status": "error", "result": None, "judgements": {},
+                                             "error": f"no reply before refinement: {exc}"})
+        if twin is None:  # crashed, or not refined: the same answer either way
+            return record
+        return evaluator.add_judges(twin) or twin
+
     with JsonlAppender(twins_path) as writer:
         for record in track(todo, description=f"{label}{SUFFIX} judges", console=err_console, disable=not progress):
-            twin = unrefined_record(record, runner) if record.status == "ok" else None
-            if twin is None:  # crashed, or not refined: the same answer either way
-                twin = record
-            elif (judged := evaluator.add_judges(twin)) is not None:
-                twin = judged
-            writer.append(twin)
-            twins[twin.id] = twin
+            twins[record.id] = twin_of(record)
+            writer.append(twins[record.id])
     return [twins[r.id] for r in records if r.id in twins]
-
 
 bench_app = typer.Typer(help="Benchmarks of the shipped pipelines on this machine: quality side by side, cost.",
                         no_args_is_help=True)
