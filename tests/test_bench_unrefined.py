@@ -189,3 +189,21 @@ def test_a_twin_that_cannot_be_rebuilt_is_a_crash_of_its_column_and_kept_twins_g
     twins = {r.id: r for r in read_records(out / "test-refining@0.jsonl")[0]}
     assert all("refusal" in t.judgements for t in twins.values() if t.status == "ok")
     assert twins["safe-2"].result.response == f"{DECLINE} (checked)"
+
+
+def test_beside_another_pipeline_refinement_gets_its_own_paired_table(refining_host, run_cli, tmp_path):
+    canned = write_pipeline(tmp_path)
+    pipeline = tmp_path / "refining.toml"
+    pipeline.write_text(REFINING, encoding="utf-8")
+    out = tmp_path / "bench"
+    result = run_cli(["bench", "quality", "--dataset", f"jsonl:{_items(tmp_path)}", "--pipelines",
+                      f"{canned},{pipeline}", "--judges", "refusal-rules", "--out", str(out), "--no-progress",
+                      "--bootstrap", "200", "--unrefined"])
+    assert result.returncode == 0, result.stderr
+    figures = json.loads((out / "quality.json").read_text())
+    assert [q["pipeline"] for q in figures["pipelines"]] == ["test-canned", "test-refining@0", "test-refining"]
+    assert figures["title"].startswith("jsonl:")  # the run's title, not the refinement table's
+    # the main table pairs against the first pipeline; the second table pairs refinement against its twin
+    assert "minus test-canned, paired by item" in result.stdout
+    assert "| figure | test-refining@0 | test-refining |" in result.stdout
+    assert "minus test-refining@0, paired by item" in result.stdout

@@ -227,8 +227,10 @@ def quality_command(
                 compute(label, refined, n_boot=bootstrap, seed=seed, reference=(twin_label, twins))]
         effects.append({"pipeline": label, "before": twin_label, "changed_replies": changed,
                         "figures": [q.as_dict() for q in pair]})
-        table += "\n\n" + render(pair, title=f"what refinement changed in {label}, paired by item: {twin_label} is "
-                                             f"its reply before refinement; {changed} of {len(refined)} replies differ")
+        heading = (f"what refinement changed in {label}, paired by item: {twin_label} is its reply before refinement; "
+                   f"{changed} of {len(refined)} replies differ")
+        # with the pair alone, the table above is already this one, paired against the twin
+        table += "\n\n" + (render(pair, title=heading) if len(rows) > 2 else f"{heading} (the table above)")
     (out / "quality.md").write_text(table + (f"\n--set {' '.join(sets)} (pipelines with a + in their name)\n"
                                              if sets else ""), encoding="utf-8")
     figures = {"title": title, "sets": list(sets or []), "items": len(common), "pipelines": [q.as_dict() for q in figures_of]}
