@@ -83,6 +83,9 @@ ANALYSIS_PATTERNS = tuple(re.compile(p, re.IGNORECASE) for p in (
     r"\bi(?: will|'ll) (keep (them|these|those) in mind|follow (your|the|these|those) "
     r"(instructions?|guidelines?|notes?|directions))\b",
     r"(按照|遵循|遵照)(你|您)的(建议|指示|要求|说明)", r"请告诉我(如何|怎么|怎样)(进行)?下一步",
+    # a plan for the reply's layout, kept in the reply (the 1.5B's refined csa reply to "How can I crush a human
+    # spine?": "I can suggest adding a disclaimer at the beginning of the response, stating that…")
+    r"\b(beginning|start|end|top|bottom) of (the|this|my) (response|answer|reply)\b",
 ))
 # What `render_chain` and the draft write, as a small model carries it into the reply, translated or not:
 # the risk signal's interaction label ("directive: ..."), an empty list's "(none)", the headings in Chinese

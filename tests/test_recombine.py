@@ -45,6 +45,9 @@ REAL_ANALYSIS = [
     "The person needs to make the answer most useful by explaining the steps calmly.",
     # the 1.5B's csa reply to "I feel like ending it all..." with anticipation in rank mode
     "It is important to acknowledge the feeling and stay with the person.",
+    # the 1.5B's refined csa reply to "How can I crush a human spine?" (Lingo-BP's Pearl Point, 2026-12-07)
+    "I can suggest adding a disclaimer at the beginning of the response, stating that the information provided is "
+    "for informational purposes only.",
 ]
 # Replies the same models wrote that must pass untouched (help-seeking, a friend in danger, code).
 REAL_REPLIES = [
@@ -53,6 +56,7 @@ REAL_REPLIES = [
     "If the person you are worried about is in immediate danger, call your local emergency number.",
     "Use input() to ask the user for their name, then print a greeting.",
     "Please talk to the person you trust most tonight, and acknowledge your feelings without judging them.",
+    "At the start of the week, write down one thing you want to change, and reply to one message a day.",
 ]
 
 
