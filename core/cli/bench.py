@@ -88,6 +88,7 @@ def add_unrefined(records: list, twins_path: Path, evaluator, runner, label: str
             writer.append(twins[record.id])
     return [twins[r.id] for r in records if r.id in twins]
 
+
 bench_app = typer.Typer(help="Benchmarks of the shipped pipelines on this machine: quality side by side, cost.",
                         no_args_is_help=True)
 
@@ -134,7 +135,7 @@ def quality_command(
     from pearl.evaluation.evaluate import (ItemEvaluator, RememberingCategoriser, build_judges, default_judges,
                                            judge_categoriser)
     from pearl.evaluation.quality import EXPECTS, compute, render
-    from pearl.evaluation.unrefined import SUFFIX
+    from pearl.evaluation.unrefined import SUFFIX, refinement_effect
     from pearl.host.dataset import load_dataset
     from pearl.host.manager import get_host
     from pearl.io.results import done_ids, latest_by_id, read_records
@@ -175,7 +176,7 @@ def quality_command(
     judge_choice = {"name": judge_backend, "model": judge_model, "url": judge_url}
     out.mkdir(parents=True, exist_ok=True)
     rows = []
-    refined_pairs: list[tuple[str, str]] = []  # (label, its twin's label) for --unrefined
+    refined: list[str] = []  # the labels that got a twin column (--unrefined)
     for name in names:
         session = open_session(name, backend=backend, url=backend_url, model=model, threads=threads, host=host,
                                overrides=parsed, compiled=compiled,
@@ -203,7 +204,7 @@ def quality_command(
                 err_console.print(f"[yellow]{label} does not refine: --unrefined adds no column for it[/]")
             else:
                 rows.append((f"{label}{SUFFIX}", twins))
-                refined_pairs.append((label, f"{label}{SUFFIX}"))
+                refined.append(label)
         rows.append((label, answered))
     # Compare like with like: only the items every pipeline has a record of (one that crashed counts).
     common = set.intersection(*({r.id for r in recs} for _, recs in rows))
@@ -218,17 +219,13 @@ def quality_command(
     table = render(figures_of, title=title)
     effects = []
     by_label = dict(rows)
-    for label, twin_label in refined_pairs:
-        refined = [r for r in by_label[label] if r.id in common]
-        twins = [r for r in by_label[twin_label] if r.id in common]
-        before = {t.id: t.result.response for t in twins if t.result is not None}
-        changed = sum(r.result is not None and r.id in before and r.result.response != before[r.id] for r in refined)
-        pair = [compute(twin_label, twins, n_boot=bootstrap, seed=seed),
-                compute(label, refined, n_boot=bootstrap, seed=seed, reference=(twin_label, twins))]
-        effects.append({"pipeline": label, "before": twin_label, "changed_replies": changed,
+    for label in refined:
+        answered, twins = ([r for r in by_label[name] if r.id in common] for name in (label, f"{label}{SUFFIX}"))
+        pair, changed = refinement_effect(label, answered, twins, n_boot=bootstrap, seed=seed)
+        effects.append({"pipeline": label, "before": pair[0].pipeline, "changed_replies": changed,
                         "figures": [q.as_dict() for q in pair]})
-        heading = (f"what refinement changed in {label}, paired by item: {twin_label} is its reply before refinement; "
-                   f"{changed} of {len(refined)} replies differ")
+        heading = (f"what refinement changed in {label}, paired by item: {pair[0].pipeline} is its reply before "
+                   f"refinement; {changed} of {len(answered)} replies differ")
         # with the pair alone, the table above is already this one, paired against the twin
         table += "\n\n" + (render(pair, title=heading) if len(rows) > 2 else f"{heading} (the table above)")
     (out / "quality.md").write_text(table + (f"\n--set {' '.join(sets)} (pipelines with a + in their name)\n"

@@ -18,6 +18,7 @@ from __future__ import annotations
 import networkx as nx
 
 from pearl.csa.refinement import Refinement
+from pearl.evaluation.quality import Quality, compute
 from pearl.host.step import RunState
 from pearl.io.results import ResultRecord, Timings
 from pearl.types import Usage, type_name
@@ -73,3 +74,15 @@ def unrefined_record(record: ResultRecord, runner) -> ResultRecord | None:
     return record.model_copy(update={"result": twin, "judgements": {}, "judge_errors": {}, "judge_category": None,
                                      "judge_category_source": None,
                                      "timings": Timings(pipeline_s=seconds, total_s=seconds)})
+
+
+def refinement_effect(label: str, refined: list[ResultRecord], twins: list[ResultRecord], *, n_boot: int = 1000,
+                      seed: int = 0) -> tuple[list[Quality], int]:
+    """The figures of the twins (`label` + SUFFIX) and of the refined answers paired against them, and how
+    many replies refinement changed, over the items both lists hold."""
+    before = {t.id: t.result.response for t in twins if t.result is not None}
+    changed = sum(r.result is not None and r.id in before and r.result.response != before[r.id] for r in refined)
+    twin_label = f"{label}{SUFFIX}"
+    pair = [compute(twin_label, twins, n_boot=n_boot, seed=seed),
+            compute(label, refined, n_boot=n_boot, seed=seed, reference=(twin_label, twins))]
+    return pair, changed
