@@ -46,26 +46,24 @@ def unrefined_record(record: ResultRecord, runner) -> ResultRecord | None:
     first = refinement.iterations[0]
     pipeline = runner.pipeline
     after = nx.descendants(pipeline.graph, step_id)
+    kept = {sid: rec for sid, rec in result.steps.items() if sid != step_id and sid not in after}
     state = RunState(record.conversation)
-    for sid, rec in result.steps.items():
-        if sid in after or sid == step_id:
-            continue
+    for sid, rec in kept.items():
         state.set(rec.slot, pipeline.steps[sid].output[1].model_validate(rec.output))
     twin_refinement = refinement.model_copy(update={
         "response": first.response, "reasoning": first.reasoning, "chosen": first.index,
         "stop_detail": f"twin without refinement: iteration {first.index} of {len(refinement.iterations)}"})
-    slot = result.steps[step_id].slot
-    state.set(slot, twin_refinement)
+    state.set(result.steps[step_id].slot, twin_refinement)
     rerun = runner.run_steps(state, after, run_id=f"{result.metadata.get('run_id', record.id)}{SUFFIX}")
     answer = state.get(pipeline.spec.answer)
-    before = [rec for sid, rec in result.steps.items() if sid != step_id and sid not in after]
+    spent = [*kept.values(), *rerun.values()]
     usage = Usage()
-    for rec in [*before, *rerun.values()]:
+    for rec in spent:
         usage = usage.add(rec.usage)
-    seconds = sum(rec.seconds for rec in [*before, *rerun.values()])
-    steps = {sid: rec for sid, rec in result.steps.items() if sid not in after}
-    steps[step_id] = steps[step_id].model_copy(update={"output": twin_refinement.model_dump(mode="json"),
-                                                        "usage": Usage(), "seconds": 0.0})
+    seconds = sum(rec.seconds for rec in spent)
+    twin_step = result.steps[step_id].model_copy(update={"output": twin_refinement.model_dump(mode="json"),
+                                                         "usage": Usage(), "seconds": 0.0})
+    steps = {sid: twin_step if sid == step_id else rec for sid, rec in result.steps.items() if sid not in after}
     steps.update(rerun)
     twin = result.model_copy(update={"response": getattr(answer, "response"),
                                      "reasoning": getattr(answer, "reasoning", None), "steps": steps,
