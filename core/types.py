@@ -140,6 +140,32 @@ class Result(BaseModel):
         return found[0] if found else None
 
 
+class RunIdentity(BaseModel):
+    """What a run's answers depend on besides their conversations: the pipeline, the `--set`s applied
+    to it, the compiled folder loaded and the task model (`Session.identity()`).
+
+    Results files store it with every record, so that resuming one with other settings is refused
+    instead of mixing two runs' answers in one file.
+    """
+
+    pipeline: str
+    set: list[str] = Field(default_factory=list)
+    compiled: str | None = None
+    model: str | None = None
+
+    def mismatch(self, recorded: dict[str, Any]) -> str:
+        """"" when the fields present in `recorded` (a stored run) equal this run's; else which differ, both ways."""
+        differ = [k for k in type(self).model_fields if k in recorded and recorded[k] != getattr(self, k)]
+        if not differ:
+            return ""
+
+        def shown(value: Any) -> str:
+            return (" ".join(value) or "none") if isinstance(value, list) else "none" if value is None else str(value)
+
+        return (", ".join(f"{k} {shown(recorded[k])}" for k in differ) + "; this run: "
+                + ", ".join(f"{k} {shown(getattr(self, k))}" for k in differ))
+
+
 class Answer(BaseModel):
     """The contract of a pipeline's answer slot: a response and optional reasoning.
 

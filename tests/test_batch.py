@@ -114,3 +114,30 @@ def test_cli_batch_against_the_double(tmp_path, double, run_cli):
     assert "0 answered, 0 failed, 2 already done" in again.stderr
     missing_out = run_cli(args[:-4])
     assert missing_out.returncode == 2 and "--batch needs --out" in missing_out.stderr
+    other_run = run_cli(args[:2] + ["direct"] + args[3:])
+    assert other_run.returncode == 2 and "Traceback" not in other_run.stderr
+    assert "pipeline minimal; this run: pipeline direct" in " ".join(other_run.stderr.split())
+
+
+def test_records_carry_their_run_and_another_run_may_not_resume_the_file(tmp_path, session, double, host):
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_inputs(inp, ['"one"', '"two"'])
+    run_batch(session, inp, out, concurrency=1, progress=False)
+    run = records(out)[0]["run"]
+    assert run == {"pipeline": "minimal", "set": [], "compiled": None, "model": session.runner.lms["task"].model}
+    before = out.read_bytes()
+    other = open_session("direct", backend="sglang", url=double.url, host=host, options={"backoff": 0.01})
+    with pytest.raises(InputError, match=r"another run \(pipeline minimal; this run: pipeline direct\)"):
+        run_batch(other, inp, out, progress=False)
+    assert out.read_bytes() == before  # refused before anything was rewritten
+    again = run_batch(session, inp, out, progress=False)  # the same run resumes: nothing left to do
+    assert (again.skipped, again.succeeded) == (2, 0)
+
+
+def test_a_record_from_before_runs_were_recorded_is_checked_on_its_pipeline(tmp_path, session):
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_inputs(inp, ['"one"'])
+    old = {"line": 1, "key": conversation_key('"one"'), "ok": True, "result": {"pipeline": "csa", "response": "x"}}
+    out.write_text(json.dumps(old) + "\n", encoding="utf-8")
+    with pytest.raises(InputError, match="pipeline csa; this run: pipeline minimal"):
+        run_batch(session, inp, out, progress=False)

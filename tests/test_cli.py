@@ -84,6 +84,26 @@ def test_run_sets_step_parameters_on_the_session_it_opens(pearl, monkeypatch, tm
     assert opened["overrides"] == [Override("risk", "severity", "level"), Override("anticipate", "mode", "declared")]
 
 
+def test_eval_sets_step_parameters_and_names_a_step_the_pipeline_lacks(pearl, monkeypatch, tmp_path):
+    import pearl.runtime.session as session
+    from pearl.errors import InputError
+    from pearl.runtime.overrides import Override
+
+    opened = {}
+
+    def open_session(pipeline, **options):  # records what the CLI asked for, then stops before any model loads
+        opened.update(options, pipeline=pipeline)
+        raise InputError("stopped by the test")
+
+    monkeypatch.setattr(session, "open_session", open_session)
+    (tmp_path / "items.jsonl").write_text('{"id": "a", "prompt": "hi"}\n')
+    args = ["eval", f"jsonl:{tmp_path / 'items.jsonl'}", "--out", str(tmp_path / "r.jsonl"), "--judges", "refusal-rules"]
+    assert_clean_error(pearl(*args, "--set", "refine.schedule=[]"), "stopped by the test")
+    assert opened["pipeline"] == "csa" and opened["overrides"] == [Override("refine", "schedule", [])]
+    assert_clean_error(pearl(*args, "--pipeline", "direct", "--set", "refine.schedule=[]"),
+                       "pipeline 'direct' has no step 'refine'")
+
+
 def test_help_explains(pearl):
     proc = pearl("run", "--help")
     assert proc.returncode == 0 and "--pipeline" in proc.stdout and "--json" in proc.stdout

@@ -69,6 +69,14 @@ def test_evaluate_records_results_judgements_errors_and_resumes(doubles_host, tm
     assert "q4" not in done_ids(out, dataset=name, pipeline="test-canned", retry_errors=True)
     with pytest.raises(InputError, match="not 'other' on 'jsonl'"):
         done_ids(out, dataset=name, pipeline="other", retry_errors=False)
+    # every record names its run; resuming with another model or --set is refused
+    assert by_id["q0"].run == session.identity() and by_id["q4"].run == session.identity()
+    same = done_ids(out, dataset=name, pipeline="test-canned", retry_errors=False, run=session.identity())
+    assert same == finished | {"q3", "q4", "q5"}
+    other = session.identity().model_copy(update={"model": "llamacpp/another", "set": ["respond.x=1"]})
+    with pytest.raises(InputError, match=r"another run \(set none, model .+; this run: set respond.x=1, "
+                                         r"model llamacpp/another\)"):
+        done_ids(out, dataset=name, pipeline="test-canned", retry_errors=False, run=other)
 
 
 def test_partial_last_line_is_dropped_before_appending(tmp_path):

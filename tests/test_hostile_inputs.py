@@ -16,11 +16,12 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from pearl.errors import InputError, PearlError
-from pearl.types import Conversation, Result
+from pearl.types import Conversation, Result, RunIdentity
 
 
 class GatedSession:
@@ -29,7 +30,10 @@ class GatedSession:
     def __init__(self):
         self.gate = threading.Event()
         self.asked: list[str] = []
-        self.pipeline = type("P", (), {"name": "gated"})()
+        self.pipeline = SimpleNamespace(name="gated")
+
+    def identity(self) -> RunIdentity:
+        return RunIdentity(pipeline="gated", model="double/gated")
 
     def run(self, conversation: Conversation) -> Result:
         text = conversation.last_user_message

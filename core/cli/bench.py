@@ -183,7 +183,8 @@ def quality_command(
                                judge=judge_choice if any(judge_choice.values()) else None)
         label = run_label(session.pipeline.name, [str(o) for o in session.pipeline.overrides])
         path = out / f"{label}.jsonl"
-        finished = done_ids(path, dataset=dataset, pipeline=session.pipeline.name, retry_errors=False)
+        finished = done_ids(path, dataset=dataset, pipeline=session.pipeline.name, retry_errors=False,
+                            run=session.identity())
         todo = [item for item in items if item.id not in finished]
         err_console.print(f"[bold]{label}[/]: {len(items)} items, {len(items) - len(todo)} already in {path}, "
                           f"{len(todo)} to run · model {session.settings.model or '(pipeline default)'} · "

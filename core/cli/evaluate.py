@@ -45,6 +45,7 @@ def eval_command(
     n_ctx: Optional[int] = typer.Option(None, "--n-ctx", help="Context length for the embedded model."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the embedded model."),
     compiled: Optional[str] = typer.Option(None, "--compiled", help="A `pearl optimize` folder to load; 'none' for the uncompiled programs (default: the pipeline's programs compiled for the model, if any)."),
+    sets: Optional[List[str]] = typer.Option(None, "--set", help="STEP.PARAM=VALUE set on the pipeline's step before it runs (repeatable), e.g. refine.schedule=[]; recorded in every result."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds an HTTP backend waits for each answer "
                                             "before it gives up (default: the backend option timeout, else 120)."),
@@ -59,7 +60,7 @@ def eval_command(
     from pearl.host.manager import get_host
     from pearl.io.results import done_ids
 
-    from pearl.cli import connection_options
+    from pearl.cli import checked_overrides, connection_options
     from pearl.host.dataset import parse_ref
     from pearl.io.paths import refuse_overwrite
 
@@ -71,14 +72,16 @@ def eval_command(
     items = select(items, filters=filters, sample=sample, seed=seed, limit=limit)
     judge_names = [j.strip() for j in judges.split(",") if j.strip()] if judges else default_judges(host)
     judge_objs = build_judges(host, judge_names)
+    overrides = checked_overrides(pipeline or DEFAULT_PIPELINE, sets or [])
 
     # The judge's choices resolve against the evaluated model's settings (`open_session`).
     judge_choice = {"name": judge_backend, "model": judge_model, "url": judge_url}
     session = open_session(pipeline or DEFAULT_PIPELINE, backend=backend, url=backend_url, model=model,
                            max_tokens=max_tokens, n_ctx=n_ctx, threads=threads, host=host, compiled=compiled,
-                           **connection_options(timeout, api_key_env),
+                           overrides=overrides, **connection_options(timeout, api_key_env),
                            judge=judge_choice if any(judge_choice.values()) else None)
-    finished = done_ids(out, dataset=name, pipeline=session.pipeline.name, retry_errors=retry_errors)
+    finished = done_ids(out, dataset=name, pipeline=session.pipeline.name, retry_errors=retry_errors,
+                        run=session.identity())
     todo = [item for item in items if item.id not in finished]
     err_console.print(f"[bold]{name}[/]: {len(items)} items selected, {len(items) - len(todo)} already in {out}, "
                       f"{len(todo)} to run · pipeline [bold]{session.pipeline.name}[/] · judges {', '.join(judge_names)}")

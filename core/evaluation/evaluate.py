@@ -111,11 +111,12 @@ class ItemEvaluator:
         self.dataset = dataset
         self.total = total
         self.judge_lm = session.runner.lms.get("judge") or session.runner.lms["task"]
+        self.run = session.identity()
 
     def __call__(self, item: Item) -> ResultRecord:
         t0 = time.perf_counter()
-        base = dict(id=item.id, dataset=self.dataset, pipeline=self.session.pipeline.name, labels=item.labels,
-                    conversation=item.conversation, total_items=self.total)
+        base = dict(id=item.id, dataset=self.dataset, pipeline=self.session.pipeline.name, run=self.run,
+                    labels=item.labels, conversation=item.conversation, total_items=self.total)
         try:
             result = self.session.run(item.conversation)
         except Exception as exc:  # a crashed item is data, not the end of the run

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from pearl.errors import InputError
 from pearl.io.jsonl import latest_by, read_lines
-from pearl.types import Conversation, Result
+from pearl.types import Conversation, Result, RunIdentity
 
 
 class Timings(BaseModel):
@@ -32,6 +32,7 @@ class ResultRecord(BaseModel):
     id: str
     dataset: str
     pipeline: str
+    run: RunIdentity | None = Field(default=None, description="the run that wrote it (None: an older version)")
     status: Literal["ok", "error"]
     labels: dict[str, Any] = Field(default_factory=dict)
     conversation: Conversation
@@ -75,8 +76,10 @@ def latest_by_id(records: list[ResultRecord]) -> dict[str, ResultRecord]:
     return latest_by(records, lambda r: r.id)  # type: ignore[return-value]
 
 
-def done_ids(path: Path, *, dataset: str, pipeline: str, retry_errors: bool) -> set[str]:
-    """Ids already finished in `path` (errors too, unless `retry_errors`); checks the file fits the run."""
+def done_ids(path: Path, *, dataset: str, pipeline: str, retry_errors: bool,
+             run: RunIdentity | None = None) -> set[str]:
+    """Ids already finished in `path` (errors too, unless `retry_errors`); checks the file fits the run:
+    the same pipeline on the same dataset, and, for records that store theirs, the same `run`."""
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{path}: is a folder: name the results file, such as {path / 'results.jsonl'}")
@@ -89,6 +92,9 @@ def done_ids(path: Path, *, dataset: str, pipeline: str, retry_errors: bool) -> 
                 f"{path} holds results of pipeline '{record.pipeline}' on dataset '{record.dataset}', not "
                 f"'{pipeline}' on '{dataset}': choose another --out file to keep them apart"
             )
+        differs = run.mismatch(record.run.model_dump()) if run is not None and record.run is not None else ""
+        if differs:
+            raise InputError(f"{path} holds results of another run ({differs}): resume it with the same --set, "
+                             f"--compiled and --model, or choose another --out to keep them apart")
     latest = latest_by_id(records)
     return {i for i, r in latest.items() if r.status == "ok" or not retry_errors}
-

@@ -8,11 +8,13 @@ concurrently on the session (a backend server sees K pipelines' calls at once; t
 SGLang backend batches them), and appends one JSON line per conversation as soon as it
 finishes::
 
-    {"line": 7, "key": "sha256:…", "ok": true, "result": {...the Result...}}
+    {"line": 7, "key": "sha256:…", "ok": true, "run": {...}, "result": {...the Result...}}
     {"line": 9, "key": "sha256:…", "ok": false, "error": "step 'respond': ...", "error_type": "StepError"}
 
 `line` is the 1-based line number in the input file when the record was written; `key`
-is the content hash of the line's conversation (`conversation_key`). A conversation that
+is the content hash of the line's conversation (`conversation_key`); `run` is what else the
+result depends on (`pearl.types.RunIdentity`: the pipeline, the `--set`s applied to it, the
+compiled folder loaded and the task model). A conversation that
 fails (bad input, a step error, a backend error) is recorded with its error; the others
 go on. `BatchSummary.failed` counts them (`pearl run --batch` then exits with code 1).
 
@@ -23,7 +25,9 @@ of failed lines and a torn last line left by a killed run are removed first (the
 appender's `keep` rule, one atomic rewrite), so the failed lines are tried again. An
 output file holding a successful record of a conversation that is *not* in the input
 (written from another, or an edited, input; or without keys, by an older version) is
-refused with an `InputError` and left as it is: choose another `--out`.
+refused with an `InputError` and left as it is: choose another `--out`. So is one holding a
+successful record made by another run (another `run`; a record from before `run` was written is
+checked on its result's pipeline): resuming it would put two settings' answers in one file.
 
 Output integrity: the output is written by `pearl.io.jsonl.JsonlAppender`: one complete
 line per record, flushed and synced before the next, so the file is valid whenever the
@@ -46,6 +50,7 @@ from pearl.io.conversations import parse_conversation_line
 from pearl.io.paths import same_file
 from pearl.io.jsonl import JsonlAppender, Line, parsed, read_lines
 from pearl.runtime.drain import DrainingMap
+from pearl.types import RunIdentity
 
 
 @dataclass
@@ -107,6 +112,28 @@ def check_output_matches(out_path: Path, input_path: Path, wanted: Counter) -> N
             f"older version; choose another --out file (the existing one is left as it is)")
 
 
+def _recorded_run(record: dict) -> dict[str, Any]:
+    """A successful record's `run`; for a record written before `run` existed, its result's pipeline."""
+    if isinstance(record.get("run"), dict):
+        return record["run"]
+    result = record.get("result")
+    pipeline = result.get("pipeline") if isinstance(result, dict) else None
+    return {"pipeline": pipeline} if pipeline else {}
+
+
+def check_same_run(out_path: Path, identity: RunIdentity) -> None:
+    """Refuse an output file holding a successful record that another run (`Session.identity()`) wrote."""
+    if not out_path.is_file():
+        return
+    for _, value in parsed(out_path):
+        differs = identity.mismatch(_recorded_run(value)) if _succeeded(value) else ""
+        if differs:
+            raise InputError(
+                f"--out {out_path} holds results of another run ({differs}), written for its line "
+                f"{value.get('line', '?')}: resume it with the same --pipeline, --set, --compiled and --model, or "
+                f"choose another --out file (the existing one is left as it is)")
+
+
 def _answered(wanted: Counter) -> Callable[[Any], bool]:
     """The `keep` rule of the output file: successful records, as many per key as the input needs."""
     left = Counter(wanted)
@@ -121,11 +148,12 @@ def _answered(wanted: Counter) -> Callable[[Any], bool]:
     return keep
 
 
-def _run_one(session, path: Path, line: Line, key: str) -> dict[str, Any]:
+def _run_one(session, path: Path, line: Line, key: str, run: RunIdentity) -> dict[str, Any]:
     try:
         conversation = parse_conversation_line(line.text, source=f"{path}:{line.number}").conversation
         result = session.run(conversation)
-        return {"line": line.number, "key": key, "ok": True, "result": result.model_dump(mode="json")}
+        return {"line": line.number, "key": key, "ok": True, "run": run.model_dump(mode="json"),
+                "result": result.model_dump(mode="json")}
     except Exception as exc:  # a crashed item is recorded, the batch goes on
         return {"line": line.number, "key": key, "ok": False, "error": str(exc) or exc.__class__.__name__,
                 "error_type": exc.__class__.__name__}
@@ -148,6 +176,8 @@ def run_batch(session, input_path: str | Path, out_path: str | Path, *, concurre
     keys = {line.number: conversation_key(line.data) for line in items}
     wanted = Counter(keys.values())
     check_output_matches(out_path, input_path, wanted)
+    identity = session.identity()
+    check_same_run(out_path, identity)
     keep = _answered(wanted)
     writer = JsonlAppender(out_path, keep=keep)  # drops failed and torn records first
     done = Counter(wanted) - keep.left  # type: ignore[attr-defined]
@@ -161,8 +191,8 @@ def run_batch(session, input_path: str | Path, out_path: str | Path, *, concurre
     succeeded = failed = 0
     t0 = time.perf_counter()
     bar = _progress(progress, len(items), skipped)
-    runs = DrainingMap(lambda line: _run_one(session, input_path, line, keys[line.number]), todo, concurrency,
-                       name="pearl-batch", on_interrupt=on_interrupt)
+    runs = DrainingMap(lambda line: _run_one(session, input_path, line, keys[line.number], identity), todo,
+                       concurrency, name="pearl-batch", on_interrupt=on_interrupt)
     try:
         for record in runs:
             writer.append(record)

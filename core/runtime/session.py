@@ -14,7 +14,7 @@ from pearl.lm.metered import MeteredLM, instrument
 from pearl.pipelines import NO_COMPILED
 from pearl.runtime.pipeline import Pipeline, load
 from pearl.runtime.runner import Runner
-from pearl.types import Conversation, Result
+from pearl.types import Conversation, Result, RunIdentity
 
 # Room the prompts' instructions and the answer need beside the conversation itself.
 PROMPT_HEADROOM_TOKENS = 1024
@@ -45,6 +45,11 @@ class Session:
     runner: Runner
     settings: BackendSettings
     compiled: str | None = None  # the compiled folder loaded into the pipeline's steps, if any
+
+    def identity(self) -> RunIdentity:
+        """What this session's answers depend on besides their conversations (see `RunIdentity`)."""
+        return RunIdentity(pipeline=self.pipeline.name, set=[str(o) for o in self.pipeline.overrides],
+                           compiled=self.compiled, model=getattr(self.runner.lms["task"], "model", None))
 
     def run(self, conversation: Any) -> Result:
         conv = to_conversation(conversation)
