@@ -43,6 +43,7 @@ from pearl.errors import DatasetError
 from pearl.host.dataset import Dataset, Item
 from pearl.host.hookspecs import hookimpl
 from pearl.io.conversations import read_conversation_lines
+from pearl.io.jsonl import load_json
 from pearl.io.tables import read_csv
 from pearl.types import Conversation
 
@@ -65,7 +66,7 @@ def _json_lines(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, di
         if not text.strip():
             continue
         try:
-            row = json.loads(text)
+            row = load_json(text)
         except json.JSONDecodeError as exc:
             raise DatasetError(f"{path}: line {n}: not JSON ({exc.msg})") from None
         missing = [k for k in required if k not in row]

@@ -186,6 +186,9 @@ class LlamaCppBackend(Backend):
     description = f"embedded llama-cpp-python; --model: a catalogue name (`pearl models`) or a GGUF path; default {DEFAULT_MODEL}"
 
     def create(self, settings: BackendSettings) -> LlamaCppLM:
+        if settings.threads is not None and settings.threads > usable_cpus():
+            raise BackendError(f"--threads {settings.threads}: this process may use {usable_cpus()} CPU(s); pass at "
+                               f"most {usable_cpus()}, or leave it out to use them all")
         path, label = resolve(settings.model)
         try:
             with warnings.catch_warnings():
@@ -193,6 +196,9 @@ class LlamaCppBackend(Backend):
                 return LlamaCppLM(path, label=label, n_ctx=settings.n_ctx, threads=settings.threads, seed=settings.seed,
                                   temperature=settings.temperature, max_tokens=settings.max_tokens)
         except (ValueError, RuntimeError) as exc:
+            if "context" in str(exc).lower():  # the weights loaded; the context (--n-ctx) could not be allocated
+                raise BackendError(f"llama.cpp loaded '{path}' but could not allocate a context of {settings.n_ctx} "
+                                   f"tokens ({exc}): lower --n-ctx") from None
             raise BackendError(f"llama.cpp could not load '{path}' ({exc}): is it a valid GGUF file?") from None
 
     def check(self, settings: BackendSettings) -> str:

@@ -141,3 +141,17 @@ def test_a_record_from_before_runs_were_recorded_is_checked_on_its_pipeline(tmp_
     out.write_text(json.dumps(old) + "\n", encoding="utf-8")
     with pytest.raises(InputError, match="pipeline csa; this run: pipeline minimal"):
         run_batch(session, inp, out, progress=False)
+
+
+def test_an_out_file_that_is_not_a_batch_results_file_is_refused_and_kept(tmp_path, session):
+    inp, out = tmp_path / "in.jsonl", tmp_path / "notes.txt"
+    write_inputs(inp, ['"one"'])
+    out.write_text("my notes\nline 2\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"notes.txt is not a `pearl run --batch` results file \(line 1"):
+        run_batch(session, inp, out, progress=False)
+    assert out.read_text(encoding="utf-8") == "my notes\nline 2\n"
+    results = tmp_path / "eval.jsonl"  # JSON lines, but another command's records
+    results.write_text('{"id": "q0", "status": "ok"}\n', encoding="utf-8")
+    with pytest.raises(InputError, match=r"line 1 is not a batch record"):
+        run_batch(session, inp, results, progress=False)
+    assert results.read_text(encoding="utf-8") == '{"id": "q0", "status": "ok"}\n'

@@ -146,6 +146,11 @@ def test_a_set_gives_the_pipeline_its_own_file_and_a_bad_set_is_one_line(bench_h
     assert bad.returncode == 2 and "write STEP.PARAM=VALUE" in bad.stderr
     unknown = run_cli([*base, "--set", "canned.nope=1"])
     assert unknown.returncode == 2 and "has no parameter 'nope'" in unknown.stderr
+    nowhere = run_cli([*base, "--set", "nosuch.x=1"])
+    assert nowhere.returncode == 2 and "no listed pipeline" in nowhere.stderr and "has a step 'nosuch'" in nowhere.stderr
+    twice = run_cli([*base[:5], f"{canned},{canned}", *base[6:]])
+    assert twice.returncode == 2 and "a pipeline is named twice" in twice.stderr
+    assert not (tmp_path / "b").exists() or not any((tmp_path / "b").glob("*.jsonl"))
 
 
 def test_a_dataset_without_expect_labels_is_refused(bench_host, run_cli, tmp_path):

@@ -27,3 +27,12 @@ def test_bad_conversations(value, message):
 def test_invalid_json_names_source():
     with pytest.raises(InputError, match=r"conv.json: not valid JSON"):
         parse_conversation_json("{nope", source="conv.json")
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    ('{"prompt": "hi", "n": ' + "1" * 5000 + "}", "Exceeds the limit"),
+])
+def test_json_python_cannot_read_is_invalid_json_not_a_crash(text, reason):
+    with pytest.raises(InputError, match=f"conv.json: not valid JSON .*{reason}"):
+        parse_conversation_json(text, source="conv.json")

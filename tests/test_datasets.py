@@ -158,7 +158,9 @@ def test_select_filters_sample_limit(host, shared_data):
     order = [i.id for i in items]
     assert [order.index(i.id) for i in a] == sorted(order.index(i.id) for i in a)  # kept in file order
     assert [i.id for i in select(items, sample=10, seed=3, limit=4)] == [i.id for i in a][:4]
-    with pytest.raises(DatasetError, match="no item matches label=maybe"):
+    with pytest.raises(DatasetError, match=r"no item matches label=maybe: the items' labels are .*label \(safe, unsafe\)"):
         select(items, filters=parse_filters(["label=maybe"]))
+    with pytest.raises(DatasetError, match=r"nokey=x: the items' labels are .*type \(.+, …\)"):
+        select(items, filters=parse_filters(["nokey=x"]))
     with pytest.raises(DatasetError, match="is not KEY=VALUE"):
         parse_filters(["label"])

@@ -18,7 +18,7 @@ from pearl.host.dataset import load_dataset
 from pearl.errors import InputError
 from pearl.evaluation.evaluate import ItemEvaluator, build_judges, default_judges, evaluate
 from pearl.io.jsonl import JsonlAppender
-from pearl.io.results import done_ids, read_records
+from pearl.io.results import done_ids, latest_by_id, read_records
 
 DOUBLES = Path(__file__).with_name("eval_doubles.py")
 
@@ -193,3 +193,26 @@ def test_categoriser_on_the_oyster_taxonomy(host):
         assert categoriser(Conversation.from_text("q")) == (some.id, some.guideline)
         assert categoriser(Conversation.from_text("q")) == ("unknown", [])
     assert all(c.id in categoriser.menu for c in taxonomy.categories)
+
+
+def test_a_judges_list_that_names_no_judge_is_refused(host):
+    from pearl.evaluation.evaluate import chosen_judges
+
+    assert chosen_judges(None, host) == default_judges(host)
+    assert chosen_judges(" refusal-rules , refusal ", host) == ["refusal-rules", "refusal"]
+    for empty in (",,", "", " "):
+        with pytest.raises(InputError, match="names no judge"):
+            chosen_judges(empty, host)
+
+
+def test_a_judge_added_on_resume_judges_the_answers_already_there(doubles_host, run_cli, tmp_path):
+    data, out = _dataset(tmp_path, n=3), tmp_path / "r.jsonl"
+    base = ["eval", f"jsonl:{data}", "--pipeline", str(write_pipeline(tmp_path)), "--taxonomy", "none",
+            "--no-progress", "--out", str(out)]
+    assert run_cli([*base, "--judges", "refusal-rules"]).returncode == 0
+    answers = {r.id: r.result.response for r in read_records(out)[0]}
+    again = run_cli([*base, "--judges", "refusal-rules,refusal"])
+    assert again.returncode == 0 and "3 earlier answers lack a verdict of refusal" in " ".join(again.stderr.split())
+    latest = latest_by_id(read_records(out)[0])
+    assert all(set(r.judgements) == {"refusal-rules", "refusal"} for r in latest.values())
+    assert {i: r.result.response for i, r in latest.items()} == answers  # judged, not generated again

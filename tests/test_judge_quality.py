@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from pearl.cli import app
 from pearl.csa.judgements import SafetyJudgement
-from pearl.errors import DatasetError, PearlError
+from pearl.errors import DatasetError, InputError, PearlError
 from pearl.evaluation import agreement as A
 from pearl.evaluation.judge_cards import card_summary, load_cards
 from pearl.evaluation.judge_quality import measure, read_verdict, rows_from_items, select_split, split_of
@@ -166,6 +166,19 @@ def test_json_output_card_and_report_judge_table(host, shared_data, tmp_path):
     assert card["accuracy"] == pytest.approx(data["categorical"]["accuracy"]["value"])
     found = load_cards(cards)["refusal-rules"]
     assert "pyrit-refusal" in card_summary(found) and "κ" in card_summary(found)
+
+
+def test_a_cards_path_that_cannot_hold_cards_is_refused_before_any_judging(host, tmp_path, monkeypatch):
+    import pearl.evaluation.judge_quality as jq
+
+    monkeypatch.setattr(jq, "measure", lambda *a, **k: pytest.fail("judged before checking --cards"))
+    notes = tmp_path / "notes.txt"
+    notes.write_text("kept")
+    for cards, message in ((notes, "is a file: name a folder"), (notes / "sub", "cannot create the folder")):
+        out = CliRunner().invoke(app, ["eval-judge", "refusal-rules", "--labels", "pyrit-refusal:nope.jsonl",
+                                       "--save", "--cards", str(cards)], terminal_width=200)
+        assert isinstance(out.exception, InputError) and message in str(out.exception), out.output
+    assert notes.read_text() == "kept"
 
 
 def test_report_names_each_metrics_judge_and_its_card_or_none(tmp_path):

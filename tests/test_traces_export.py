@@ -122,6 +122,23 @@ def test_bad_trace_files_are_input_errors(tmp_path):
         read_spans(tmp_path / "none.jsonl")
 
 
+def test_spans_are_appended_to_a_trace_and_never_to_another_file(host, tmp_path):
+    path = tmp_path / "run.jsonl"
+    registered(host)
+    for _ in range(2):  # the second run adds its spans to the first's trace
+        handle = configure_tracing(f"jsonl:{path}")
+        try:
+            run_minimal(host)
+        finally:
+            handle.shutdown()
+    assert len(read_spans(path)) == 2 * 5
+    conversation = tmp_path / "conv.json"
+    conversation.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n')
+    with pytest.raises(InputError, match=r"conv.json: the file exists and is not a Pearlpoint trace"):
+        configure_tracing(f"jsonl:{conversation}")
+    assert conversation.read_text() == '{"messages": [{"role": "user", "content": "hi"}]}\n'
+
+
 @pytest.mark.parametrize("spec, fragment", [
     ("bogus:x", "unknown trace destination 'bogus:x'"),
     ("jsonl:", "has no path"),

@@ -68,11 +68,23 @@ def _attrs(attributes) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in (attributes or {}).items()}
 
 
+def _check_appendable(path: Path) -> None:
+    """Refuse to append spans to a file that holds something else (a conversation, results, notes)."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    try:
+        next(iter_spans(path), None)
+    except InputError:
+        raise InputError(f"--trace jsonl:{path}: the file exists and is not a Pearlpoint trace (its first line is "
+                         f"not a span): name a new file, or a trace file to add these spans to") from None
+
+
 class JsonlSpanExporter(SpanExporter):
     """Appends finished spans to a JSONL file, one span per line (thread-safe)."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path).expanduser()
+        _check_appendable(self.path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = self.path.open("a", encoding="utf-8")

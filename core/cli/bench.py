@@ -23,31 +23,6 @@ import typer
 
 from pearl.errors import InputError
 
-def add_missing_judges(path: Path, wanted: set[str], evaluator, label: str, *, progress: bool) -> int:
-    """Judge the answers already in `path` (the items in `wanted`) with the judges they lack, appending each
-    updated record (the latest record of an item counts); return how many were judged. A judge added to a
-    finished run thus judges the same replies instead of regenerating them."""
-    from rich.progress import track
-
-    from pearl.cli.evaluate import err_console
-    from pearl.io.jsonl import JsonlAppender
-    from pearl.io.results import latest_by_id, read_records
-
-    records, _ = read_records(path)
-    stale = [r for r in latest_by_id(records).values()
-             if r.id in wanted and r.status == "ok" and set(evaluator.judges) - set(r.judgements)]
-    if not stale:
-        return 0
-    err_console.print(f"[bold]{label}[/]: {len(stale)} earlier answers lack a verdict of "
-                      f"{', '.join(sorted(set(evaluator.judges) - set.intersection(*(set(r.judgements) for r in stale))))}: "
-                      f"judging them (the answers are kept)")
-    with JsonlAppender(path) as writer:
-        for record in track(stale, description=f"{label} judges", console=err_console, disable=not progress):
-            updated = evaluator.add_judges(record)
-            if updated is not None:
-                writer.append(updated)
-    return len(stale)
-
 
 def add_unrefined(records: list, twins_path: Path, evaluator, runner, label: str, *, progress: bool) -> list | None:
     """The twins of `records` answered by their refinement's first iteration (`pearl.evaluation.unrefined`),
@@ -131,8 +106,8 @@ def quality_command(
 ):
     """Answer the same seeded mix with several pipelines; print constructive score, over-refusal, harmful
     compliance, supportive rate and cost per answer side by side, with 95% intervals."""
-    from pearl.cli.evaluate import err_console, run_items
-    from pearl.evaluation.evaluate import (ItemEvaluator, RememberingCategoriser, build_judges, default_judges,
+    from pearl.cli.evaluate import add_missing_judges, err_console, run_items
+    from pearl.evaluation.evaluate import (ItemEvaluator, RememberingCategoriser, build_judges, chosen_judges,
                                            judge_categoriser)
     from pearl.evaluation.quality import EXPECTS, compute, render
     from pearl.evaluation.unrefined import SUFFIX, refinement_effect
@@ -145,6 +120,8 @@ def quality_command(
     names = [p.strip() for p in pipelines.split(",") if p.strip()]
     if not names:
         raise InputError("--pipelines: name at least one pipeline, e.g. direct,csa")
+    if len(set(names)) < len(names):
+        raise InputError(f"--pipelines {pipelines}: a pipeline is named twice; name each once")
     if per_group < 1:
         raise InputError(f"--per-group {per_group}: give 1 or more prompts per group")
     if limit is not None and limit < 1:
@@ -152,6 +129,13 @@ def quality_command(
     if groups and other:
         raise InputError("--groups picks groups of the quality mix; with --dataset, put only the items you want in it")
     parsed = parse_overrides(sets or [])
+    if parsed:  # tried on every listed pipeline before any model loads: one that none applies to is a typo
+        from pearl.runtime.pipeline import load
+
+        applied = {o for name in names for o in load(name, get_host(), parsed).overrides}
+        for o in parsed:
+            if o not in applied:
+                raise InputError(f"--set {o}: no listed pipeline ({', '.join(names)}) has a step '{o.step}'")
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: is a file; give a folder (it is created when missing)")
     host = get_host()
@@ -167,7 +151,7 @@ def quality_command(
         described = (f"quality-mix ({per_group} per group{f' of {groups}' if groups else ''}, split {split}, "
                      f"seed {seed})")
     items = items[:limit] if limit is not None else items
-    judge_names = [j.strip() for j in judges.split(",") if j.strip()] if judges else default_judges(host)
+    judge_names = chosen_judges(judges, host)
     if "refusal-rules" not in judge_names and "refusal-rules" in host.registries["judges"]:
         judge_names.append("refusal-rules")  # free; the supportive rate reads it (pearl.evaluation.quality)
     judge_objs = build_judges(host, judge_names)

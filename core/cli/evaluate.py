@@ -56,7 +56,7 @@ def eval_command(
     from pearl.runtime.session import open_session
     from pearl.cli import DEFAULT_PIPELINE
     from pearl.host.dataset import load_dataset, parse_filters, select
-    from pearl.evaluation.evaluate import ItemEvaluator, build_judges, default_judges, judge_categoriser
+    from pearl.evaluation.evaluate import ItemEvaluator, build_judges, chosen_judges, judge_categoriser
     from pearl.host.manager import get_host
     from pearl.io.results import done_ids
 
@@ -70,7 +70,7 @@ def eval_command(
     filters = parse_filters([*where, *(f"{k}={v}" for k, v in (("label", label), ("level", level), ("type", item_type)) if v)])
     name, items = load_dataset(dataset, host)
     items = select(items, filters=filters, sample=sample, seed=seed, limit=limit)
-    judge_names = [j.strip() for j in judges.split(",") if j.strip()] if judges else default_judges(host)
+    judge_names = chosen_judges(judges, host)
     judge_objs = build_judges(host, judge_names)
     overrides = checked_overrides(pipeline or DEFAULT_PIPELINE, sets or [])
 
@@ -94,6 +94,7 @@ def eval_command(
         err_console.print(f"[yellow]interrupted: {len(todo) - written} item(s) not started; "
                           f"run the same command again to resume[/]")
         raise typer.Exit(130)
+    add_missing_judges(out, {item.id for item in items}, evaluator, session.pipeline.name, progress=progress)
 
 
 def run_items(todo: list, evaluator, out: Path, *, concurrency: int, progress: bool,
@@ -127,6 +128,32 @@ def run_items(todo: list, evaluator, out: Path, *, concurrency: int, progress: b
     return written, counts
 
 
+def add_missing_judges(path: Path, wanted: set[str], evaluator, label: str, *, progress: bool) -> int:
+    """Judge the answers already in `path` (the items in `wanted`) with the judges they lack, appending each
+    updated record (the latest record of an item counts); return how many were judged. A judge added to a
+    finished run thus judges the same replies instead of regenerating them."""
+    from rich.progress import track
+
+    from pearl.io.jsonl import JsonlAppender
+    from pearl.io.results import latest_by_id, read_records
+
+    def untried(record) -> set[str]:  # a judge that failed on the answer was tried: not asked again
+        return set(evaluator.judges) - set(record.judgements) - set(record.judge_errors)
+
+    records, _ = read_records(path)
+    stale = [r for r in latest_by_id(records).values() if r.id in wanted and r.status == "ok" and untried(r)]
+    if not stale:
+        return 0
+    err_console.print(f"[bold]{label}[/]: {len(stale)} earlier answers lack a verdict of "
+                      f"{', '.join(sorted(set.union(*(untried(r) for r in stale))))}: judging them (the answers are kept)")
+    with JsonlAppender(path) as writer:
+        for record in track(stale, description=f"{label} judges", console=err_console, disable=not progress):
+            updated = evaluator.add_judges(record)
+            if updated is not None:
+                writer.append(updated)
+    return len(stale)
+
+
 def eval_judge_command(
     judge: str = typer.Argument("refusal", help="The judge to measure: refusal, refusal-rules, refusal-llm, refusal-likelihood, refusal-escalate, safety, ..."),
     labels: str = typer.Option(..., "--labels", "-l", help="Labelled set SET:PATH: xstest (completions csv), xstest-help (its safe prompts, graded help, for satisfaction), pyrit-refusal, pyrit-objective, pyrit-harm, openai-moderation, labels-jsonl."),
@@ -148,7 +175,7 @@ def eval_judge_command(
     """Measure a judge against human labels: accuracy, per-class P/R/F1, kappa, confusion, 95% CIs, cost per item."""
     import json as _json
 
-    from pearl.evaluation.judge_cards import save_card
+    from pearl.evaluation.judge_cards import cards_folder, save_card
     from pearl.evaluation.judge_quality import ALIASES, measure, rows_from_items, select_split
     from pearl.evaluation.judge_view import render_measurement
     from pearl.host.dataset import load_dataset, parse_ref
@@ -156,6 +183,8 @@ def eval_judge_command(
 
     if sample is not None and sample < 1:
         raise InputError(f"--sample {sample}: give a positive number of completions")
+    if save:
+        cards_folder(cards)
     host = get_host()
     name, path = parse_ref(labels)
     name = ALIASES.get(name, name)

@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable
 import dspy
 
 from pearl.csa import RiskAssessment
-from pearl.errors import PearlError
+from pearl.errors import InputError, PearlError
 from pearl.host.dataset import Item
 from pearl.host.judge import Judge
 from pearl.io.jsonl import JsonlAppender
@@ -45,6 +45,17 @@ def default_judges(host) -> list[str]:
     registry = host.registries["judges"]
     safety = [n for n in SAFETY_DEFAULTS if n in registry][:1]
     return [n for n in (*ALWAYS_JUDGES, *safety, *OPTIONAL_JUDGES) if n in registry]
+
+
+def chosen_judges(judges: str | None, host) -> list[str]:
+    """The judges a `--judges` value names (comma-separated), or `default_judges` when it is not given."""
+    if judges is None:
+        return default_judges(host)
+    names = [j.strip() for j in judges.split(",") if j.strip()]
+    if not names:
+        raise InputError(f"--judges {judges!r} names no judge: give a comma-separated list such as refusal,safety, "
+                         f"or leave it out for the default judges")
+    return names
 
 
 def build_judges(host, names: Iterable[str]) -> dict[str, Judge]:

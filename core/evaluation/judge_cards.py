@@ -36,8 +36,21 @@ def card_of(m: Measurement) -> dict:
     return card
 
 
+def cards_folder(folder: Path) -> Path:
+    """`folder`, created when missing; an `InputError` naming the fix when it cannot hold cards.
+    Checked before a measurement, so that no judge's work is lost to a bad `--cards`."""
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"--cards {folder}: is a file: name a folder for judge cards")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"--cards {folder}: cannot create the folder ({exc.strerror or exc}): name another "
+                         f"folder for judge cards") from None
+    return folder
+
+
 def save_card(m: Measurement, folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
+    cards_folder(folder)
     labels = re.sub(r"[^A-Za-z0-9._-]+", "-", m.labels).strip("-")
     path = folder / f"{m.judge}__{labels}__{m.split}.json"
     path.write_text(json.dumps(card_of(m), indent=1) + "\n", encoding="utf-8")

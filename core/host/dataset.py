@@ -90,13 +90,33 @@ def matches(item: Item, filters: dict[str, set[str]]) -> bool:
     return True
 
 
+def labels_seen(items: list[Item], most: int = 6) -> str:
+    """The label names of `items` with a few of their values, for a filter that matched nothing."""
+    values: dict[str, set[str]] = {}
+    for item in items:
+        for key, value in item.labels.items():
+            if isinstance(value, (str, int, float, bool)) and str(value).strip():
+                values.setdefault(key, set()).add(str(value).strip().lower())
+    if not values:
+        return "none (this dataset has no labels to filter on)"
+    shown = []
+    for key in sorted(values):
+        few = sorted(values[key])
+        if any(len(v) > 40 for v in few):
+            shown.append(f"{key} (free text)")
+        else:
+            shown.append(f"{key} ({', '.join(few[:most])}{', …' if len(few) > most else ''})")
+    return "; ".join(shown)
+
+
 def select(items: Iterable[Item], *, filters: dict[str, set[str]] | None = None, sample: int | None = None,
            seed: int = 0, limit: int | None = None) -> list[Item]:
     """Filter, then draw `sample` items at random (seeded; kept in file order), then keep the first `limit`."""
+    items = list(items)
     chosen = [item for item in items if matches(item, filters or {})]
     if filters and not chosen:
         wanted = ", ".join(f"{k}={'/'.join(sorted(v))}" for k, v in filters.items())
-        raise DatasetError(f"no item matches {wanted}: check the label names and values (`pearl datasets --labels`)")
+        raise DatasetError(f"no item matches {wanted}: the items' labels are {labels_seen(items)}")
     if sample is not None:
         if sample <= 0:
             raise DatasetError(f"--sample {sample}: give a positive number of items")

@@ -20,7 +20,7 @@ from typing import Any, Iterator
 from pydantic import ValidationError
 
 from pearl.errors import InputError, PearlError
-from pearl.io.jsonl import read_lines, read_text, undecodable
+from pearl.io.jsonl import load_json, read_lines, read_text, undecodable
 from pearl.types import Conversation
 
 
@@ -116,7 +116,7 @@ def _check_unicode(text: str, source: str) -> str:
 
 def parse_conversation_json(text: str, *, source: str) -> Conversation:
     try:
-        data = json.loads(text)
+        data = load_json(text)
     except json.JSONDecodeError as exc:
         raise InputError(f"{source}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}): fix the file") from None
     return to_conversation(data, source=source)
@@ -157,7 +157,7 @@ def conversation_record(value: Any, *, source: str, number: int = 0) -> Conversa
 def parse_conversation_line(text: str, *, source: str, number: int = 0) -> ConversationLine:
     """One JSONL line (the JSON text) as a `ConversationLine`; raises `InputError` naming `source`."""
     try:
-        value = json.loads(text)
+        value = load_json(text)
     except json.JSONDecodeError as exc:
         raise InputError(f"{source}: not valid JSON ({exc.msg}): write one JSON conversation per line") from None
     return conversation_record(value, source=source, number=number)

@@ -21,6 +21,7 @@ such line fails alone — a reader that skips unparsable lines skips it, a batch
 it as that line's error — and never decodes into a silently altered text. A folder or
 an unreadable file is an `InputError`.
 `write_jsonl` replaces a whole file atomically (exports such as preference pairs).
+`load_json` is `json.loads` with one error type for every text it cannot read.
 """
 
 from __future__ import annotations
@@ -86,7 +87,20 @@ class Line:
 
     def json(self) -> Any:
         """The parsed value; raises `json.JSONDecodeError` or `NotUtf8` (both `ValueError`s)."""
-        return json.loads(self.text)
+        return load_json(self.text)
+
+
+def load_json(text: str) -> Any:
+    """`json.loads`, raising `json.JSONDecodeError` for every text it cannot read: also for nesting
+    deeper than Python's recursion limit and for an integer longer than Python converts."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except RecursionError:
+        raise json.JSONDecodeError("arrays or objects nested too deeply", text, 0) from None
+    except ValueError as exc:  # "Exceeds the limit (4300 digits) for integer string conversion..."
+        raise json.JSONDecodeError(f"a value Python cannot read: {str(exc).split(';')[0]}", text, 0) from None
 
 
 def read_lines(path: Path) -> Iterator[Line]:

@@ -25,7 +25,8 @@ of failed lines and a torn last line left by a killed run are removed first (the
 appender's `keep` rule, one atomic rewrite), so the failed lines are tried again. An
 output file holding a successful record of a conversation that is *not* in the input
 (written from another, or an edited, input; or without keys, by an older version) is
-refused with an `InputError` and left as it is: choose another `--out`. So is one holding a
+refused with an `InputError` and left as it is: choose another `--out`. So is a file that is not
+a batch results file (a line that is not a batch record), and one holding a
 successful record made by another run (another `run`; a record from before `run` was written is
 checked on its result's pipeline): resuming it would put two settings' answers in one file.
 
@@ -96,6 +97,34 @@ def conversation_key(text: str | bytes) -> str:
 
 def _succeeded(record: Any) -> bool:
     return isinstance(record, dict) and record.get("ok") is True
+
+
+def check_batch_file(out_path: Path) -> None:
+    """Refuse an output file that is not a batch results file: resuming would drop its lines.
+
+    It must hold batch records: a line of JSON that is not one, or a file with none at all, is
+    refused; a line damaged past reading (not JSON, not UTF-8) in a file of records is dropped
+    on resume, like a torn last line.
+    """
+    if not out_path.is_file():
+        return
+    records, other = 0, None
+    for line in read_lines(out_path):
+        if not line.complete:
+            continue
+        try:
+            value = line.json()
+        except ValueError:
+            other = other or line.number
+            continue
+        if isinstance(value, dict) and "line" in value and "ok" in value:
+            records += 1
+        else:
+            raise InputError(f"--out {out_path} is not a `pearl run --batch` results file (line {line.number} is not "
+                             f"a batch record): choose another --out file (the existing one is left as it is)")
+    if other and not records:
+        raise InputError(f"--out {out_path} is not a `pearl run --batch` results file (line {other} is not JSON): "
+                         f"choose another --out file (the existing one is left as it is)")
 
 
 def check_output_matches(out_path: Path, input_path: Path, wanted: Counter) -> None:
@@ -175,6 +204,7 @@ def run_batch(session, input_path: str | Path, out_path: str | Path, *, concurre
     items = read_inputs(input_path)
     keys = {line.number: conversation_key(line.data) for line in items}
     wanted = Counter(keys.values())
+    check_batch_file(out_path)
     check_output_matches(out_path, input_path, wanted)
     identity = session.identity()
     check_same_run(out_path, identity)

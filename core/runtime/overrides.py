@@ -16,6 +16,7 @@ import json
 from typing import Any, NamedTuple
 
 from pearl.errors import InputError
+from pearl.io.jsonl import load_json
 
 
 class Override(NamedTuple):
@@ -30,7 +31,7 @@ class Override(NamedTuple):
 def read_value(text: str) -> Any:
     """`text` read as JSON when it parses, else the string itself."""
     try:
-        return json.loads(text)
+        return load_json(text)
     except json.JSONDecodeError:
         return text
 
