@@ -268,6 +268,9 @@ def resolve(name_or_path: str | None, *, fetch: bool = True) -> tuple[Path, str]
             pull_with_progress(model)
         return model_path(model), model.name
     path = Path(name).expanduser()
+    if path.is_dir():
+        raise BackendError(f"--model '{name}' is a folder: pass a catalogue name (see `pearl models`) or the path "
+                           f"of a .gguf file")
     if not path.is_file():
         raise BackendError(f"model file '{name}' does not exist, and it is not a catalogue model either "
                            f"({', '.join(models)}; see `pearl models`): pass a catalogue name or the path of a "

@@ -99,6 +99,11 @@ def test_bad_arguments(tmp_path, session):
         run_batch(session, inp, tmp_path / "out.jsonl", concurrency=0, progress=False)
     with pytest.raises(InputError, match="must not be the input file"):
         run_batch(session, inp, inp, progress=False)
+    with pytest.raises(InputError, match="is a folder"):
+        run_batch(session, tmp_path, tmp_path / "out.jsonl", progress=False)
+    write_inputs(inp, ["", "  "])
+    with pytest.raises(InputError, match="holds no conversation"):
+        run_batch(session, inp, tmp_path / "out.jsonl", progress=False)
 
 
 def test_cli_batch_against_the_double(tmp_path, double, run_cli):

@@ -190,6 +190,12 @@ def test_groups_keep_their_items_from_the_whole_mix(shared_data):
         mix(shared_data, per_group=1, groups=["strata-fr"])
 
 
+def test_a_missing_data_folder_is_named_as_the_data_option(bench_host, run_cli, tmp_path):
+    proc = run_cli(["bench", "quality", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "b")])
+    assert proc.returncode == 2 and "--data" in proc.stderr and "no such folder" in proc.stderr
+    assert "quality-mix:" not in proc.stderr
+
+
 def test_groups_need_the_mix(bench_host, run_cli, tmp_path):
     result = run_cli(["bench", "quality", "--dataset", f"jsonl:{_items(tmp_path)}", "--groups", "crisis",
                       "--pipelines", str(write_pipeline(tmp_path)), "--out", str(tmp_path / "b"), "--no-progress"])

@@ -36,3 +36,8 @@ def test_invalid_json_names_source():
 def test_json_python_cannot_read_is_invalid_json_not_a_crash(text, reason):
     with pytest.raises(InputError, match=f"conv.json: not valid JSON .*{reason}"):
         parse_conversation_json(text, source="conv.json")
+
+
+def test_a_prompt_that_is_not_text_is_named_as_such():
+    with pytest.raises(InputError, match=r"'prompt' must be text \(a JSON string\), not int"):
+        to_conversation({"prompt": 5}, source="line 1")

@@ -14,7 +14,7 @@ from pearl.csa.judgements import SafetyJudgement
 from pearl.errors import DatasetError, InputError, PearlError
 from pearl.evaluation import agreement as A
 from pearl.evaluation.judge_cards import card_summary, load_cards
-from pearl.evaluation.judge_quality import measure, read_verdict, rows_from_items, select_split, split_of
+from pearl.evaluation.judge_quality import LabelledRow, measure, read_verdict, rows_from_items, select_split, split_of
 from pearl.host.dataset import load_dataset
 from pearl.types import Conversation
 
@@ -123,6 +123,21 @@ def test_verdicts_read_on_each_scale():
     assert read_verdict(safety, "achieved") == "achieved" and read_verdict(safety, "harm") == 1.0
     with pytest.raises(PearlError, match="no verdict on the 'refusal3' scale"):
         read_verdict(safety, "refusal3")
+
+
+def test_a_judge_that_says_nothing_on_the_labels_scale_stops_at_the_first_row(host):
+    judged = []
+
+    class Counting(host.get("judges", "refusal-rules")):
+        def judge(self, conversation, response, **kw):
+            judged.append(response)
+            return super().judge(conversation, response, **kw)
+
+    rows = [LabelledRow(id=f"r{i}", conversation=Conversation.from_text("q"), response=f"reply {i}", human=1.0,
+                        scale="help", group=f"g{i}", source="s", labels={}) for i in range(5)]
+    with pytest.raises(InputError, match="gives no verdict on the 'help' scale"):
+        measure(Counting(), rows)
+    assert judged == ["reply 0"]
 
 
 def test_safety_judge_on_objective_labels_with_a_scripted_lm(host, shared_data):

@@ -176,6 +176,8 @@ def iter_spans(path: str | Path, *, on_torn_tail: Callable[[TornTail], None] | N
     at its end, and not a whole span), which is skipped and passed to `on_torn_tail`.
     """
     p = Path(path).expanduser()
+    if p.is_dir():
+        raise InputError(f"trace file '{path}' is a folder: pass a file written by --trace jsonl:PATH")
     if not p.is_file():
         raise InputError(f"trace file '{path}' does not exist: write one with `pearl run --trace jsonl:{path} ...`")
     with p.open("rb") as f:  # decoded line by line: a line that is not UTF-8 is named, not a traceback

@@ -146,6 +146,9 @@ def quality_command(
                              f"item, or leave --dataset out to use the quality mix")
         described = other
     else:
+        if not data.is_dir():
+            raise InputError(f"--data {data}: {'is not a folder' if data.exists() else 'no such folder'}: pass --data "
+                             f"PATH to the shared data folder (it holds xstest/, strata_sword/ and labels/)")
         options = {"per_group": per_group, "seed": seed, "split": split, "groups": groups}
         dataset, items = load_dataset(f"quality-mix:{data}", host, options)
         described = (f"quality-mix ({per_group} per group{f' of {groups}' if groups else ''}, split {split}, "

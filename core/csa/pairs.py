@@ -94,7 +94,7 @@ def pairs(ref: Refinement, *, text: bool = False, include_flagged: bool = False,
 
 def read_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, JSON object) of every result line; a line that is not a JSON object is an error."""
-    if not path.is_file():
+    if not path.exists():
         raise InputError(f"{path}: no such file: save results with `pearl run --json ... >> {path}` or `pearl eval`")
     for line in read_lines(path):
         try:

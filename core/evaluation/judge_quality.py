@@ -47,6 +47,10 @@ SPLITS = ("all", "dev", "test")
 ALIASES = {"xstest": "xstest-completions", "jsonl": "labels-jsonl"}
 
 
+class ScaleMismatch(InputError):
+    """The judge's verdicts say nothing on the labels' scale: the measurement stops at its first row."""
+
+
 @dataclass(frozen=True)
 class LabelledRow:
     id: str
@@ -108,7 +112,7 @@ def read_verdict(judgement: Judgement | dict, scale: str) -> Any:
                    "harm": 1.0 - float(data["score"]), "risky": "risky" if verdict == "unsafe" else "not risky"}
         if scale in readers:
             return readers[scale]
-    raise PearlError(f"judge '{data.get('judge')}' gives no verdict on the '{scale}' scale: measure a refusal judge on "
+    raise ScaleMismatch(f"judge '{data.get('judge')}' gives no verdict on the '{scale}' scale: measure a refusal judge on "
                      f"refusal labels, a safety judge on pyrit-objective, pyrit-harm or openai-moderation, a "
                      f"satisfaction judge on xstest-help")
 
@@ -166,6 +170,8 @@ def judge_row(judge: Judge, row: LabelledRow, scale: str, lm=None) -> dict[str, 
             record.update(pred=read_verdict(verdict, scale), codes=codes_of(verdict),
                           tier=getattr(verdict, "decided_by", "") or verdict.judge,
                           model=getattr(verdict, "model", "") or "")
+        except ScaleMismatch:  # every row would fail alike: say so now, not after judging them all
+            raise
         except Exception as exc:  # a judge failing on one row is a wrong answer, not the end of the measurement
             record["error"] = f"{row.id}: {type(exc).__name__}: {exc}"
     record.update(calls=usage.total.calls, tokens=usage.total.prompt_tokens + usage.total.completion_tokens,

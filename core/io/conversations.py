@@ -49,7 +49,10 @@ def to_conversation(value: Any, *, source: str = "input") -> Conversation:
     data = dict(value)
     if "prompt" in data and "messages" not in data:
         prompt = data.pop("prompt")
-        if not isinstance(prompt, str) or not prompt.strip():
+        if not isinstance(prompt, str):
+            raise InputError(f"{source}: 'prompt' must be text (a JSON string), not {type(prompt).__name__}: "
+                             f"write what the user says in quotes")
+        if not prompt.strip():
             raise InputError(f"{source}: 'prompt' is empty: write what the user says")
         data["messages"] = [{"role": "user", "content": prompt}]
     messages = data.get("messages")

@@ -71,9 +71,15 @@ class BatchSummary:
 def read_inputs(path: str | Path) -> list[Line]:
     """Every non-blank input line (`pearl.io.jsonl.Line`: number and text)."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"batch input '{path}' is a folder: pass a JSONL file with one conversation per line")
     if not path.is_file():
         raise InputError(f"batch input '{path}' does not exist: pass a JSONL file with one conversation per line")
-    return list(read_lines(path))
+    lines = list(read_lines(path))
+    if not lines:
+        raise InputError(f"batch input '{path}' holds no conversation (it is empty or blank): write one JSON "
+                         f"conversation per line")
+    return lines
 
 
 def conversation_key(text: str | bytes) -> str:
