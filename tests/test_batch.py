@@ -160,3 +160,14 @@ def test_an_out_file_that_is_not_a_batch_results_file_is_refused_and_kept(tmp_pa
     with pytest.raises(InputError, match=r"line 1 is not a batch record"):
         run_batch(session, inp, results, progress=False)
     assert results.read_text(encoding="utf-8") == '{"id": "q0", "status": "ok"}\n'
+
+
+def test_a_later_record_of_another_run_is_found_behind_records_of_this_one(tmp_path, session):
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_inputs(inp, ['"one"', '"two"'])
+    run_batch(session, inp, out, concurrency=1, progress=False)
+    first, second = records(out)
+    second["run"] = {**second["run"], "model": "llamacpp/another"}
+    out.write_text(json.dumps(first) + "\n" + json.dumps(second) + "\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"another run \(model llamacpp/another; this run: model "):
+        run_batch(session, inp, out, progress=False)

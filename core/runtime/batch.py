@@ -49,7 +49,7 @@ from typing import Any, Callable
 from pearl.errors import InputError, PearlError
 from pearl.io.conversations import parse_conversation_line
 from pearl.io.paths import same_file
-from pearl.io.jsonl import JsonlAppender, Line, parsed, read_lines
+from pearl.io.jsonl import JsonlAppender, Line, read_lines
 from pearl.runtime.drain import DrainingMap
 from pearl.types import RunIdentity
 
@@ -105,46 +105,45 @@ def _succeeded(record: Any) -> bool:
     return isinstance(record, dict) and record.get("ok") is True
 
 
-def check_batch_file(out_path: Path) -> None:
-    """Refuse an output file that is not a batch results file: resuming would drop its lines.
-
-    It must hold batch records: a line of JSON that is not one, or a file with none at all, is
-    refused; a line damaged past reading (not JSON, not UTF-8) in a file of records is dropped
-    on resume, like a torn last line.
-    """
+def check_resumable(out_path: Path, input_path: Path, wanted: Counter, identity: RunIdentity) -> None:
+    """Refuse an output file this run may not resume, before anything in it changes (the module docstring):
+    one that is not a batch results file, or that holds a successful record of a conversation not in the
+    input or made by another run. A line damaged past reading (not JSON, not UTF-8) in a file of records,
+    like a torn last line, is dropped on resume instead."""
     if not out_path.is_file():
         return
-    records, other = 0, None
+    records, unreadable, stale, other_run = 0, None, [], None
+    refuse = "choose another --out file (the existing one is left as it is)"
     for line in read_lines(out_path):
         if not line.complete:
             continue
         try:
             value = line.json()
         except ValueError:
-            other = other or line.number
+            unreadable = unreadable or line.number
             continue
-        if isinstance(value, dict) and "line" in value and "ok" in value:
-            records += 1
-        else:
+        if not (isinstance(value, dict) and "line" in value and "ok" in value):
             raise InputError(f"--out {out_path} is not a `pearl run --batch` results file (line {line.number} is not "
-                             f"a batch record): choose another --out file (the existing one is left as it is)")
-    if other and not records:
-        raise InputError(f"--out {out_path} is not a `pearl run --batch` results file (line {other} is not JSON): "
-                         f"choose another --out file (the existing one is left as it is)")
-
-
-def check_output_matches(out_path: Path, input_path: Path, wanted: Counter) -> None:
-    """Refuse an output file holding successful records of conversations that are not in the input."""
-    if not out_path.is_file():
-        return
-    stale = [value.get("line", "?") for _, value in parsed(out_path)
-             if _succeeded(value) and value.get("key") not in wanted]
+                             f"a batch record): {refuse}")
+        records += 1
+        if not _succeeded(value):
+            continue
+        if value.get("key") not in wanted:
+            stale.append(value.get("line", "?"))
+        elif not other_run and (differs := identity.mismatch(_recorded_run(value))):
+            other_run = (differs, value.get("line", "?"))
+    if unreadable and not records:
+        raise InputError(f"--out {out_path} is not a `pearl run --batch` results file (line {unreadable} is not JSON): "
+                         f"{refuse}")
     if stale:
         shown = ", ".join(str(n) for n in stale[:5]) + (", …" if len(stale) > 5 else "")
-        raise InputError(
-            f"--out {out_path} holds {len(stale)} result(s) of conversations that are not in {input_path} "
-            f"(written for its line(s) {shown}): it was written from another input, an edited one, or by an "
-            f"older version; choose another --out file (the existing one is left as it is)")
+        raise InputError(f"--out {out_path} holds {len(stale)} result(s) of conversations that are not in {input_path} "
+                         f"(written for its line(s) {shown}): it was written from another input, an edited one, or by "
+                         f"an older version; {refuse}")
+    if other_run:
+        raise InputError(f"--out {out_path} holds results of another run ({other_run[0]}), written for its line "
+                         f"{other_run[1]}: resume it with the same --pipeline, --set, --compiled and --model, or "
+                         f"{refuse}")
 
 
 def _recorded_run(record: dict) -> dict[str, Any]:
@@ -154,19 +153,6 @@ def _recorded_run(record: dict) -> dict[str, Any]:
     result = record.get("result")
     pipeline = result.get("pipeline") if isinstance(result, dict) else None
     return {"pipeline": pipeline} if pipeline else {}
-
-
-def check_same_run(out_path: Path, identity: RunIdentity) -> None:
-    """Refuse an output file holding a successful record that another run (`Session.identity()`) wrote."""
-    if not out_path.is_file():
-        return
-    for _, value in parsed(out_path):
-        differs = identity.mismatch(_recorded_run(value)) if _succeeded(value) else ""
-        if differs:
-            raise InputError(
-                f"--out {out_path} holds results of another run ({differs}), written for its line "
-                f"{value.get('line', '?')}: resume it with the same --pipeline, --set, --compiled and --model, or "
-                f"choose another --out file (the existing one is left as it is)")
 
 
 def _answered(wanted: Counter) -> Callable[[Any], bool]:
@@ -210,10 +196,8 @@ def run_batch(session, input_path: str | Path, out_path: str | Path, *, concurre
     items = read_inputs(input_path)
     keys = {line.number: conversation_key(line.data) for line in items}
     wanted = Counter(keys.values())
-    check_batch_file(out_path)
-    check_output_matches(out_path, input_path, wanted)
     identity = session.identity()
-    check_same_run(out_path, identity)
+    check_resumable(out_path, input_path, wanted, identity)
     keep = _answered(wanted)
     writer = JsonlAppender(out_path, keep=keep)  # drops failed and torn records first
     done = Counter(wanted) - keep.left  # type: ignore[attr-defined]
