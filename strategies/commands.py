@@ -103,6 +103,7 @@ def export_pairs_command(
     from pearl.csa.pairs import export_pairs
 
     counts = export_pairs(results, out, text=text, include_flagged=include_flagged, metadata=metadata)
+    where = f"→ {out}" if counts["pairs"] else f"nothing written ({out} left as it was)"
     Console(stderr=True).print(
         f"{counts['pairs']} pairs from {counts['refined']} refined of {counts['results']} results "
-        f"({counts['flagged_skipped']} flagged skipped) → {out}")
+        f"({counts['flagged_skipped']} flagged skipped) {where}")

@@ -99,8 +99,10 @@ def test_flagged_results_are_skipped_unless_asked(doubles, tmp_path):
     result = make_result(doubles, Script(sat=[0, 1], safety=["unsafe", "mostly safe"]), schedule=["both"])
     src, out = tmp_path / "r.jsonl", tmp_path / "p.jsonl"
     write_results(src, [result])
-    assert export_pairs(src, out)["pairs"] == 0 and out.read_text() == ""
+    assert export_pairs(src, out)["pairs"] == 0 and not out.exists()  # no pair: nothing written
     assert export_pairs(src, out, include_flagged=True)["pairs"] == 1
+    kept = out.read_text()
+    assert export_pairs(src, out)["pairs"] == 0 and out.read_text() == kept  # an earlier export is not emptied
 
 
 def test_export_pairs_cli_and_its_errors(doubles, tmp_path):

@@ -112,7 +112,8 @@ def export_pairs(results: Path, out: Path, *, text: bool = False, include_flagge
     """Write the pairs of every result in `results` (JSON Lines) to `out`; returns counts.
 
     `out` must be neither `results` itself nor a folder (`InputError`, nothing written);
-    it is replaced atomically, so a failure leaves no partial or temporary file.
+    it is replaced atomically, so a failure leaves no partial or temporary file, and it is not
+    written at all when there is no pair.
     """
     refuse_overwrite(out, [results], flag="the pairs file")
     counts = {"results": 0, "refined": 0, "flagged_skipped": 0, "pairs": 0}
@@ -135,6 +136,7 @@ def export_pairs(results: Path, out: Path, *, text: bool = False, include_flagge
     if counts["refined"] == 0:
         raise InputError(f"{results}: no result has a refinement: run a pipeline with a `refine` step "
                          f"(e.g. `pearl run -p csa --json ...`)")
-    write_jsonl(out, records)
     counts["pairs"] = len(records)
+    if records:  # no pairs: `out` is left as it is rather than emptied
+        write_jsonl(out, records)
     return counts
