@@ -35,3 +35,22 @@ def test_an_unknown_parameter_or_a_bad_value_is_one_clear_error(host):
         load("csa", host, parse_overrides(["anticipate.nope=1"]))
     with pytest.raises(PipelineError, match="mode"):
         load("csa", host, parse_overrides(["anticipate.mode=sideways"]))
+
+
+@pytest.mark.parametrize("item", ["decide.alpha=NaN", "decide.alpha=Infinity", "decide.alpha=-inf", "decide.alpha=[1, NaN]"])
+def test_a_value_that_is_not_a_finite_number_is_refused_by_name(item):
+    with pytest.raises(InputError, match="is not a finite number"):
+        parse_overrides([item])
+
+
+def test_true_or_false_for_a_number_parameter_is_refused(host):
+    with pytest.raises(InputError, match=r"--set decide.tau=true: 'tau' takes a number, not true or false"):
+        load("csa", host, parse_overrides(["decide.tau=true"]))
+    assert load("csa", host, parse_overrides(["decide.tau=0.5"])).overrides
+
+
+def test_an_empty_model_name_is_an_error_not_the_default():
+    from pearl.host.backend import BackendSettings, resolve_settings
+
+    with pytest.raises(InputError, match="model: is empty"):
+        resolve_settings(BackendSettings(), model="  ")

@@ -128,6 +128,14 @@ class BackendSettings(BaseModel):
             raise ValueError(f"must be a whole number of at least 1 (got {value}): pass a positive {flag}")
         return value
 
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("is empty: name a model (a catalogue name, see `pearl models`, or a GGUF path; a "
+                             "server's model id), or leave --model out for the default")
+        return value
+
     @field_validator("threads")
     @classmethod
     def _threads(cls, value: int | None) -> int | None:

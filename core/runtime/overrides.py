@@ -13,7 +13,8 @@ build its programs from its parameters when it is constructed (`anticipate`'s `m
 from __future__ import annotations
 
 import json
-from typing import Any, NamedTuple
+import math
+from typing import Any, NamedTuple, get_args
 
 from pearl.errors import InputError
 from pearl.io.jsonl import load_json
@@ -44,8 +45,30 @@ def parse_overrides(items: list[str]) -> list[Override]:
         step, dot, key = target.partition(".")
         if not (eq and dot and step.strip() and key.strip()):
             raise InputError(f"--set {item!r}: write STEP.PARAM=VALUE, e.g. refine.schedule=[]")
-        out.append(Override(step.strip(), key.strip(), read_value(value)))
+        read = read_value(value)
+        if not _finite(read):
+            raise InputError(f"--set {item!r}: {value.strip()} is not a finite number: give a number such as 0.5")
+        out.append(Override(step.strip(), key.strip(), read))
     return out
+
+
+def _takes_a_number(annotation: Any) -> bool:
+    """A parameter typed int or float (optionally None), not bool: true/false would be read as 1/0."""
+    kinds = set(get_args(annotation)) or {annotation}
+    return bool(kinds & {int, float}) and bool not in kinds
+
+
+def _finite(value: Any) -> bool:
+    """False for NaN and the infinities, read from JSON or written as words (a step would take either as a float)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, str):
+        return value.strip().lower().lstrip("+-") not in ("nan", "inf", "infinity")
+    if isinstance(value, list):
+        return all(_finite(v) for v in value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    return True
 
 
 def apply_overrides(doc: dict, overrides: list[Override], host) -> list[Override]:
@@ -62,6 +85,8 @@ def apply_overrides(doc: dict, overrides: list[Override], host) -> list[Override
             if o.param not in fields:
                 raise InputError(f"--set {o.step}.{o.param}: step '{o.step}' has no parameter '{o.param}'; it has "
                                  f"{', '.join(fields) or 'none'}")
+            if isinstance(o.value, bool) and _takes_a_number(fields[o.param].annotation):
+                raise InputError(f"--set {o}: '{o.param}' takes a number, not true or false")
         table[o.param] = o.value
         applied.append(o)
     return applied
