@@ -186,9 +186,10 @@ class LlamaCppBackend(Backend):
     description = f"embedded llama-cpp-python; --model: a catalogue name (`pearl models`) or a GGUF path; default {DEFAULT_MODEL}"
 
     def create(self, settings: BackendSettings) -> LlamaCppLM:
-        if settings.threads is not None and settings.threads > usable_cpus():
-            raise BackendError(f"--threads {settings.threads}: this process may use {usable_cpus()} CPU(s); pass at "
-                               f"most {usable_cpus()}, or leave it out to use them all")
+        cpus = usable_cpus()
+        if settings.threads is not None and settings.threads > cpus:
+            raise BackendError(f"--threads {settings.threads}: this process may use {cpus} CPU(s); pass at most "
+                               f"{cpus}, or leave it out to use them all")
         path, label = resolve(settings.model)
         try:
             with warnings.catch_warnings():

@@ -116,3 +116,10 @@ def test_entry_point_runs_as_a_process():
                           env={**os.environ, "PEARL_PLUGINS": ""})
     assert proc.returncode == 0, proc.stderr
     assert "minimal" in proc.stdout and "csa" in proc.stdout
+
+
+def test_overrides_with_list_values_are_checked_on_several_pipelines():
+    from pearl.cli import checked_overrides
+    from pearl.runtime.overrides import Override
+
+    assert checked_overrides(["direct", "csa"], ["refine.schedule=[]"]) == [Override("refine", "schedule", [])]

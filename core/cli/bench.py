@@ -114,7 +114,7 @@ def quality_command(
     from pearl.host.dataset import load_dataset
     from pearl.host.manager import get_host
     from pearl.io.results import done_ids, latest_by_id, read_records
-    from pearl.runtime.overrides import parse_overrides
+    from pearl.cli import checked_overrides
     from pearl.runtime.session import open_session
 
     names = [p.strip() for p in pipelines.split(",") if p.strip()]
@@ -128,14 +128,7 @@ def quality_command(
         raise InputError(f"--limit {limit}: give 1 or more items")
     if groups and other:
         raise InputError("--groups picks groups of the quality mix; with --dataset, put only the items you want in it")
-    parsed = parse_overrides(sets or [])
-    if parsed:  # tried on every listed pipeline before any model loads: one that none applies to is a typo
-        from pearl.runtime.pipeline import load
-
-        applied = {o for name in names for o in load(name, get_host(), parsed).overrides}
-        for o in parsed:
-            if o not in applied:
-                raise InputError(f"--set {o}: no listed pipeline ({', '.join(names)}) has a step '{o.step}'")
+    parsed = checked_overrides(names, sets or [])
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: is a file; give a folder (it is created when missing)")
     host = get_host()
