@@ -216,3 +216,12 @@ def test_a_judge_added_on_resume_judges_the_answers_already_there(doubles_host, 
     latest = latest_by_id(read_records(out)[0])
     assert all(set(r.judgements) == {"refusal-rules", "refusal"} for r in latest.values())
     assert {i: r.result.response for i, r in latest.items()} == answers  # judged, not generated again
+
+
+def test_a_one_line_file_that_is_not_results_is_refused_not_appended_to(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    with pytest.raises(InputError, match="line 1 is not a result record"):
+        done_ids(notes, dataset="jsonl", pipeline="direct", retry_errors=False)
+    notes.write_bytes(b'{"id": "q0", "stat')  # a torn last line, cut by a kill: forgiven
+    assert done_ids(notes, dataset="jsonl", pipeline="direct", retry_errors=False) == set()

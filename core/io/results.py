@@ -64,7 +64,7 @@ def read_records(path: Path, *, strict: bool = False) -> tuple[list[ResultRecord
         try:
             records.append(ResultRecord.model_validate_json(line.text))
         except (ValidationError, ValueError) as exc:
-            if strict and line is not lines[-1]:
+            if strict and (line is not lines[-1] or line.complete):  # only a torn last line is forgiven
                 raise InputError(f"{path}: line {line.number} is not a result record ({str(exc).splitlines()[0]}): "
                                  f"this is not a `pearl eval` results file, or it was edited") from None
             bad += 1
