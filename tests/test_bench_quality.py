@@ -150,6 +150,10 @@ def test_a_set_gives_the_pipeline_its_own_file_and_a_bad_set_is_one_line(bench_h
     assert nowhere.returncode == 2 and "no listed pipeline" in nowhere.stderr and "has a step 'nosuch'" in nowhere.stderr
     twice = run_cli([*base[:5], f"{canned},{canned}", *base[6:]])
     assert twice.returncode == 2 and "a pipeline is named twice" in twice.stderr
+    no_group = run_cli(["bench", "quality", "--groups", " , ", *base[4:]])  # was: every group
+    assert no_group.returncode == 2 and "--groups: name at least one group" in no_group.stderr
+    resamples = run_cli([*base, "--bootstrap", str(10**9)])
+    assert resamples.returncode == 2 and "--bootstrap 1000000000: give at most 100000" in resamples.stderr
     assert not (tmp_path / "b").exists() or not any((tmp_path / "b").glob("*.jsonl"))
 
 

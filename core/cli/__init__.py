@@ -37,12 +37,13 @@ err_console = Console(stderr=True)
 
 def _read_conversation(text: Optional[str], file: Optional[str]):
     from pearl.io.conversations import decode_input, parse_conversation_json, read_conversation_file, to_conversation
+    from pearl.io.jsonl import read_bounded
 
     if file and text:
         raise InputError("give either TEXT or --file, not both")
     if file == "-" or text == "-":  # bytes, decoded here: invalid UTF-8 is refused before any model call
         stdin = getattr(sys.stdin, "buffer", None)
-        data = decode_input(stdin.read() if stdin is not None else sys.stdin.read(), source="stdin")
+        data = decode_input(read_bounded(stdin, "stdin") if stdin is not None else sys.stdin.read(), source="stdin")
         if file == "-":
             return parse_conversation_json(data, source="stdin")
         return to_conversation(data, source="stdin")
@@ -186,6 +187,16 @@ def run(
 from pearl.traces.viewer import trace_app  # noqa: E402
 
 app.add_typer(trace_app, name="trace")
+
+
+MAX_BOOTSTRAP = 100_000  # the most --bootstrap resamples: resamples x items are held in memory at once
+
+
+def checked_bootstrap(n_boot: int) -> int:
+    """`n_boot` itself; `InputError` when `--bootstrap` asks for more than `MAX_BOOTSTRAP` resamples."""
+    if n_boot > MAX_BOOTSTRAP:
+        raise InputError(f"--bootstrap {n_boot}: give at most {MAX_BOOTSTRAP} resamples (1000 is plenty)")
+    return n_boot
 
 
 def checked_overrides(pipelines: str | list[str], sets: list[str]) -> list:

@@ -114,7 +114,7 @@ def quality_command(
     from pearl.host.dataset import load_dataset
     from pearl.host.manager import get_host
     from pearl.io.results import done_ids, latest_by_id, read_records
-    from pearl.cli import checked_overrides
+    from pearl.cli import checked_bootstrap, checked_overrides
     from pearl.runtime.session import open_session
 
     names = [p.strip() for p in pipelines.split(",") if p.strip()]
@@ -126,6 +126,10 @@ def quality_command(
         raise InputError(f"--per-group {per_group}: give 1 or more prompts per group")
     if limit is not None and limit < 1:
         raise InputError(f"--limit {limit}: give 1 or more items")
+    if groups is not None and not [g for g in groups.split(",") if g.strip()]:
+        raise InputError("--groups: name at least one group of the mix (xstest-safe, xstest-unsafe, strata-en, "
+                         "strata-cn, crisis), or leave --groups out for all of them")
+    checked_bootstrap(bootstrap)
     if groups and other:
         raise InputError("--groups picks groups of the quality mix; with --dataset, put only the items you want in it")
     parsed = checked_overrides(names, sets or [])

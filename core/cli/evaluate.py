@@ -175,6 +175,7 @@ def eval_judge_command(
     """Measure a judge against human labels: accuracy, per-class P/R/F1, kappa, confusion, 95% CIs, cost per item."""
     import json as _json
 
+    from pearl.cli import checked_bootstrap
     from pearl.evaluation.judge_cards import cards_folder, save_card
     from pearl.evaluation.judge_quality import ALIASES, measure, rows_from_items, select_split
     from pearl.evaluation.judge_view import render_measurement
@@ -183,6 +184,7 @@ def eval_judge_command(
 
     if sample is not None and sample < 1:
         raise InputError(f"--sample {sample}: give a positive number of completions")
+    checked_bootstrap(bootstrap)
     if save:
         cards_folder(cards)
     host = get_host()
@@ -226,9 +228,6 @@ def eval_judge_command(
         err_console.print(f"judge card written to {save_card(result, cards)}")
 
 
-MAX_BOOTSTRAP = 100_000  # resamples x items are held in memory at once
-
-
 def report_command(
     results: Path = typer.Argument(..., help="Results JSONL from `pearl eval`."),
     out: Path = typer.Option(Path("report"), "--out", "-o", help="Folder for report.md and the PNG plots."),
@@ -238,13 +237,13 @@ def report_command(
     cards: Path = typer.Option(Path("judge-cards"), "--cards", help="Folder of judge cards (`pearl eval-judge --save`)."),
 ):
     """Metrics, bootstrap CIs, a markdown report and PNG plots from one or more results files."""
+    from pearl.cli import checked_bootstrap
     from pearl.evaluation.report import write_report
     from pearl.io.paths import refuse_overwrite
 
     if seed < 0:
         raise InputError(f"--seed {seed}: give a whole number of at least 0")
-    if bootstrap > MAX_BOOTSTRAP:
-        raise InputError(f"--bootstrap {bootstrap}: give at most {MAX_BOOTSTRAP} resamples (1000 is plenty)")
+    checked_bootstrap(bootstrap)
     refuse_overwrite(out, [results, *baseline], flag="--out", folder_ok=True)  # the report's folder
     refuse_overwrite(out / "report.md", [results, *baseline], flag="the report file")
     path = write_report([results, *baseline], out, n_boot=bootstrap, seed=seed, cards=cards)

@@ -177,7 +177,8 @@ def read_conversation_lines(path: str | Path, *,
     if path.is_dir():
         raise error(f"{path}: is a folder: point at the .jsonl file itself")
     if not path.is_file():
-        raise error(f"{path}: no such file: check the path")
+        raise error(f"{path}: {'not a regular file (a device or a pipe)' if path.exists() else 'no such file'}: "
+                    f"point at a .jsonl file")
     for line in read_lines(path):
         try:
             yield parse_line(line)

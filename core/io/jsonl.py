@@ -50,14 +50,29 @@ def undecodable(source: str, exc: UnicodeDecodeError, fix: str = "save the file 
     return NotUtf8(f"{source}: not valid UTF-8 (byte 0x{exc.object[exc.start]:02x} at byte {exc.start + 1}): {fix}")
 
 
+MAX_INPUT_BYTES = 64 << 20  # no text or line Pearlpoint reads is this long; a device or a binary file may be endless
+
+
+def read_bounded(handle, source: str) -> bytes:
+    """All of `handle` (a binary stream: a file, stdin, a pipe), refused with an `InputError` naming
+    `source` once it passes `MAX_INPUT_BYTES`, so an endless stream (/dev/zero) is never read to the end."""
+    data = handle.read(MAX_INPUT_BYTES + 1)
+    if len(data) > MAX_INPUT_BYTES:
+        raise InputError(f"{source}: longer than {MAX_INPUT_BYTES >> 20} MiB, far more than a model reads: check that "
+                         f"it is the text you meant (not a device, an archive or a model file)")
+    return data
+
+
 def read_text(path: Path, *, what: str = "file") -> str:
     """The whole of a UTF-8 text file (a leading BOM is dropped); `InputError` for a missing
-    file, a folder, an unreadable file or bytes that are not UTF-8, naming the file."""
+    file, a folder, an unreadable file, one longer than `MAX_INPUT_BYTES` or bytes that are not
+    UTF-8, naming the file."""
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{path}: is a folder: point at the {what} itself")
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as handle:
+            data = read_bounded(handle, str(path))
     except FileNotFoundError:
         raise InputError(f"{path}: no such {what}: check the path") from None
     except OSError as exc:
@@ -106,7 +121,8 @@ def load_json(text: str) -> Any:
 def read_lines(path: Path) -> Iterator[Line]:
     """The non-blank lines of `path` with their 1-based numbers (a BOM before the first is dropped).
 
-    A missing file, a folder or an unreadable file is an `InputError` naming it.
+    A missing file, a folder, an unreadable file or a line longer than `MAX_INPUT_BYTES` is an
+    `InputError` naming it.
     """
     path = Path(path)
     if path.is_dir():
@@ -118,7 +134,12 @@ def read_lines(path: Path) -> Iterator[Line]:
     except OSError as exc:
         raise InputError(f"{path}: cannot read the file ({exc.strerror or exc}): check its permissions") from None
     with handle:
-        for number, raw in enumerate(handle, start=1):
+        number = 0
+        while raw := handle.readline(MAX_INPUT_BYTES + 1):
+            number += 1
+            if len(raw) > MAX_INPUT_BYTES:
+                raise InputError(f"{path}:{number}: a line longer than {MAX_INPUT_BYTES >> 20} MiB, far more than one "
+                                 f"record holds: check that {path} is the JSONL file you meant")
             if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
                 raw = raw[3:]
             if raw.strip():

@@ -74,7 +74,8 @@ def read_inputs(path: str | Path) -> list[Line]:
     if path.is_dir():
         raise InputError(f"batch input '{path}' is a folder: pass a JSONL file with one conversation per line")
     if not path.is_file():
-        raise InputError(f"batch input '{path}' does not exist: pass a JSONL file with one conversation per line")
+        why = "is not a regular file (a device or a pipe)" if path.exists() else "does not exist"
+        raise InputError(f"batch input '{path}' {why}: pass a JSONL file with one conversation per line")
     lines = list(read_lines(path))
     if not lines:
         raise InputError(f"batch input '{path}' holds no conversation (it is empty or blank): write one JSON "
