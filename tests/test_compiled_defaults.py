@@ -74,3 +74,17 @@ def test_cli_run_says_which_steps_ran_compiled(compiled_dir, dummy_host, tmp_pat
     ran = CliRunner().invoke(app, ["run", "--pipeline", path, "--backend", "test-dummy", "hello"])
     assert ran.exit_code == 0, ran.output
     assert f"compiled screen ({out})" in ran.output.replace("\n", "")
+
+
+def test_an_entry_may_name_the_model_without_its_backend_prefix(compiled_dir, host):  # noqa: F811
+    from pearl.runtime.pipeline import load
+
+    out, _ = compiled_dir
+    bare = load(pipeline_file(out.parent, {"qwen2.5-coder-1.5b": out.name}), host)
+    assert bare.compiled_for("llamacpp/qwen2.5-coder-1.5b") == out  # llama.cpp reports "llamacpp/<name>"
+    assert bare.compiled_for("qwen2.5-coder-1.5b") == out
+    assert bare.compiled_for("llamacpp/tiny") is None
+    both = load(pipeline_file(out.parent, {"tiny": "nowhere", "llamacpp/tiny": out.name}), host)
+    assert both.compiled_for("llamacpp/tiny") == out  # the full name wins
+    with pytest.raises(PipelineError, match=r"names 'nowhere' for model 'tiny'"):
+        both.compiled_for("openai/tiny")

@@ -23,8 +23,9 @@ File format::
     "qwen2.5-coder-1.5b" = "compiled/qwen2.5-coder-1.5b"   # loaded when the task LM is that model
 
 A `[compiled]` entry is keyed by the model's name as its backend reports it (`pearl run`
-prints it; a catalogue model's name on `llamacpp`); the folder is relative to the pipeline
-file. `pearl.runtime.session.open_session` loads it unless the run names its own folder,
+prints it: `llamacpp/qwen2.5-coder-1.5b`) or by that name without the backend's prefix
+(`qwen2.5-coder-1.5b`, the catalogue name); the full name wins when both are listed. The
+folder is relative to the pipeline file. `pearl.runtime.session.open_session` loads it unless the run names its own folder,
 or `none`.
 
 Every error names the file and the step, and says what to change.
@@ -96,12 +97,16 @@ class Pipeline:
     def compiled_for(self, model: str | None) -> Path | None:
         """The compiled folder this pipeline file names for `model` (`[compiled]`), or None.
 
-        A relative folder is resolved beside the pipeline file; a named folder that is
-        missing is a `PipelineError`, never a silent run without its programs.
+        The entry for the full name (`llamacpp/tiny`) wins, else the one for the name after
+        the backend's prefix (`tiny`). A relative folder is resolved beside the pipeline
+        file; a named folder that is missing is a `PipelineError`, never a silent run
+        without its programs.
         """
-        folder = self.spec.compiled.get(model or "")
-        if folder is None:
+        names = [model or "", *([model.split("/", 1)[1]] if model and "/" in model else [])]
+        key = next((name for name in names if name in self.spec.compiled), None)
+        if key is None:
             return None
+        folder, model = self.spec.compiled[key], key
         path = Path(folder)
         if not path.is_absolute() and Path(self.source).is_file():
             path = Path(self.source).parent / path
