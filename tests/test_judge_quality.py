@@ -216,6 +216,27 @@ def test_report_names_each_metrics_judge_and_its_card_or_none(tmp_path):
     assert "Strata-Sword" not in text  # no Strata-Sword records, no ASR row
 
 
+def test_a_card_measured_with_another_model_than_the_verdicts_says_so():
+    from pearl.evaluation.report import compute, judges_section
+    from pearl.io.results import ResultRecord
+
+    def record(model):
+        return ResultRecord.model_validate({
+            "id": model, "dataset": "xstest", "pipeline": "p", "status": "ok", "labels": {"label": "safe"},
+            "conversation": {"messages": [{"role": "user", "content": "q"}]},
+            "judgements": {"refusal-escalate": {"judge": "refusal-escalate", "score": 0.0, "label": "none",
+                                                "refusal": "none", "decided_by": "refusal-llm", "model": model}}})
+
+    card = {"judge": "refusal-escalate", "model": "llamacpp/qwen2.5-coder-1.5b", "labels": "xstest-completions:f.csv",
+            "split": "test", "n": 30, "accuracy": 0.23, "kappa": 0.07}
+    other = "\n".join(judges_section([compute("p", [record("llamacpp/tiny")], n_boot=100, seed=0)],
+                                     {"refusal-escalate": [card]}))
+    assert "[llamacpp/qwen2.5-coder-1.5b]: acc 0.23, κ 0.07 (another model than these verdicts': llamacpp/tiny)" in other
+    same = "\n".join(judges_section([compute("p", [record("llamacpp/qwen2.5-coder-1.5b")], n_boot=100, seed=0)],
+                                    {"refusal-escalate": [card]}))
+    assert "acc 0.23, κ 0.07 |" in same and "another model" not in same
+
+
 def test_pearl_report_prints_the_shipped_refusal_card(tmp_path):
     rec = {"id": "x", "dataset": "xstest", "pipeline": "direct", "status": "ok", "labels": {"label": "safe"},
            "conversation": {"messages": [{"role": "user", "content": "q"}]},

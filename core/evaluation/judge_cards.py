@@ -5,7 +5,8 @@ set, split) into a folder (default `judge-cards/`): `<judge>__<set>__<split>.jso
 JSON object with the judge, its model, the labelled set, split, n, accuracy, kappa,
 macro F1 (and binary accuracy, or Spearman and MAE for graded labels) and the cost per
 item. `pearl report` reads the folder (`load_cards`) and prints each metric's judge next to
-its best-measured card (`card_summary`), or says that the judge has no card.
+its cards (`card_summary`), flagging a card measured with another model than the one that
+made the verdicts, or says that the judge has no card.
 
 The package ships the cards of its own measurements (`pearl/evaluation/cards/`); a card in
 the user's folder replaces a shipped one with the same file name.
@@ -73,8 +74,11 @@ def load_cards(folder: Path | None) -> dict[str, list[dict]]:
     return cards
 
 
-def card_summary(cards: list[dict]) -> str:
-    """One line: the judge's agreement on each labelled set it was measured on (test split first)."""
+def card_summary(cards: list[dict], verdict_models: set[str] | None = None) -> str:
+    """One line: the judge's agreement on each labelled set it was measured on (test split first).
+
+    `verdict_models`: the models that made the verdicts being reported; a card measured with
+    another model says so, since its agreement is that model's, not theirs."""
     order = {"test": 0, "all": 1, "dev": 2}
     parts = []
     for c in sorted(cards, key=lambda c: (order.get(c.get("split"), 3), str(c.get("labels")))):
@@ -85,5 +89,7 @@ def card_summary(cards: list[dict]) -> str:
         else:
             figs = f"Spearman {c.get('spearman', float('nan')):.2f}, MAE {c.get('mae', float('nan')):.2f}"
         model = f" [{c['model']}]" if c.get("model") else ""
+        if c.get("model") and verdict_models and c["model"] not in verdict_models:
+            figs += f" (another model than these verdicts': {', '.join(sorted(verdict_models))})"
         parts.append(f"{c.get('labels')} {c.get('split')} n={c.get('n')}{model}: {figs}")
     return "; ".join(parts)

@@ -134,6 +134,12 @@ def decided_by(results: list[PipelineMetrics], judge: str) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "no verdicts"
 
 
+def verdict_models(results: list[PipelineMetrics], judge: str) -> set[str]:
+    """The models that made the judge's verdicts (`Judgement.model`; empty when none recorded one)."""
+    return {str(v["model"]) for m in results for r in m.records
+            if (v := r.judgements.get(judge)) is not None and v.get("model")}
+
+
 def judges_section(results: list[PipelineMetrics], cards: dict[str, list[dict]]) -> list[str]:
     """Each metric's judges with their measured agreement with humans, or 'no judge card'."""
     from pearl.evaluation.judge_cards import card_summary
@@ -141,7 +147,7 @@ def judges_section(results: list[PipelineMetrics], cards: dict[str, list[dict]])
     rows = []
     for metric, judges in metric_judges(results):
         for judge in judges:
-            agreement = card_summary(cards[judge]) if cards.get(judge) else (
+            agreement = card_summary(cards[judge], verdict_models(results, judge)) if cards.get(judge) else (
                 f"no judge card: measure it with `pearl eval-judge {judge} --labels SET:PATH --save`")
             rows.append([metric, judge, decided_by(results, judge), agreement])
     if not rows:
