@@ -130,7 +130,7 @@ def measure_speed(lm, tries: int = 2) -> dict[str, float]:
         raise InputError(f"the decode probes stopped after {longest} tokens: the model ends free text at once and the "
                          f"backend did not enforce the probe's schema; run with --no-speed")
     return {"prefill_tokens_per_s": prefill, "decode_tokens_per_s": max(r for r in (free, structured) if r),
-            "decode_free_tokens_per_s": free or 0.0, "decode_structured_tokens_per_s": structured or 0.0,
+            "decode_free_tokens_per_s": free, "decode_structured_tokens_per_s": structured,  # None: under 32 tokens
             "probe_prompt_tokens": fresh(u_long),
             "probe_completion_tokens": max(u.completion_tokens for _, u in free_runs + schema_runs)}
 
@@ -227,6 +227,11 @@ def run_cost(names: list[str], conversations: list, *, backend: str | None = Non
     return report
 
 
+def _probe(rate: float | None) -> str:
+    """A decode probe's tokens/s, or why it has none (it stopped before 32 tokens)."""
+    return "-- (stopped early)" if rate is None else f"{rate:.1f}"
+
+
 def render(report: dict) -> str:
     """The report as a plain-text table: per pipeline, then per step, the means per answer."""
     speed = report["speed"]
@@ -236,8 +241,8 @@ def render(report: dict) -> str:
     if speed:
         lines.append(f"this machine: prefill {speed['prefill_tokens_per_s']:.0f} tok/s, "
                      f"decode {speed['decode_tokens_per_s']:.1f} tok/s (free text "
-                     f"{speed.get('decode_free_tokens_per_s', 0):.1f}, schema-bound "
-                     f"{speed.get('decode_structured_tokens_per_s', 0):.1f})")
+                     f"{_probe(speed.get('decode_free_tokens_per_s'))}, schema-bound "
+                     f"{_probe(speed.get('decode_structured_tokens_per_s'))})")
     head = f"{'per answer':<24} {'calls':>6} {'prompt':>8} {'cached':>8} {'compl':>7} {'seconds':>8}"
     if speed:
         head += f" {'limit s':>8} {'ratio':>6}"

@@ -80,7 +80,10 @@ def test_speed_probe_takes_the_faster_of_free_text_and_schema_bound_decoding(mon
     assert speed["decode_structured_tokens_per_s"] == pytest.approx(5.0)
     assert speed["decode_tokens_per_s"] == pytest.approx(20.0)
     base = bench_cost.measure_speed(ClockedLM(clock, free_tokens=3))  # a base model stops free text at once
-    assert base["decode_free_tokens_per_s"] == 0.0 and base["decode_tokens_per_s"] == pytest.approx(5.0)
+    assert base["decode_free_tokens_per_s"] is None and base["decode_tokens_per_s"] == pytest.approx(5.0)
+    report = {"backend": "b", "model": "m", "conversations": 1, "sets": [], "refine": None, "speed": base,
+              "pipelines": {}}
+    assert "(free text -- (stopped early), schema-bound 5.0)" in bench_cost.render(report)
     with pytest.raises(InputError, match="--no-speed"):
         bench_cost.measure_speed(_Stubborn(clock))
 
