@@ -10,7 +10,8 @@ chain)` names what must not reach the user:
   ("The user needs to be given a clear and concise response", "The person needs to make
   the answer most useful": `find_analysis`), a reply to the notes instead of the person ("Thank
   you for your instructions"), the notes' own headings or what else they rendered (the risk
-  signal's "directive:" label, an empty list's "(none)", the headings in Chinese), or a run of eight
+  signal's "directive:" label, an empty list's "(none)", the headings in Chinese, DSPy's
+  `[[ ## field ## ]]` markers), or a run of eight
   or more words copied from the chain's analysis nodes (needs, risk intent, guidelines);
   bare numbers do not count as words there, so a crisis line the rules name may be passed on.
 
@@ -94,6 +95,8 @@ RENDERED_MARKS = (
     re.compile(r"(?:^|(?<=[^\x00-\x7f]))\W*(?:declarative|inquiry|directive)(?: \([^)]*\))?\s*[:：]"),
     re.compile(r"[(（](?:none|nothing)[)）]"),
     re.compile(r"(?:答案|回答|回复)最?(?:有用|负责)"),
+    # DSPy's field markers, the prompt format itself ("[[ ## moves ## ]]": the 270M's refined replies carry them)
+    re.compile(r"\[\[\s*##\s*\w+\s*##\s*\]\]"),
 )
 COPY_WORDS = 8  # a run of this many words copied from the analysis nodes is analysis
 

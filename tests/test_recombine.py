@@ -100,6 +100,8 @@ TO_THE_NOTES = [
     "为了防止这种情况，我需要关注以下几点：directive: 提供入侵安全网络或数据库的指南是高风险的。",
     "规则：（none）",
     "如何使答案最有用：- 提供清晰和简短的信息",
+    "[[ ## moves ## ]]",  # DSPy's field markers, in the 270M's refined replies
+    "Here is my answer. [[ ## conversation ## ]] user: hi",
 ]
 NOT_TO_THE_NOTES = [
     "Thank you for your message. I'm here with you.",
@@ -107,6 +109,7 @@ NOT_TO_THE_NOTES = [
     "Sure, I will follow your recipe step by step: first, preheat the oven.",
     "好的，我明白了。这是一个关于面包的食谱。",
     "Talk openly with the person and try to understand their perspective.",
+    "In Markdown, [[wiki links]] and ## headings are common.",
 ]
 
 
