@@ -25,8 +25,8 @@ File format::
 A `[compiled]` entry is keyed by the model's name as its backend reports it (`pearl run`
 prints it: `llamacpp/qwen2.5-coder-1.5b`) or by that name without the backend's prefix
 (`qwen2.5-coder-1.5b`, the catalogue name); the full name wins when both are listed. The
-folder is relative to the pipeline file. `pearl.runtime.session.open_session` loads it unless the run names its own folder,
-or `none`.
+folder is relative to the pipeline file. `pearl.runtime.session.open_session` loads it
+unless the run names its own folder, or `none`.
 
 Every error names the file and the step, and says what to change.
 """
@@ -106,12 +106,12 @@ class Pipeline:
         key = next((name for name in names if name in self.spec.compiled), None)
         if key is None:
             return None
-        folder, model = self.spec.compiled[key], key
+        folder = self.spec.compiled[key]
         path = Path(folder)
         if not path.is_absolute() and Path(self.source).is_file():
             path = Path(self.source).parent / path
         if not path.is_dir():
-            raise PipelineError(f"{self.source}: [compiled] names '{folder}' for model '{model}', which is not a folder: "
+            raise PipelineError(f"{self.source}: [compiled] names '{folder}' for model '{key}', which is not a folder: "
                                 f"fix the entry, or run with --compiled none")
         return path
 
