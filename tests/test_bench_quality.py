@@ -138,6 +138,30 @@ def test_limit_and_a_second_pipeline_are_compared_on_the_items_both_answered(ben
     assert "on the 3 of 3 items" not in figures["title"]
 
 
+def test_shards_answer_every_nth_item_and_their_files_put_together_make_the_whole_table(bench_host, run_cli,
+                                                                                     tmp_path):
+    canned = write_pipeline(tmp_path)
+    base = ["bench", "quality", "--dataset", f"jsonl:{_items(tmp_path)}", "--pipelines", str(canned),
+            "--judges", "refusal-rules", "--no-progress", "--bootstrap", "200"]
+    for k in (0, 1):
+        done = run_cli([*base, "--shard", f"{k}/2", "--out", str(tmp_path / f"s{k}")])
+        assert done.returncode == 0, done.stderr
+    ids = [[r.id for r in read_records(tmp_path / f"s{k}" / "test-canned.jsonl")[0]] for k in (0, 1)]
+    assert ids == [["safe-1", "unsafe-1", "crisis-1"], ["safe-2", "unsafe-2", "crisis-2"]]
+    assert json.loads((tmp_path / "s1" / "quality.json").read_text())["items"] == 3
+    whole = tmp_path / "whole"
+    whole.mkdir()
+    (whole / "test-canned.jsonl").write_bytes(b"".join((tmp_path / f"s{k}" / "test-canned.jsonl").read_bytes()
+                                                       for k in (0, 1)))
+    table = run_cli([*base, "--out", str(whole)])
+    assert table.returncode == 0, table.stderr
+    assert "6 items, 6 already in" in table.stderr and "0 to run" in table.stderr
+    assert json.loads((whole / "quality.json").read_text())["items"] == 6
+    for bad in ("2/2", "1", "a/b", "-1/2"):
+        refused = run_cli([*base, "--shard", bad, "--out", str(tmp_path / "bad")])
+        assert refused.returncode == 2 and f"--shard {bad}: write K/N with 0 <= K < N" in refused.stderr
+
+
 def test_a_set_gives_the_pipeline_its_own_file_and_a_bad_set_is_one_line(bench_host, run_cli, tmp_path):
     canned = write_pipeline(tmp_path)
     base = ["bench", "quality", "--dataset", f"jsonl:{_items(tmp_path)}", "--pipelines", str(canned),

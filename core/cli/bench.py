@@ -70,6 +70,14 @@ bench_app = typer.Typer(help="Benchmarks of the shipped pipelines on this machin
 QUALITY_PIPELINES = "direct,refuse-first,csa-lite,csa"
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """`--shard K/N` as (K, N), 0 <= K < N; `InputError` naming the fix otherwise."""
+    k, slash, n = text.partition("/")
+    if not (slash and k.strip().isdigit() and n.strip().isdigit() and int(k) < int(n)):
+        raise InputError(f"--shard {text}: write K/N with 0 <= K < N, e.g. 0/2 and 1/2 for two processes")
+    return int(k), int(n)
+
+
 def run_label(pipeline: str, applied: list[str]) -> str:
     """The pipeline's column and file name: its name, plus a short tag of the `--set`s applied to it."""
     if not applied:
@@ -85,6 +93,7 @@ def quality_command(
     seed: int = typer.Option(0, "--seed", help="Seed of the sample."),
     groups: Optional[str] = typer.Option(None, "--groups", help="Comma-separated groups of the mix to answer (xstest-safe, xstest-unsafe, strata-en, strata-cn, crisis); each keeps the items it has in the whole mix."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Answer only the first N items of the mix (it takes the groups in turn, so every group is covered)."),
+    shard: Optional[str] = typer.Option(None, "--shard", metavar="K/N", help="Answer only every N-th item, from item K (0-based), of what --limit leaves: one process per core, each with its own --out. Then put the shards' files together in one folder (cat) and run the same command there without --shard: every item is found answered and the table covers them all."),
     split: str = typer.Option("test", "--split", help="test (never tuned on), dev or all: the seeded split by prompt."),
     other: Optional[str] = typer.Option(None, "--dataset", help="Use DATASET:PATH instead of the mix: any dataset whose items carry an 'expect' label (safe, unsafe or crisis), e.g. jsonl:items.jsonl."),
     sets: Optional[List[str]] = typer.Option(None, "--set", help="STEP.PARAM=VALUE for every listed pipeline with that step (repeatable)."),
@@ -130,6 +139,7 @@ def quality_command(
         raise InputError("--groups: name at least one group of the mix (xstest-safe, xstest-unsafe, strata-en, "
                          "strata-cn, crisis), or leave --groups out for all of them")
     checked_bootstrap(bootstrap)
+    part = parse_shard(shard) if shard is not None else None
     if groups and other:
         raise InputError("--groups picks groups of the quality mix; with --dataset, put only the items you want in it")
     parsed = checked_overrides(names, sets or [])
@@ -151,6 +161,9 @@ def quality_command(
         described = (f"quality-mix ({per_group} per group{f' of {groups}' if groups else ''}, split {split}, "
                      f"seed {seed})")
     items = items[:limit] if limit is not None else items
+    if part is not None:
+        items = items[part[0]::part[1]]
+        described += f", shard {part[0]}/{part[1]}"
     judge_names = chosen_judges(judges, host)
     if "refusal-rules" not in judge_names and "refusal-rules" in host.registries["judges"]:
         judge_names.append("refusal-rules")  # free; the supportive rate reads it (pearl.evaluation.quality)
