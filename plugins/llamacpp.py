@@ -78,10 +78,10 @@ def _load_llama(path: Path, n_ctx: int, threads: int | None, seed: int | None):
     key = (str(path), n_ctx, threads, seed)
     with _models_lock:
         if key not in _models:
-            from pearl.plugins.llamacpp_sampling import GrammarFastLlama
+            from pearl.plugins.llamacpp_cache import PrefixCachingLlama
 
             with _quiet_stderr():
-                llama = GrammarFastLlama(
+                llama = PrefixCachingLlama(
                     model_path=str(path),
                     n_ctx=n_ctx,
                     n_threads=threads or usable_cpus(),
@@ -90,18 +90,6 @@ def _load_llama(path: Path, n_ctx: int, threads: int | None, seed: int | None):
                 )
             _models[key] = (llama, threading.Lock())
         return _models[key]
-
-
-def reused_prefix(cached: list[int], prompt: list[int]) -> int:
-    """Prompt tokens llama.cpp served from its KV cache: the common prefix with what the
-    cache held (`Llama.generate` reuses it), less the one token it re-evaluates when the
-    whole prompt matched."""
-    n = 0
-    for a, b in zip(cached, prompt):
-        if a != b:
-            break
-        n += 1
-    return n - 1 if prompt and n == len(prompt) else n
 
 
 class _FirstScores:
@@ -121,7 +109,9 @@ class LlamaCppLM(PearlLM):
 
     Calls are serialised with the context's lock (shared by every LM on it); structured
     calls are decoded under the JSON schema DSPy supplies, as a llama.cpp grammar checked
-    on the likely tokens first (`pearl.plugins.llamacpp_sampling`).
+    on the likely tokens first (`pearl.plugins.llamacpp_sampling`); a call starts from the
+    saved state of an earlier one that shares its longest prefix (`pearl.plugins.llamacpp_cache`),
+    and its `cached_tokens` are the prompt tokens it did not evaluate.
     """
 
     provider = "llama_cpp"
@@ -145,7 +135,7 @@ class LlamaCppLM(PearlLM):
             call.pop("logprobs"), call.pop("top_logprobs")
             call["logits_processor"] = [_FirstScores(first)]
         with self._lock:
-            before = self.llama._input_ids.tolist()  # what the KV cache holds now
+            self.llama.start_call()
             try:
                 out = self.llama.create_chat_completion(**call)
             except ValueError as exc:
@@ -156,7 +146,8 @@ class LlamaCppLM(PearlLM):
                     ) from None
                 raise
             u = out.get("usage") or {}
-            cached = reused_prefix(before, self.llama._input_ids[: u.get("prompt_tokens", 0)].tolist())
+            reused = self.llama.prompt_tokens_reused  # None: nothing evaluated, the whole prompt was in the context
+            cached = u.get("prompt_tokens", 0) if reused is None else min(reused, u.get("prompt_tokens", 0))
         choice = (out.get("choices") or [{}])[0]
         return Completion(
             text=(choice.get("message") or {}).get("content") or "",
