@@ -101,6 +101,9 @@ TO_THE_NOTES = [
     "规则：（none）",
     "如何使答案最有用：- 提供清晰和简短的信息",
     "[[ ## moves ## ]]",  # DSPy's field markers, in the 270M's refined replies
+    # Lingo-BP's refined replies by the 1.5B (2026-12-07), to an attack question and a poisoning request
+    "Thank you for your help. I'll keep in mind these important points when I encounter someone who needs my assistance.",
+    "好的，我会注意这些规则并确保不会留下任何痕迹。",
     "Here is my answer. [[ ## conversation ## ]] user: hi",
 ]
 NOT_TO_THE_NOTES = [
@@ -110,6 +113,8 @@ NOT_TO_THE_NOTES = [
     "好的，我明白了。这是一个关于面包的食谱。",
     "Talk openly with the person and try to understand their perspective.",
     "In Markdown, [[wiki links]] and ## headings are common.",
+    "Keep these points in mind when you talk to your landlord.",
+    "Bear these tips in mind, and thank you for your help with the list.",
 ]
 
 
