@@ -6,8 +6,12 @@ the backward pass, the recombination, then the same again for the next Lingo-BP
 iteration), so each call's long shared prefix (instructions, conversation) was evaluated
 again. `PrefixCachingLlama` keeps the state after each call in llama-cpp-python's
 `LlamaRAMCache` (least recently used first out, `PROMPT_CACHE_BYTES` in all), and a call
-restores the saved state with the longest common prefix before it evaluates the rest: the
-same tokens, so the same answer, with only the new part evaluated.
+restores the saved state with the longest common prefix before it evaluates the rest, so only
+the new part is evaluated. The tokens are the same, but llama.cpp then evaluates the new part in
+other batches than a full evaluation would, so its logits can differ in the last digits, and a
+long greedy answer can, now and then, take another token (one `csa` answer on the 1.5B differed
+from the run without the cache from its refinement on; llama.cpp's own one-context reuse has the
+same property).
 
 Two departures from llama-cpp-python's own `save_state` / `load_state`: the saved state
 leaves out the logits buffer (up to n_batch × vocabulary floats, 311 MB for the 1.5B,
