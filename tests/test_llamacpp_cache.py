@@ -2,7 +2,8 @@
 
 Two programs take turns, as Lingo-BP's judges do: A, then B, then A again on a new reply. Without the
 cache the third call shares almost nothing with the call before it; with it, the third call starts
-from A's saved state and evaluates only the new reply. The answers must not change.
+from A's saved state and evaluates only the new reply. On these short answers the replies are the same
+as a fresh context's (a long greedy answer can take another token: see the module's docstring).
 """
 
 from __future__ import annotations
