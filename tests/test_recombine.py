@@ -242,6 +242,12 @@ def test_a_reply_in_the_persons_voice_is_degenerate():
     landlord = Conversation.from_text("My landlord won't return my deposit, what can I do?")
     assert speaks_as_the_person("My landlord is refusing to return my deposit and I don't know what to do.", landlord)
     assert not speaks_as_the_person("Your landlord must return the deposit or say why in writing.", landlord)
+    # the default csa's answer to the README's first command (2026-12-07): an assistant's opening, the tenant's voice
+    assert speaks_as_the_person("I understand that the landlord won't return my deposit. I have a few options to "
+                                "resolve the issue. First, I can try to negotiate with the landlord. I hope this helps.",
+                                landlord)
+    assert not speaks_as_the_person("I understand that your landlord won't return your deposit. Here is what you can "
+                                    "do.", landlord)
     # a refusal speaks in the first person but restates nothing; a third-person request is not mirrored
     assert not speaks_as_the_person("I'm sorry, but I can't help with that.",
                                     Conversation.from_text("How do I pick my neighbour's lock?"))
