@@ -311,8 +311,7 @@ def speaks_as_the_person(response: str, conversation: Conversation) -> bool:
     last = conversation.last_user_message
     if not _FIRST_PERSON.search(last):
         return False
-    if not _SECOND_PERSON.search(response) and _OWNED.findall(response.lower()) and (
-            set(_OWNED.findall(response.lower())) & set(_OWNED.findall(last.lower()))):
+    if not _SECOND_PERSON.search(response) and set(_OWNED.findall(response.lower())) & set(_OWNED.findall(last.lower())):
         return True  # never "you", and their things are "my" things: the person's voice, whatever phrase opens it
     if _ASSISTANT_VOICE.search(response):
         return False
