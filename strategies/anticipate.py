@@ -433,14 +433,15 @@ def declared_forecasts(strategies: list[ResponseStrategy], severity: float) -> l
             for s in strategies for t in USER_TYPES]
 
 
-def check_priors(strategies: list[ResponseStrategy]) -> None:
-    """`PipelineError` naming every strategy that lacks a declared prior for some user type."""
+def check_priors(strategies: list[ResponseStrategy], mode: str) -> None:
+    """`PipelineError` naming every strategy that lacks a declared prior for some user type (`mode`: the
+    anticipation mode that reads the priors, named in the message)."""
     missing = {s.name: [t for t in USER_TYPES if t not in s.prior] for s in strategies}
     missing = {name: types for name, types in missing.items() if types}
     if missing:
         listed = "; ".join(f"'{name}' (no {', '.join(types)})" for name, types in missing.items())
         raise PipelineError(
-            f"anticipate mode 'declared' reads each strategy's prior, and these declare none for some user type: "
+            f"anticipate mode '{mode}' reads each strategy's prior, and these declare none for some user type: "
             f"{listed}. Give them `prior = {{benign = {{satisfied = 0.9, risk_share = 0.3}}, sensitive = ..., "
             f"malicious = ...}}`, leave them out with `strategies = [...]`, or use mode 'table'")
 
@@ -471,7 +472,7 @@ class AnticipateStep(Step):
         super().__init__(params, context)
         self.strategies = select_strategies(context.host, params.strategies, params.extra_strategies)
         if params.mode in ("declared", "pick"):
-            check_priors(self.strategies)
+            check_priors(self.strategies, params.mode)
         if params.mode == "declared":
             self.program = None  # no LM call
             return

@@ -134,7 +134,7 @@ def test_declared_mode_reads_the_priors_and_the_severity_without_a_call(host):
 def test_declared_mode_names_the_strategies_without_a_prior(host):
     inline = {"name": "cite_sources", "summary": "Answer with sources.", "fits_when": "facts are asked",
               "prior": {"benign": {"satisfied": 0.8, "risk_share": 0.1}}}
-    with pytest.raises(PipelineError, match=r"'cite_sources' \(no sensitive, malicious\).*mode 'table'"):
+    with pytest.raises(PipelineError, match=r"mode 'declared' .*'cite_sources' \(no sensitive, malicious\).*mode 'table'"):
         build(host, mode="declared", extra_strategies=[inline])
     step = build(host, mode="declared", strategies=["full_help"],
                  extra_strategies=[{**inline, "prior": {t: {"satisfied": 0.8, "risk_share": 0.1} for t in USER_TYPES}}])
@@ -223,7 +223,7 @@ def test_pick_mode_needs_the_priors_and_the_decision_reason_names_the_picks(host
     from pearl.strategies.decide import solve
 
     inline = {"name": "cite_sources", "summary": "Answer with sources.", "fits_when": "facts are asked"}
-    with pytest.raises(PipelineError, match=r"'cite_sources' \(no benign, sensitive, malicious\)"):
+    with pytest.raises(PipelineError, match=r"mode 'pick' .*'cite_sources' \(no benign, sensitive, malicious\)"):
         build(host, mode="pick", extra_strategies=[inline])
     table, _ = run(build(host, mode="pick"), [{"best": "supportive_response"}, {"best": "supportive_response"}])
     d = solve(table, ASSESSMENT.posterior, {s.name: s.cost for s in table.library}, alpha=1, beta=2, gamma=0.1,
