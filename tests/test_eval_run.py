@@ -218,6 +218,22 @@ def test_a_judge_added_on_resume_judges_the_answers_already_there(doubles_host, 
     assert {i: r.result.response for i, r in latest.items()} == answers  # judged, not generated again
 
 
+def test_an_out_answered_from_another_file_of_the_same_dataset_kind_is_refused(doubles_host, run_cli, tmp_path):
+    data, out = _dataset(tmp_path, n=2), tmp_path / "r.jsonl"
+    base = ["--pipeline", str(write_pipeline(tmp_path)), "--taxonomy", "none", "--judges", "refusal-rules",
+            "--no-progress", "--out", str(out)]
+    assert run_cli(["eval", f"jsonl:{data}", *base]).returncode == 0
+    before = out.read_bytes()
+    other = tmp_path / "other.jsonl"  # the same ids, one prompt changed
+    other.write_text(data.read_text().replace("question 1", "another question"))
+    refused = run_cli(["eval", f"jsonl:{other}", *base])
+    message = " ".join(refused.stderr.split())
+    assert refused.returncode == 2 and "answer to item 'q1' whose conversation is not the one" in message
+    assert "choose another --out" in message and out.read_bytes() == before
+    again = run_cli(["eval", f"jsonl:{data}", *base])  # the file it was written from still resumes
+    assert again.returncode == 0 and "2 already in" in " ".join(again.stderr.split())
+
+
 def test_a_one_line_file_that_is_not_results_is_refused_not_appended_to(tmp_path):
     notes = tmp_path / "notes.txt"
     notes.write_text("my notes\n")

@@ -181,7 +181,7 @@ def quality_command(
         label = run_label(session.pipeline.name, [str(o) for o in session.pipeline.overrides])
         path = out / f"{label}.jsonl"
         finished = done_ids(path, dataset=dataset, pipeline=session.pipeline.name, retry_errors=False,
-                            run=session.identity())
+                            run=session.identity(), asked={item.id: item.conversation for item in items})
         todo = [item for item in items if item.id not in finished]
         err_console.print(f"[bold]{label}[/]: {len(items)} items, {len(items) - len(todo)} already in {path}, "
                           f"{len(todo)} to run · model {session.settings.model or '(pipeline default)'} · "

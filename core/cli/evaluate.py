@@ -81,7 +81,7 @@ def eval_command(
                            overrides=overrides, **connection_options(timeout, api_key_env),
                            judge=judge_choice if any(judge_choice.values()) else None)
     finished = done_ids(out, dataset=name, pipeline=session.pipeline.name, retry_errors=retry_errors,
-                        run=session.identity())
+                        run=session.identity(), asked={item.id: item.conversation for item in items})
     todo = [item for item in items if item.id not in finished]
     err_console.print(f"[bold]{name}[/]: {len(items)} items selected, {len(items) - len(todo)} already in {out}, "
                       f"{len(todo)} to run · pipeline [bold]{session.pipeline.name}[/] · judges {', '.join(judge_names)}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -77,9 +77,11 @@ def latest_by_id(records: list[ResultRecord]) -> dict[str, ResultRecord]:
 
 
 def done_ids(path: Path, *, dataset: str, pipeline: str, retry_errors: bool,
-             run: RunIdentity | None = None) -> set[str]:
+             run: RunIdentity | None = None, asked: Mapping[str, Conversation] | None = None) -> set[str]:
     """Ids already finished in `path` (errors too, unless `retry_errors`); checks the file fits the run:
-    the same pipeline on the same dataset, and, for records that store theirs, the same `run`."""
+    the same pipeline on the same dataset, for records that store theirs the same `run`, and, given the
+    conversations `asked` by item id, the same conversation for every id both hold (items are matched by
+    id, so another file of the same dataset kind, or an edited one, would otherwise pass as answered)."""
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{path}: is a folder: name the results file, such as {path / 'results.jsonl'}")
@@ -97,4 +99,9 @@ def done_ids(path: Path, *, dataset: str, pipeline: str, retry_errors: bool,
             raise InputError(f"{path} holds results of another run ({differs}): resume it with the same --set, "
                              f"--compiled and --model, or choose another --out to keep them apart")
     latest = latest_by_id(records)
+    for item_id, record in latest.items():
+        if asked is not None and item_id in asked and asked[item_id] != record.conversation:
+            raise InputError(
+                f"{path} holds an answer to item '{item_id}' whose conversation is not the one the dataset asks now: "
+                f"it was written from another dataset file or an earlier version of it; choose another --out file")
     return {i for i, r in latest.items() if r.status == "ok" or not retry_errors}
