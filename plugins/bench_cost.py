@@ -32,6 +32,7 @@ import time
 import tomllib
 import uuid
 from collections import Counter
+from itertools import islice
 from pathlib import Path
 from typing import List, Optional
 
@@ -43,10 +44,11 @@ from pearl.errors import InputError
 from pearl.host.backend import resolve_settings
 from pearl.host.hookspecs import hookimpl
 from pearl.host.manager import get_host
-from pearl.io.conversations import to_conversation
+from pearl.io.conversations import read_conversation_lines, to_conversation
+from pearl.io.paths import refuse_overwrite
 from pearl.lm import usage as usage_meter
 from pearl.runtime.overrides import apply_overrides, parse_overrides, read_value
-from pearl.runtime.pipeline import compile_spec, resolve
+from pearl.runtime.pipeline import checked_overrides, compile_spec, resolve
 from pearl.runtime.runner import Runner
 from pearl.runtime.session import make_lm
 from pearl.types import Result, Usage
@@ -180,8 +182,8 @@ def load_conversations(path: str | None, limit: int) -> list:
     """The first `limit` conversations of a JSONL file (one conversation per line), or of `CONVERSATIONS`."""
     if path is None:
         return [to_conversation(text) for text in CONVERSATIONS[:limit]]
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
-    return [to_conversation(json.loads(line)) for line in lines if line.strip()][:limit]
+    lines = read_conversation_lines(path)  # a bad line is an error naming the file and the line
+    return [line.conversation for line in islice(lines, limit)]
 
 
 def run_cost(names: list[str], conversations: list, *, backend: str | None = None, url: str | None = None,
@@ -273,7 +275,11 @@ def cost(
     """Calls, tokens and seconds per answer of each pipeline and step, and the ratio to the token-time limit."""
     if limit < 1:
         raise InputError(f"--limit {limit}: give 1 or more conversations")
-    report = run_cost([p for p in pipelines.split(",") if p], load_conversations(conversations, limit),
+    names = [p for p in pipelines.split(",") if p]
+    checked_overrides(names, sets or [], get_host())  # a --set no listed pipeline has is an error, not ignored
+    if out is not None:
+        refuse_overwrite(Path(out), [Path(conversations)] if conversations else [], flag="--out")
+    report = run_cost(names, load_conversations(conversations, limit),
                       backend=backend, url=backend_url, model=model, sets=sets or [], refine=refine,
                       speed=not no_speed, out=out, options=options or [],
                       progress=lambda line: typer.echo(line, err=True))

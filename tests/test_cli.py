@@ -35,6 +35,11 @@ def assert_clean_error(proc, fragment):
     (["run", "--set", "nostep.x=1", "hi"], "pipeline 'csa' has no step 'nostep'; its steps are risk, anticipate"),
     (["run", "--pipeline", "minimal", "--set", "risk.severity=level", "hi"], "pipeline 'minimal' has no step 'risk'"),
     (["run", "--set", "risk.severity=banana", "hi"], 'should be \'written\' or \'level\' (with --set risk.severity="banana")'),
+    # a misspelt step is never ignored, whichever command takes --set
+    (["optimize", "--pipeline", "csa", "--step", "risk", "--trainset", "risk-train", "--set", "rsik.catalogue=ids"],
+     "pipeline 'csa' has no step 'rsik'"),
+    (["bench", "cost", "--pipelines", "direct,csa", "--set", "rsik.catalogue=ids", "--no-speed"],
+     "no listed pipeline (direct, csa) has a step 'rsik'"),
 ])
 def test_bad_input_is_one_clean_line(pearl, args, fragment):
     assert_clean_error(pearl(*args), fragment)
@@ -48,6 +53,17 @@ def test_bad_conversation_files(pearl, tmp_path):
     bad_role.write_text(json.dumps({"messages": [{"role": "robot", "content": "hi"}]}))
     assert_clean_error(pearl("run", "--file", str(bad_role)), "unknown role 'robot'")
     assert_clean_error(pearl("run", "--file", str(tmp_path / "missing.json")), "does not exist")
+
+
+def test_bench_cost_reads_its_conversations_by_line_and_never_writes_over_them(pearl, tmp_path):
+    conversations = tmp_path / "conv.jsonl"
+    conversations.write_text('{"prompt": "hi"}\n{"answer": "not a conversation"}\n')
+    before = conversations.read_bytes()
+    assert_clean_error(pearl("bench", "cost", "--pipelines", "direct", "--no-speed", "--conversations",
+                             str(conversations), "--out", str(conversations)), "is the input file")
+    assert conversations.read_bytes() == before
+    assert_clean_error(pearl("bench", "cost", "--pipelines", "direct", "--no-speed", "--limit", "2",
+                             "--conversations", str(conversations)), f"{conversations}:2")
 
 
 def test_unknown_step_in_pipeline_file(pearl, tmp_path):

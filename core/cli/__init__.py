@@ -200,26 +200,12 @@ def checked_bootstrap(n_boot: int) -> int:
 
 
 def checked_overrides(pipelines: str | list[str], sets: list[str]) -> list:
-    """`--set` items parsed and tried on `pipelines` (one, or those a command runs in turn) before any
-    model loads: a malformed item, an unknown parameter or a step no pipeline has is an `InputError`
-    that names it. With a list of pipelines, an item applies to those that have its step."""
+    """`pearl.runtime.pipeline.checked_overrides` on the command's host: `--set` items checked against
+    `pipelines` before any model loads."""
     from pearl.host.manager import get_host
-    from pearl.runtime.overrides import parse_overrides
-    from pearl.runtime.pipeline import load
+    from pearl.runtime.pipeline import checked_overrides as check
 
-    names = [pipelines] if isinstance(pipelines, str) else list(pipelines)
-    overrides = parse_overrides(sets)
-    if overrides:
-        loaded = [load(name, get_host(), overrides) for name in names]
-        applied = [o for pipeline in loaded for o in pipeline.overrides]  # a list: values may be lists
-        for o in overrides:
-            if o in applied:
-                continue
-            if isinstance(pipelines, str):
-                raise InputError(f"--set {o}: pipeline '{loaded[0].name}' has no step '{o.step}'; its steps are "
-                                 f"{', '.join(loaded[0].spec.steps)}")
-            raise InputError(f"--set {o}: no listed pipeline ({', '.join(names)}) has a step '{o.step}'")
-    return overrides
+    return check(pipelines, sets, get_host())
 
 
 def _run_batch(batch: str, out: Optional[str], concurrency: int, text, file, extras: RunExtras,

@@ -100,7 +100,7 @@ def optimize_command(
     from pearl.optimization.metrics import make_metric
     from pearl.optimization.optimize import OPTIMIZERS, Budget
     from pearl.optimization.optimize import optimize as run_optimize
-    from pearl.runtime.overrides import parse_overrides
+    from pearl.cli import checked_overrides
     from pearl.runtime.pipeline import load
 
     if optimizer not in OPTIMIZERS:
@@ -110,7 +110,7 @@ def optimize_command(
     if not (math.isfinite(beta) and beta >= 0):
         raise InputError(f"--beta {beta}: give the risk weight as a finite number of at least 0 (the CSA headline: 2)")
     host = get_host()
-    pipe = load(pipeline or DEFAULT_PIPELINE, host, parse_overrides(sets or []))
+    pipe = load(pipeline or DEFAULT_PIPELINE, host, checked_overrides(pipeline or DEFAULT_PIPELINE, sets or []))
     if step == "all":
         targets = [sid for sid in pipe.order() if getattr(pipe.steps[sid], "program", None) is not None]
         if not targets:

@@ -44,7 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pearl.host.backend import BackendSettings
 from pearl.runtime.overrides import apply_overrides
-from pearl.errors import PipelineError, PluginError
+from pearl.errors import InputError, PipelineError, PluginError
 from pearl.host.step import Step, StepContext
 
 RESERVED_STEP_KEYS = ("use", "after", "lm", "program")
@@ -187,6 +187,27 @@ def load(ref: str, host, overrides: list | tuple = ()) -> Pipeline:
         raise PipelineError(f"{exc} (with --set {' '.join(str(o) for o in applied)})") from None
     pipeline.overrides = tuple(applied)
     return pipeline
+
+
+def checked_overrides(pipelines: str | list[str], sets: list[str], host) -> list:
+    """`--set` items parsed and tried on `pipelines` (one, or those a command runs in turn) before any
+    model loads: a malformed item, an unknown parameter or a step no pipeline has is an `InputError`
+    that names it. With a list of pipelines, an item applies to those that have its step."""
+    from pearl.runtime.overrides import parse_overrides
+
+    names = [pipelines] if isinstance(pipelines, str) else list(pipelines)
+    overrides = parse_overrides(sets)
+    if overrides:
+        loaded = [load(name, host, overrides) for name in names]
+        applied = [o for pipeline in loaded for o in pipeline.overrides]  # a list: values may be lists
+        for o in overrides:
+            if o in applied:
+                continue
+            if isinstance(pipelines, str):
+                raise InputError(f"--set {o}: pipeline '{loaded[0].name}' has no step '{o.step}'; its steps are "
+                                 f"{', '.join(loaded[0].spec.steps)}")
+            raise InputError(f"--set {o}: no listed pipeline ({', '.join(names)}) has a step '{o.step}'")
+    return overrides
 
 
 def compile_spec(data: dict[str, Any], host, source: str = "<pipeline>") -> Pipeline:
