@@ -52,7 +52,7 @@ from pearl.strategies.fields import Score, check_choice, check_score, choice, te
 from pearl.strategies.language import language_name, language_of, written_in
 from pearl.strategies.library import select_strategies
 from pearl.strategies.minimal import Response
-from pearl.strategies.recombine import leaks, loops, scrub, speaks_as_the_person, unrepeated
+from pearl.strategies.recombine import finished, leaks, loops, scrub, speaks_as_the_person, unrepeated
 from pearl.strategies.risk import (ATTACK_FORMS, INTERACTIONS, NO_GROUP, Catalogue, catalogue_groups,
                                    category_from_cues, category_type, compact_catalogue, describe_user, group_type,
                                    posterior_from_weights, reconcile_category)
@@ -300,7 +300,7 @@ class LiteRespondStep(Step):
             response = scrub(response, None, private) or response
         if loops(response):
             response = unrepeated(response)
-        return Response(response=response)
+        return Response(response=finished(response))  # a reply cut mid-sentence ends at its last full one
 
 
 @hookimpl

@@ -19,7 +19,8 @@ A leaking answer is regenerated once; if it still leaks, the offending sentences
 removed and the draft is marked `scrubbed`. An answer that only echoes the person's
 message (or opens with all of it, sentence by sentence), speaks in their voice, starts mid-sentence, says one sentence over and over, or is written in another
 script than the person's message (`degenerate`) is regenerated the same way; a reply still looping after that keeps
-each sentence once (`unrepeated`) and is marked `scrubbed`. The language is named to the model as an input
+each sentence once (`unrepeated`) and is marked `scrubbed`, as is a reply whose last line stops mid-sentence
+(its length bound reached), cut back to its last full sentence (`finished`). The language is named to the model as an input
 (`pearl.strategies.language`). If nothing is left, or the retry is degenerate too, the reply is written once more from the
 conversation and the chain's moves alone (no analysis to copy), and scrubbed in turn (nothing left means no
 sentence of four words or eight Han characters: `substantive`);
@@ -371,6 +372,29 @@ def loops(response: str) -> bool:
     return bool(counts) and max(counts.values()) >= LOOP_REPEATS
 
 
+_LAST_STOP = re.compile(r"(?<![\d.])(?<!\be\.g)(?<!\bi\.e)(?<!\bDr)(?<!\bMr)(?<!\bMs)(?<!\bMrs)(?<!\bvs)"
+                        r"[.!?…][\"'”’)\]]*(?=\s)|[。！？][”’」』）]*")
+
+
+def finished(response: str) -> str:
+    """`response` cut back to its last full sentence when its last line stops mid-sentence, as a reply
+    does that reached its length bound (the 1.5B's replies were cut at 768 characters: "…you are not alone
+    and that you is") or lost its end to a scrub ("…to overcome. I also suggest"). Only a line that holds an
+    earlier full sentence is cut, so a list item, a heading, a signature or code without a full stop stays
+    as written; a reply ending in a fenced code block is left alone."""
+    text = response.rstrip()
+    if not text or text.endswith("```"):
+        return response
+    head, _, last = text.rpartition("\n")
+    if last.strip().rstrip(_CLOSERS)[-1:] in tuple(_SENTENCE_END):
+        return response
+    stops = list(_LAST_STOP.finditer(last))
+    if not stops or not last[:stops[-1].end()].strip():
+        return response
+    kept = last[:stops[-1].end()].rstrip()
+    return (head + "\n" + kept) if head else kept
+
+
 def unrepeated(response: str) -> str:
     """`response` with every sentence after its first occurrence dropped (line breaks and fenced
     code blocks kept as they are)."""
@@ -440,6 +464,8 @@ def recombine(step_id: str, program: Recombine, conversation: Conversation, chai
             pred.response, scrubbed = cleaned, True
         if loops(pred.response):  # three tries looped: say each sentence once
             pred.response, scrubbed = unrepeated(pred.response), True
+    if finished(pred.response) != pred.response:  # stopped mid-sentence: end at the last full one
+        pred.response, scrubbed = finished(pred.response), True
     held_back, replaced, by, followed = False, None, None, False
     if hold_back and carries_out(pred.response, conversation.last_user_message):
         reply, by, cut = keep_boundary(step_id, program, conversation, chain, max_tokens)

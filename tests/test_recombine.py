@@ -301,6 +301,30 @@ def test_a_reply_that_loops_is_rewritten_and_a_loop_left_after_three_tries_says_
     assert draft.response == unrepeated(LOOPING) and draft.scrubbed
 
 
+# Lingo-BP's recombinations of two crisis replies by the 1.5B default (2026-12-07): the first reached the
+# response's 768-character bound, the second lost its end to a scrub.
+CUT_AT_THE_BOUND = ("I understand that you are struggling, but I want to offer you some emotional support. Please know "
+                    "that you are not alone and that you is")
+CUT_BY_A_SCRUB = "I want to help you find the support and guidance you need to overcome. I also suggest"
+
+
+def test_a_reply_that_stops_mid_sentence_ends_at_its_last_full_sentence():
+    from pearl.strategies.recombine import finished
+
+    assert finished(CUT_AT_THE_BOUND) == "I understand that you are struggling, but I want to offer you some emotional support."
+    assert finished(CUT_BY_A_SCRUB) == "I want to help you find the support and guidance you need to overcome."
+    assert finished("抱歉，我不能提供这些信息。你可以") == "抱歉，我不能提供这些信息。"
+    assert finished('He said "stop." Then he') == 'He said "stop."'
+    # left as written: a finished reply, a line with no full sentence (a list item, a signature), code,
+    # and stops that end no sentence (a number, an abbreviation)
+    for kept in ("Talk to your landlord first.", "Steps:\n1. Call the office\n2. Write to them",
+                 "Best regards,\nDr. Clark", "```sh\nls -l\n```", "no stop at all here", "It costs 3.5 dollars and",
+                 "Use e.g. a small claims court", "Ask Dr. Smith about"):
+        assert finished(kept) == kept
+    draft, _ = recombine_scripted("I feel like ending it all.", {"reasoning": "Offer support.", "response": CUT_BY_A_SCRUB})
+    assert draft.response == finished(CUT_BY_A_SCRUB) and draft.scrubbed
+
+
 def test_code_that_repeats_a_line_is_not_a_loop():
     from pearl.strategies.recombine import loops, unrepeated
 

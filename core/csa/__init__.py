@@ -404,7 +404,8 @@ class Draft(BaseModel):
     simplified: bool = Field(default=False, description="written from the simplified chain (no risk)")
     scrubbed: bool = Field(default=False,
                            description="sentences had to be removed from the response: framework vocabulary, the "
-                                       "chain's analysis, or the repeats of a reply that loops")
+                                       "chain's analysis, the repeats of a reply that loops, or the words after the last full "
+                                       "sentence of a reply that stops mid-sentence")
     held_back: bool = Field(default=False,
                             description="the first reply carried out a request the decision declines (the refusal "
                                         "classifier was sure it complies in full), so it was written again (`held_back_by` says "
