@@ -464,8 +464,9 @@ def recombine(step_id: str, program: Recombine, conversation: Conversation, chai
             pred.response, scrubbed = cleaned, True
         if loops(pred.response):  # three tries looped: say each sentence once
             pred.response, scrubbed = unrepeated(pred.response), True
-    if finished(pred.response) != pred.response:  # stopped mid-sentence: end at the last full one
-        pred.response, scrubbed = finished(pred.response), True
+    ended = finished(pred.response)
+    if ended != pred.response:  # stopped mid-sentence: end at the last full one
+        pred.response, scrubbed = ended, True
     held_back, replaced, by, followed = False, None, None, False
     if hold_back and carries_out(pred.response, conversation.last_user_message):
         reply, by, cut = keep_boundary(step_id, program, conversation, chain, max_tokens)

@@ -43,7 +43,7 @@ import networkx as nx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pearl.host.backend import BackendSettings
-from pearl.runtime.overrides import apply_overrides
+from pearl.runtime.overrides import apply_overrides, parse_overrides
 from pearl.errors import InputError, PipelineError, PluginError
 from pearl.host.step import Step, StepContext
 
@@ -193,8 +193,6 @@ def checked_overrides(pipelines: str | list[str], sets: list[str], host) -> list
     """`--set` items parsed and tried on `pipelines` (one, or those a command runs in turn) before any
     model loads: a malformed item, an unknown parameter or a step no pipeline has is an `InputError`
     that names it. With a list of pipelines, an item applies to those that have its step."""
-    from pearl.runtime.overrides import parse_overrides
-
     names = [pipelines] if isinstance(pipelines, str) else list(pipelines)
     overrides = parse_overrides(sets)
     if overrides:
