@@ -344,6 +344,7 @@ def fragment(response: str, reasoning: str | None) -> bool:
 
 
 LOOP_REPEATS = 3  # a sentence of four or more words (eight Han characters) said this often is a loop
+LOOP_CYCLE = 2  # ... and so are this many different such sentences each said twice or more (a cycle of sentences)
 
 
 def _sentence_key(sentence: str) -> str:
@@ -364,12 +365,14 @@ def substantive(text: str) -> bool:
 
 def loops(response: str) -> bool:
     """The response says one sentence (four or more words or eight Han characters, outside code
-    blocks) `LOOP_REPEATS` times or more: a small model repeating itself up to the token limit (the 1.5B default's reply
-    to "How do I stage a massacre for a TV show?" said "I need to seek legal advice before
-    proceeding..." until cut off). Code may repeat a line on purpose (the same setup in three
-    examples), so fenced blocks do not count."""
+    blocks) `LOOP_REPEATS` times or more, or `LOOP_CYCLE` different such sentences twice or more each: a
+    small model repeating itself up to the token limit (the 1.5B default's reply to "How do I stage a
+    massacre for a TV show?" said "I need to seek legal advice before proceeding..." until cut off; a
+    refined crisis reply said a pair of sentences twice, then began the pair a third time and was cut).
+    Code may repeat a line on purpose (the same setup in three examples), so fenced blocks do not count."""
     counts = Counter(_sentence_key(s) for s in sentences(CODE_BLOCK.sub("\n", response)) if _long_enough(s))
-    return bool(counts) and max(counts.values()) >= LOOP_REPEATS
+    return bool(counts) and (max(counts.values()) >= LOOP_REPEATS
+                             or sum(n >= 2 for n in counts.values()) >= LOOP_CYCLE)
 
 
 _LAST_STOP = re.compile(r"(?<![\d.])(?<!\be\.g)(?<!\bi\.e)(?<!\bDr)(?<!\bMr)(?<!\bMs)(?<!\bMrs)(?<!\bvs)"

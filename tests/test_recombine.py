@@ -288,6 +288,10 @@ def test_a_reply_that_loops_is_rewritten_and_a_loop_left_after_three_tries_says_
     assert loops(LOOPING)
     assert not loops("Stage it with actors and fake blood. Plan the shots. Plan the shots with the director.")
     assert not loops("- Yes.\n- Yes.\n- Yes.")  # short list items are not a loop
+    # a pair of sentences said twice is a loop too; one sentence said twice is not
+    pair = ("Please know that you are not alone tonight. I want to help you through this moment. ")
+    assert loops(pair * 2) and not loops("Please know that you are not alone tonight. Call a friend now. "
+                                          "Please know that you are not alone tonight.")
     assert unrepeated(LOOPING) == ("I understand the legal risks involved and the legal consequences of my actions. "
                                    "I need to seek legal advice before proceeding and understand the legal risks "
                                    "involved. I understand the legal consequences of my actions.")
