@@ -467,9 +467,6 @@ def recombine(step_id: str, program: Recombine, conversation: Conversation, chai
             pred.response, scrubbed = cleaned, True
         if loops(pred.response):  # three tries looped: say each sentence once
             pred.response, scrubbed = unrepeated(pred.response), True
-    ended = finished(pred.response)
-    if ended != pred.response:  # stopped mid-sentence: end at the last full one
-        pred.response, scrubbed = ended, True
     held_back, replaced, by, followed = False, None, None, False
     if hold_back and carries_out(pred.response, conversation.last_user_message):
         reply, by, cut = keep_boundary(step_id, program, conversation, chain, max_tokens)
@@ -480,8 +477,10 @@ def recombine(step_id: str, program: Recombine, conversation: Conversation, chai
         if reply is not None:
             replaced, followed = pred.response.strip(), True
             pred = dspy.Prediction(response=reply, reasoning=None)
-    return Draft(response=pred.response.strip(), reasoning=(pred.reasoning or "").strip() or None,
-                 simplified=chain.simplified, scrubbed=scrubbed, held_back=held_back, replaced=replaced,
+    response = pred.response.strip()
+    ended = finished(response)  # whichever wrote the reply: one that stops mid-sentence ends at its last full one
+    return Draft(response=ended, reasoning=(pred.reasoning or "").strip() or None,
+                 simplified=chain.simplified, scrubbed=scrubbed or ended != response, held_back=held_back, replaced=replaced,
                  held_back_by=by, followed_through=followed)
 
 
