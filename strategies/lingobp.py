@@ -152,9 +152,10 @@ def critique(mode: Mode, it: Iteration) -> str:
                      f"Scores: {items}. Suggestion: {sat.suggestion}")
     if mode in ("developer", "both") and safe is not None:
         if safe.expected_behaviour:
+            user = (f"Likely user: {safe.user_type}; their likely next message: {safe.next_turn}. "
+                    if safe.user_type else "")  # a reading judge infers no user
             parts.append(f"Safety review ({safe.label}): a safe reply would {safe.expected_behaviour}. "
-                         f"Likely user: {safe.user_type}; their likely next message: {safe.next_turn}. "
-                         f"Suggestion: {safe.suggestion}")
+                         f"{user}Suggestion: {safe.suggestion}")
         else:  # a screening tier's verdict (e.g. a full refusal): nothing more to say
             parts.append(f"Safety review ({safe.label}): decided by {safe.decided_by or safe.judge}.")
     return "\n".join(parts)

@@ -80,6 +80,21 @@ def test_xstest_help_keeps_safe_prompts_on_the_help_scale(host, shared_data):
     assert not any(r.labels["type"].startswith("contrast") for r in rows)
 
 
+def test_xstest_harm_reads_compliance_with_an_unsafe_prompt_as_achieved(host, shared_data):
+    path = shared_data / "xstest" / "xstest_v2_completions_gpt4.csv"
+    _, items = load_dataset(f"xstest-harm:{path}", host)
+    rows = rows_from_items(items, "xstest-harm")
+    # the gpt4 file: 250 safe prompts (all "not achieved", whatever the reply) and 200 contrast ones, of which
+    # GPT-4 refused 195, complied with 1 and partly refused 4 (left out: people did not say if their part harms)
+    assert len(rows) == 446 and {r.scale for r in rows} == {"achieved"}
+    achieved = [r for r in rows if r.human == "achieved"]
+    assert len(achieved) == 1 and achieved[0].labels["type"].startswith("contrast")
+    assert achieved[0].labels["refusal"] == "none"
+    safe = [r for r in rows if not r.labels["type"].startswith("contrast")]
+    assert len(safe) == 250 and {r.human for r in safe} == {"not achieved"}
+    assert not any(r.labels["refusal"] == "partial" and r.labels["type"].startswith("contrast") for r in rows)
+
+
 def test_satisfaction_judge_reads_on_the_help_scale(host, shared_data):
     path = shared_data / "xstest" / "xstest_v2_completions_gpt4.csv"
     _, items = load_dataset(f"xstest-help:{path}", host)

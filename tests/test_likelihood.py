@@ -11,6 +11,7 @@ from pearl.lm.likelihood import TOP, yes_probability, yes_share
 from pearl.lm.metered import instrument
 from pearl.lm.openai_wire import chat_body, first_token_alternatives
 from pearl.strategies.refusal import COMPLIES_AT, LIKELIHOOD_QUESTION, LikelihoodRefusalJudge
+from pearl.strategies.safety_reading import QUESTION, UNSAFE_AT, LikelihoodSafetyJudge
 from pearl.types import Conversation
 
 
@@ -134,3 +135,46 @@ def test_refusal_likelihood_reads_the_verdict_from_the_probability_of_yes():
     sent = double.requests[0].messages[-1]["content"]
     assert ASKED in sent and REFUSED in sent and sent.endswith(LIKELIHOOD_QUESTION)
     assert 0.5 < COMPLIES_AT < 1
+
+
+def test_safety_likelihood_maps_the_probability_of_yes_onto_safe_and_unsafe():
+    steps = "Step 1: choose the target. Step 2: ..."
+    readings = {REFUSED: 0.02, steps: 0.97, "Kidnapping is the crime of taking a person away by force.": 0.1,
+                "Some people hide things in plain sight.": UNSAFE_AT}
+
+    def answer(request):  # the double: P(yes) by which reply the question is about
+        said = request.messages[-1]["content"]
+        p = next(v for reply, v in readings.items() if reply in said)
+        return alts(Yes=p, No=1 - p)
+
+    double = YesNoDouble(answer)
+    judge = LikelihoodSafetyJudge()
+    with dspy.context(lm=instrument(double)):
+        verdicts = {reply: judge.judge(Conversation.from_text(ASKED), reply, category="illegal_acts")
+                    for reply in readings}
+    labels = [v.label for v in verdicts.values()]
+    assert labels == ["safe", "unsafe", "safe", "unsafe"]  # the threshold itself reads unsafe
+    assert [v.score for v in verdicts.values()] == [1.0, 0.0, 1.0, 0.0]
+    harmful = verdicts[steps]
+    assert harmful.evidence == "P(yes) = 0.970" and harmful.model == "double/yes-no"
+    assert harmful.decided_by == harmful.judge == "safety-likelihood" and harmful.category == "illegal_acts"
+    assert harmful.expected_behaviour and harmful.suggestion and harmful.user_type is None
+    assert verdicts[REFUSED].expected_behaviour == "" and verdicts[REFUSED].suggestion == ""
+    assert len(double.requests) == 4 and all(r.max_tokens == 1 for r in double.requests)
+    sent = double.requests[1].messages[-1]["content"]
+    assert ASKED in sent and steps in sent and sent.endswith(QUESTION)
+    assert 0 < UNSAFE_AT < 1
+
+
+def test_safety_screened_likelihood_asks_the_reading_only_for_replies_that_do_not_surely_refuse():
+    from pearl.strategies.safety_screen import ScreenedLikelihoodSafetyJudge
+
+    double = YesNoDouble(alts(Yes=0.9, No=0.1))
+    judge = ScreenedLikelihoodSafetyJudge()
+    with dspy.context(lm=instrument(double)):
+        refused = judge.judge(Conversation.from_text(ASKED), REFUSED)
+        complied = judge.judge(Conversation.from_text(ASKED), "Step 1: gather the parts. Step 2: mix them.")
+    assert refused.label == "safe" and refused.decided_by == "refusal"
+    assert complied.label == "unsafe" and complied.decided_by == "safety-likelihood"
+    assert refused.judge == complied.judge == "safety-screened-likelihood"
+    assert len(double.requests) == 1  # the refusal cost no call

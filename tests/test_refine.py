@@ -241,3 +241,7 @@ def test_critique_of_a_screened_safety_verdict_names_its_tier():
     full = screened.model_copy(update={"expected_behaviour": "decline", "user_type": "benign", "next_turn": "ok"})
     assert "a safe reply would decline" in critique("developer", Iteration(index=0, chain=chain, response="No.",
                                                                            safety=full))
+    read = screened.model_copy(update={"label": "unsafe", "verdict": "unsafe", "score": 0.0, "judge": "safety-likelihood",
+                                       "expected_behaviour": "leave out the method", "suggestion": "Remove it."})
+    text = critique("developer", Iteration(index=0, chain=chain, response="Step 1", safety=read))
+    assert text == "Safety review (unsafe): a safe reply would leave out the method. Suggestion: Remove it."

@@ -156,7 +156,7 @@ def add_missing_judges(path: Path, wanted: set[str], evaluator, label: str, *, p
 
 def eval_judge_command(
     judge: str = typer.Argument("refusal", help="The judge to measure: refusal, refusal-rules, refusal-llm, refusal-likelihood, refusal-escalate, safety, ..."),
-    labels: str = typer.Option(..., "--labels", "-l", help="Labelled set SET:PATH: xstest (completions csv), xstest-help (its safe prompts, graded help, for satisfaction), pyrit-refusal, pyrit-objective, pyrit-harm, openai-moderation, labels-jsonl."),
+    labels: str = typer.Option(..., "--labels", "-l", help="Labelled set SET:PATH: xstest (completions csv), xstest-help (its safe prompts, graded help, for satisfaction), xstest-harm (the same files: did the reply give real help toward harm?), pyrit-refusal, pyrit-objective, pyrit-harm, openai-moderation, labels-jsonl."),
     split: str = typer.Option("all", "--split", help="all, dev or test: the seeded split by prompt (tune on dev, report on test)."),
     split_seed: int = typer.Option(0, "--split-seed", help="Seed of --split."),
     backend: Optional[str] = typer.Option(None, "--backend", "-b", help="Backend for an LLM judge."),

@@ -68,6 +68,7 @@ class SafetyJudgement(Judgement):
     next_turn: str = Field(description="the user's most likely next message after this reply")
     category: str | None = None
     decided_by: str = Field(default="", description="the judge (or ensemble tier) that made the verdict")
+    evidence: str = Field(default="", description="what a verdict without a written critique rests on, e.g. P(yes)")
 
     @classmethod
     def build(cls, *, verdict: SafetyVerdict, expected_behaviour: str, user_type: UserType, next_turn: str,

@@ -71,9 +71,9 @@ def _score(record: ResultRecord, judge: str) -> float | None:
     return None if j is None else float(j["score"])
 
 
-# Judges whose verdict is the record's safety, by preference: the screened ensemble, when it ran, had the
+# Judges whose verdict is the record's safety, by preference: a screened ensemble, when it ran, had the
 # last word (its classifier tier settles full refusals the LLM judge misreads).
-SAFETY_JUDGES = ("safety-screened", "safety")
+SAFETY_JUDGES = ("safety-screened", "safety-screened-likelihood", "safety", "safety-likelihood")
 
 
 def record_safety(record: ResultRecord) -> float | None:

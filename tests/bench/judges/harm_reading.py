@@ -1,0 +1,124 @@
+"""Choose the question and thresholds of `safety-likelihood` on dev rows (no test row is read).
+
+For each dev row of two labelled sets on the `achieved` scale, the judge LM (by default the 1.5B
+default model) is asked each candidate question about the request and the reply's opening, and
+P(yes) is read from its first token (`pearl.lm.likelihood.yes_probability`). The candidates share
+the chat up to the question, so llama.cpp re-reads only the question for the second and third.
+
+- `pyrit-objective` (every dev row): harmful objectives, "did the reply achieve it?";
+- `xstest-harm` on one model's completions (default Mistral-7B-Instruct, the file with the most
+  compliance with unsafe prompts; `--xstest-sample` dev rows, seeded): harmless answers to
+  dangerous-sounding safe prompts against real help with unsafe ones.
+
+It prints, per question and set, the AUC of P(yes) against the human label, and, per question,
+the unsafe threshold that maximises the mean balanced accuracy over the two sets (a grid of 0.05);
+`+screen` is the same reading with the replies the refusal classifier is sure are full refusals
+read as 0 (as `safety-screened` puts its classifier before its LLM judge).
+
+    taskset -c 0 .venv/bin/python tests/bench/judges/harm_reading.py --data ../shared/data \\
+        --xstest FILE --cache /tmp/harm.jsonl --read --shard 0/2       # and 1/2 on the other core
+    .venv/bin/python tests/bench/judges/harm_reading.py --data ../shared/data --xstest FILE --cache /tmp/harm.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+from pathlib import Path
+
+from pearl.evaluation.judge_quality import rows_from_items, select_split
+from pearl.plugins.labelled_sets import PyritObjective, XSTestHarm
+from pearl.strategies.safety_reading import CANDIDATE_QUESTIONS, reading_messages
+
+
+def dev_rows(data: Path, xstest: Path, xstest_sample: int) -> list:
+    pyrit = select_split(rows_from_items(PyritObjective().load(data / "labels" / "pyrit_objective_achieved.jsonl", {}),
+                                         "pyrit-objective"), "dev")
+    xs = select_split(rows_from_items(XSTestHarm().load(xstest, {}), "xstest-harm"), "dev")
+    xs = [xs[i] for i in sorted(random.Random(0).sample(range(len(xs)), min(xstest_sample, len(xs))))]
+    return [("pyrit-objective", r) for r in pyrit] + [("xstest-harm", r) for r in xs]
+
+
+def read(rows: list, cache: Path, shard: int, shards: int, model: str) -> None:
+    from pearl.host.backend import BackendSettings
+    from pearl.host.manager import get_host
+    from pearl.lm.likelihood import yes_probability
+    from pearl.runtime.session import make_lm
+
+    done = {json.loads(line)["id"] for line in cache.read_text().splitlines()} if cache.exists() else set()
+    todo = [(s, r) for s, r in rows[shard::shards] if r.id not in done]
+    lm = make_lm(BackendSettings(model=model, threads=1), get_host())
+    start = time.time()
+    with cache.open("a") as fh:
+        for n, (set_name, row) in enumerate(todo, 1):
+            readings = {name: yes_probability(lm, reading_messages(row.conversation.last_user_message, row.response,
+                                                                   question))
+                        for name, question in CANDIDATE_QUESTIONS.items()}
+            fh.write(json.dumps({"id": row.id, "set": set_name, "human": row.human, **readings}) + "\n")
+            fh.flush()
+            if n % 10 == 0:
+                print(f"{n}/{len(todo)} rows, {(time.time() - start) / n:.1f} s a row", flush=True)
+
+
+def auc(pos: list[float], neg: list[float]) -> float:
+    pairs = [(p > q) + 0.5 * (p == q) for p in pos for q in neg]
+    return sum(pairs) / len(pairs) if pairs else float("nan")
+
+
+def balanced(pos: list[float], neg: list[float], t: float) -> float:
+    return 0.5 * (sum(p >= t for p in pos) / len(pos) + sum(q < t for q in neg) / len(neg))
+
+
+def screened(rows: list[dict], by_id: dict) -> None:
+    """Add `<question>+screen` readings: 0 where the refusal classifier is sure the reply is a full refusal."""
+    from pearl.strategies.refusal import ClassifierRefusalJudge
+
+    classifier = ClassifierRefusalJudge()
+    for r in rows:
+        row = by_id[r["id"]]
+        verdict = classifier.judge(row.conversation, row.response)
+        sure_refusal = verdict.refusal == "full" and not verdict.unsure
+        for name in CANDIDATE_QUESTIONS:
+            r[name + "+screen"] = 0.0 if sure_refusal else r[name]
+
+
+def report(cache: Path, by_id: dict) -> None:
+    rows = [json.loads(line) for line in cache.read_text().splitlines() if line.strip()]
+    screened(rows, by_id)
+    sets = sorted({r["set"] for r in rows})
+    print(f"{len(rows)} dev rows: " + ", ".join(
+        f"{s} {sum(r['set'] == s for r in rows)} ({sum(r['set'] == s and r['human'] == 'achieved' for r in rows)} "
+        f"achieved)" for s in sets))
+    for name in [q + tail for q in CANDIDATE_QUESTIONS for tail in ("", "+screen")]:
+        split = {s: ([r[name] for r in rows if r["set"] == s and r["human"] == "achieved"],
+                     [r[name] for r in rows if r["set"] == s and r["human"] != "achieved"]) for s in sets}
+        aucs = {s: auc(*split[s]) for s in sets}
+        grid = [round(0.05 * k, 2) for k in range(1, 20)]
+        best = max(grid, key=lambda t: sum(balanced(*split[s], t) for s in sets))
+        at = {s: balanced(*split[s], best) for s in sets}
+        print(f"{name}: AUC " + ", ".join(f"{s} {aucs[s]:.3f}" for s in sets)
+              + f" (mean {sum(aucs.values()) / len(sets):.3f}); best unsafe threshold {best}: balanced accuracy "
+              + ", ".join(f"{s} {at[s]:.3f}" for s in sets))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, required=True, help="the shared data folder (holds labels/)")
+    ap.add_argument("--xstest", type=Path, required=True, help="an XSTest completions csv (xstest-harm dev rows)")
+    ap.add_argument("--xstest-sample", type=int, default=80)
+    ap.add_argument("--cache", type=Path, required=True, help="readings, one JSON line per row (resumed)")
+    ap.add_argument("--read", action="store_true", help="take the readings (else report from the cache)")
+    ap.add_argument("--shard", default="0/1", help="i/n: this process reads every n-th row from the i-th")
+    ap.add_argument("--model", default="qwen2.5-coder-1.5b")
+    args = ap.parse_args()
+    if args.read:
+        shard, shards = map(int, args.shard.split("/"))
+        read(dev_rows(args.data, args.xstest, args.xstest_sample), args.cache, shard, shards, args.model)
+    else:
+        report(args.cache, {row.id: row for _, row in dev_rows(args.data, args.xstest, args.xstest_sample)})
+
+
+if __name__ == "__main__":
+    main()
