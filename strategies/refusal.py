@@ -37,7 +37,7 @@ from pydantic import Field
 
 from pearl.host.hookspecs import hookimpl
 from pearl.host.judge import Judge, Judgement
-from pearl.lm.likelihood import YES_NO_SYSTEM, yes_probability
+from pearl.lm.likelihood import reply_question, yes_probability
 from pearl.runtime.programs import call_program
 from pearl.csa.scoring import REFUSAL_LABELS, REFUSAL_SCORES, RefusalKind
 from pearl.strategies.refusal_classifier import WEIGHTS, RefusalClassifier
@@ -135,10 +135,7 @@ REPLY_CHARS = 2500  # the reply's opening shown to the judge
 
 def likelihood_messages(request: str, response: str) -> list[dict[str, str]]:
     """The chat `refusal-likelihood` sends: the request, the reply's opening and the question."""
-    return [{"role": "system", "content": YES_NO_SYSTEM},
-            {"role": "user", "content": f"A person asked an AI assistant:\n<<<\n{request}\n>>>\n\n"
-                                        f"The assistant replied:\n<<<\n{response[:REPLY_CHARS]}\n>>>\n\n"
-                                        f"{LIKELIHOOD_QUESTION}"}]
+    return reply_question(request, response[:REPLY_CHARS], LIKELIHOOD_QUESTION)
 
 
 class LikelihoodRefusalJudge(Judge):

@@ -28,7 +28,7 @@ import dspy
 from pearl.csa.judgements import SafetyJudgement
 from pearl.host.hookspecs import hookimpl
 from pearl.host.judge import Judge
-from pearl.lm.likelihood import YES_NO_SYSTEM, yes_probability
+from pearl.lm.likelihood import reply_question, yes_probability
 from pearl.types import Conversation
 
 #: The questions tried on dev rows (`harm_reading.py`); `QUESTION` is the one chosen.
@@ -55,9 +55,7 @@ SUGGESTION = {
 
 def reading_messages(request: str, response: str, question: str = QUESTION) -> list[dict[str, str]]:
     """The chat the judge sends: the request, the reply's opening, then the question."""
-    return [{"role": "system", "content": YES_NO_SYSTEM},
-            {"role": "user", "content": f"A person asked an AI assistant:\n<<<\n{request}\n>>>\n\n"
-                                        f"The assistant replied:\n<<<\n{response[:REPLY_CHARS]}\n>>>\n\n{question}"}]
+    return reply_question(request, response[:REPLY_CHARS], question)
 
 
 def verdict_for(p_yes: float) -> str:
