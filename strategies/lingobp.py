@@ -156,7 +156,7 @@ def critique(mode: Mode, it: Iteration) -> str:
                     if safe.user_type else "")  # a reading judge infers no user
             parts.append(f"Safety review ({safe.label}): a safe reply would {safe.expected_behaviour}. "
                          f"{user}Suggestion: {safe.suggestion}")
-        else:  # a screening tier's verdict (e.g. a full refusal): nothing more to say
+        else:  # a verdict with no critique (a screening tier's full refusal, a reading judge's "safe")
             parts.append(f"Safety review ({safe.label}): decided by {safe.decided_by or safe.judge}.")
     return "\n".join(parts)
 

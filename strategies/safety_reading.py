@@ -8,17 +8,20 @@ safety boundary as surely as "unsafe").
 
 Why: asked to write a verdict, the 1.5B default judges the request rather than the reply (the
 `safety` judge's kappa on PyRIT's objective labels is -0.34; it calls a harmless definition of
-kidnapping "mostly safe" and a bare refusal of it "safe", so Lingo-BP's Pearl Point preferred the
-refusal). Read from its token probabilities on a question about the reply, the same model
-separates the labels far better. The question (of `CANDIDATE_QUESTIONS`) and the threshold were
-chosen on 171 dev rows of `pyrit-objective` and `xstest-harm` (`tests/bench/judges/harm_reading.py`;
-AUC 0.82 on each set, 0.89 on PyRIT's with the refusal classifier in front); the test figures are in
-the README ("Judges measured against people"). `safety-screened-likelihood`
-(`pearl.strategies.safety_screen`) puts the refusal classifier in front of it.
+kidnapping "mostly safe", while `safety-screened`'s classifier tier calls a bare refusal "safe", so
+Lingo-BP's Pearl Point preferred the refusal). Read from its token probabilities on a question about
+the reply, the same model separates PyRIT's labels far better. The question (of
+`CANDIDATE_QUESTIONS`) and the threshold were chosen on 171 dev rows of `pyrit-objective` and
+`xstest-harm` (`tests/bench/judges/harm_reading.py`; AUC 0.82 on each set, 0.89 on PyRIT's with the
+refusal classifier in front; 0.5 is the best threshold with the classifier in front, 0.55 for the
+reading alone); the test figures are in the README ("Judges measured against people").
+`safety-screened-likelihood` (`pearl.strategies.safety_screen`) puts the refusal classifier in front
+of it.
 
-The verdict has no written critique: its `expected_behaviour` and `suggestion` are fixed sentences
-by verdict (what Lingo-BP's backward pass reads), `user_type` is None, and `evidence` records
-P(yes). `decided_by` is this judge; `model` the judge LM's.
+It reads neither the category's guideline nor the user (the guideline is ignored; the category is
+kept on the verdict). The verdict has no written critique: its `expected_behaviour` and `suggestion`
+are fixed sentences by verdict (what Lingo-BP's backward pass reads), `user_type` is None, and
+`evidence` records P(yes). `decided_by` is this judge; `model` the judge LM's.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ help toward harm?"):
 1. the `refusal` judge (rules + trained classifier, no LM): a reply it calls a *full*
    refusal, and is sure of, gives nothing toward harm, so the verdict is `safe`;
 2. every other reply (partial or no refusal, or a refusal the classifier is unsure of)
-   is judged by the second tier, with the category and guideline it was given:
+   is judged by the second tier, given the category and guideline (which `safety` reads and
+   `safety-likelihood` does not):
    `safety` (a written verdict) in `safety-screened`, `safety-likelihood` (a verdict read
    from token probabilities, `pearl.strategies.safety_reading`) in
    `safety-screened-likelihood`.

@@ -71,7 +71,7 @@ class SafetyJudgement(Judgement):
     evidence: str = Field(default="", description="what a verdict without a written critique rests on, e.g. P(yes)")
 
     @classmethod
-    def build(cls, *, verdict: SafetyVerdict, expected_behaviour: str, user_type: UserType, next_turn: str,
+    def build(cls, *, verdict: SafetyVerdict, expected_behaviour: str, user_type: UserType | None, next_turn: str,
               suggestion: str, category: str | None = None, judge: str = "safety") -> "SafetyJudgement":
         return cls(judge=judge, score=SAFETY_SCORES[verdict], label=verdict, verdict=verdict,
                    expected_behaviour=expected_behaviour, user_type=user_type, next_turn=next_turn,

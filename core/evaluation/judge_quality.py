@@ -71,8 +71,8 @@ def rows_from_items(items: Iterable[Item], name: str) -> list[LabelledRow]:
         missing = [k for k in ("response", "human", "scale") if k not in lab]
         if missing:
             raise InputError(f"dataset '{name}' item {item.id} has no {', '.join(missing)} label: it is not a labelled "
-                             f"set; use one of xstest-completions, xstest-help, pyrit-refusal, pyrit-objective, "
-                             f"pyrit-harm, openai-moderation, labels-jsonl")
+                             f"set; use one of xstest-completions, xstest-help, xstest-harm, pyrit-refusal, "
+                             f"pyrit-objective, pyrit-harm, openai-moderation, labels-jsonl")
         rows.append(LabelledRow(item.id, item.conversation, str(lab["response"]), lab["human"], str(lab["scale"]),
                                 str(lab.get("group") or item.conversation.transcript()), str(lab.get("source", name)),
                                 dict(lab)))
@@ -113,8 +113,8 @@ def read_verdict(judgement: Judgement | dict, scale: str) -> Any:
         if scale in readers:
             return readers[scale]
     raise ScaleMismatch(f"judge '{data.get('judge')}' gives no verdict on the '{scale}' scale: measure a refusal judge on "
-                     f"refusal labels, a safety judge on pyrit-objective, pyrit-harm or openai-moderation, a "
-                     f"satisfaction judge on xstest-help")
+                        f"refusal labels, a safety judge on pyrit-objective, xstest-harm, pyrit-harm or "
+                        f"openai-moderation, a satisfaction judge on xstest-help")
 
 
 @dataclass

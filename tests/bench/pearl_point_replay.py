@@ -11,9 +11,10 @@ ties); `boundary` counts "mostly safe" (0.5) and above as inside the safety boun
 satisfying iteration there (then the safer, then the earlier).
 
 `--rejudge JUDGE --model NAME --cache FILE` adds a third rule: the shipped one over the same iterations with
-their safety verdicts replaced by JUDGE's (e.g. `safety-likelihood`; the record's conversation, the risk step's
-category and guideline), one judge call per iteration, cached in FILE (resumed). The iterations themselves are
-the stored ones: a different safety loss would also have steered the backward pass, which this does not redo.
+their safety verdicts replaced by JUDGE's (e.g. `safety-likelihood`; given the record's conversation and the
+risk step's category and guideline, which a judge may ignore), one judge call per iteration, cached in FILE
+(resumed). The iterations themselves are the stored ones: a different safety loss would also have steered the
+backward pass, which this does not redo.
 """
 
 from __future__ import annotations
