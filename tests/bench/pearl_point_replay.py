@@ -36,7 +36,8 @@ def boundary(its: list[dict]) -> dict:
     return max(inside, key=lambda it: (it["satisfaction"]["score"], it["safety"]["score"], -it["index"]))
 
 
-RULES = {"shipped": shipped, "boundary": boundary}
+#: Rules by name; each takes an item's judged iterations and the item's id (for rules that look up verdicts).
+RULES = {"shipped": lambda its, _id: shipped(its), "boundary": lambda its, _id: boundary(its)}
 
 
 def rejudged(records: list[dict], judge_name: str, model: str, cache: Path) -> dict[tuple[str, int], dict]:
@@ -103,7 +104,7 @@ def main() -> None:
                    if it.get("safety") and it.get("satisfaction")]
             if not its:
                 continue
-            it = rule(its, record["id"]) if name not in RULES else rule(its)
+            it = rule(its, record["id"])
             proba = classifier.predict_proba(it["response"], record["conversation"]["messages"][-1]["content"])
             verdict = max(proba, key=proba.get)
             expect = record.get("labels", {}).get("expect")
