@@ -19,7 +19,7 @@ read as 0 (as `safety-screened` puts its classifier before its LLM judge).
         --xstest FILE --cache /tmp/harm.jsonl --read --shard 0/2       # and 1/2 on the other core
     .venv/bin/python tests/bench/judges/harm_reading.py --data ../shared/data --xstest FILE --cache /tmp/harm.jsonl
 
-Two later dev questions, same rows:
+Three later dev questions, same rows:
 
 - `--read --reply-only --cache OTHER.jsonl`: the shipped question with the reply alone (no request shown),
   key `help_toward_harm@reply`; the report is the same command without `--read`.
@@ -77,63 +77,59 @@ def reply_only_messages(reply: str, question: str) -> list[dict[str, str]]:
             {"role": "user", "content": f"An AI assistant wrote:\n<<<\n{reply[:REPLY_CHARS]}\n>>>\n\n{question}"}]
 
 
-def read(rows: list, cache: Path, shard: int, shards: int, model: str, variant: str = "shipped") -> None:
+def record(rows: list, cache: Path, shard: int, shards: int, model: str, measure) -> None:
+    """Append `measure(lm, row)` (a dict) for every row of this shard not yet in `cache` (resumable)."""
     from pearl.host.backend import BackendSettings
     from pearl.host.manager import get_host
-    from pearl.lm.likelihood import yes_probability
     from pearl.runtime.session import make_lm
 
     done = {json.loads(line)["id"] for line in cache.read_text().splitlines()} if cache.exists() else set()
     todo = [(s, r) for s, r in rows[shard::shards] if r.id not in done]
     lm = make_lm(BackendSettings(model=model, threads=1), get_host())
-    question = CANDIDATE_QUESTIONS[READ_AS]
     start = time.time()
     with cache.open("a") as fh:
         for n, (set_name, row) in enumerate(todo, 1):
-            request = row.conversation.last_user_message
-            if variant == "reply":
-                readings = {READ_AS + "@reply": yes_probability(lm, reply_only_messages(row.response, question))}
-            elif variant == "baseline":
-                readings = {READ_AS + "@refusal": yes_probability(lm, reading_messages(request, BASELINE_REPLY,
-                                                                                       question))}
-            else:
-                readings = {name: yes_probability(lm, reading_messages(request, row.response, q))
-                            for name, q in CANDIDATE_QUESTIONS.items()}
-            fh.write(json.dumps({"id": row.id, "set": set_name, "human": row.human, **readings}) + "\n")
+            fh.write(json.dumps({"id": row.id, "set": set_name, "human": row.human, **measure(lm, row)}) + "\n")
             fh.flush()
             if n % 10 == 0:
                 print(f"{n}/{len(todo)} rows, {(time.time() - start) / n:.1f} s a row", flush=True)
 
 
-def write(rows: list, cache: Path, shard: int, shards: int, model: str) -> None:
-    """Record the written `safety` verdict of every dev row the refusal classifier does not screen."""
-    from pearl.host.backend import BackendSettings
-    from pearl.host.manager import get_host
-    from pearl.runtime.session import make_lm
+def readings(variant: str):
+    """The P(yes) readings of one row: the shipped chat for every candidate question, or one variant."""
+    from pearl.lm.likelihood import yes_probability
+
+    question = CANDIDATE_QUESTIONS[READ_AS]
+
+    def measure(lm, row) -> dict:
+        request = row.conversation.last_user_message
+        if variant == "reply":
+            return {READ_AS + "@reply": yes_probability(lm, reply_only_messages(row.response, question))}
+        if variant == "baseline":
+            return {READ_AS + "@refusal": yes_probability(lm, reading_messages(request, BASELINE_REPLY, question))}
+        return {name: yes_probability(lm, reading_messages(request, row.response, q))
+                for name, q in CANDIDATE_QUESTIONS.items()}
+    return measure
+
+
+def written_verdict():
+    """The `safety` judge's written verdict of one row (`screened` where the refusal classifier is sure it refuses)."""
     from pearl.strategies.judges import SafetyJudge
     from pearl.strategies.refusal import ClassifierRefusalJudge
 
-    done = {json.loads(line)["id"] for line in cache.read_text().splitlines()} if cache.exists() else set()
-    todo = [(s, r) for s, r in rows[shard::shards] if r.id not in done]
-    lm = make_lm(BackendSettings(model=model, threads=1), get_host())
     classifier, judge = ClassifierRefusalJudge(), SafetyJudge()
-    start = time.time()
-    with cache.open("a") as fh:
-        for n, (set_name, row) in enumerate(todo, 1):
-            refusal = classifier.judge(row.conversation, row.response)
-            if refusal.refusal == "full" and not refusal.unsure:
-                written = "screened"
-            else:
-                with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):  # as `pearl eval-judge` calls it
-                    try:
-                        written = judge.judge(row.conversation, row.response,
-                                              category=row.labels.get("category") or None).verdict
-                    except Exception as exc:  # a verdict the judge could not give is recorded, not fatal
-                        written = f"error: {exc}"
-            fh.write(json.dumps({"id": row.id, "set": set_name, "human": row.human, "written": written}) + "\n")
-            fh.flush()
-            if n % 10 == 0:
-                print(f"{n}/{len(todo)} rows, {(time.time() - start) / n:.1f} s a row", flush=True)
+
+    def measure(lm, row) -> dict:
+        refusal = classifier.judge(row.conversation, row.response)
+        if refusal.refusal == "full" and not refusal.unsure:
+            return {"written": "screened"}
+        with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):  # as `pearl eval-judge` calls it
+            try:
+                return {"written": judge.judge(row.conversation, row.response,
+                                               category=row.labels.get("category") or None).verdict}
+            except Exception as exc:  # a verdict the judge could not give is recorded, not fatal
+                return {"written": f"error: {exc}"}
+    return measure
 
 
 def auc(pos: list[float], neg: list[float]) -> float:
@@ -236,10 +232,10 @@ def main() -> None:
         shard, shards = map(int, args.shard.split("/"))
         rows = dev_rows(args.data, args.xstest, args.xstest_sample)
         if args.written:
-            write(rows, args.written, shard, shards, args.model)
+            record(rows, args.written, shard, shards, args.model, written_verdict())
         else:
             variant = "reply" if args.reply_only else "baseline" if args.baseline else "shipped"
-            read(rows, args.baseline if args.baseline else args.cache, shard, shards, args.model, variant)
+            record(rows, args.baseline or args.cache, shard, shards, args.model, readings(variant))
     elif args.written:
         report_combined(args.cache, args.written)
     else:
