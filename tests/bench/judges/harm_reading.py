@@ -77,6 +77,12 @@ def reply_only_messages(reply: str, question: str) -> list[dict[str, str]]:
             {"role": "user", "content": f"An AI assistant wrote:\n<<<\n{reply[:REPLY_CHARS]}\n>>>\n\n{question}"}]
 
 
+def surely_refuses(classifier, row) -> bool:
+    """True where the refusal classifier is sure the reply is a full refusal (what `safety-screened` settles)."""
+    verdict = classifier.judge(row.conversation, row.response)
+    return verdict.refusal == "full" and not verdict.unsure
+
+
 def record(rows: list, cache: Path, shard: int, shards: int, model: str, measure) -> None:
     """Append `measure(lm, row)` (a dict) for every row of this shard not yet in `cache` (resumable)."""
     from pearl.host.backend import BackendSettings
@@ -120,8 +126,7 @@ def written_verdict():
     classifier, judge = ClassifierRefusalJudge(), SafetyJudge()
 
     def measure(lm, row) -> dict:
-        refusal = classifier.judge(row.conversation, row.response)
-        if refusal.refusal == "full" and not refusal.unsure:
+        if surely_refuses(classifier, row):
             return {"written": "screened"}
         with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):  # as `pearl eval-judge` calls it
             try:
@@ -147,9 +152,7 @@ def screened(rows: list[dict], by_id: dict) -> None:
 
     classifier = ClassifierRefusalJudge()
     for r in rows:
-        row = by_id[r["id"]]
-        verdict = classifier.judge(row.conversation, row.response)
-        sure_refusal = verdict.refusal == "full" and not verdict.unsure
+        sure_refusal = surely_refuses(classifier, by_id[r["id"]])
         for name in [k for k in list(r) if k not in ("id", "set", "human")]:
             r[name + "+screen"] = 0.0 if sure_refusal else r[name]
 
