@@ -17,6 +17,12 @@ Parameters (TOML, `[steps.refine]`):
     safety_judge        registered judge used as the safety loss ("safety")
     hold_back           hold the decision's boundary on every recombination, as the `recombine`
                         step's parameter of that name does (reads the `decision` slot too)
+    refusal_last_resort unless the decision's strategy is one the library keeps for malicious
+                        users (`fallback_for == ("malicious",)`, the built-in `firm_refusal`), a
+                        reply the refusal classifier is sure refuses in full is the Pearl Point
+                        only when no other iteration is judged at least mostly safe
+                        (`pearl.csa.refinement.choose_pearl_point`'s `last_resort`; reads the
+                        `decision` slot); off: the method's rule as written
 
 The judges are looked up on the plugin host, so a plugin can swap either loss; they run
 on the step's LM (the pipeline's `lm` role for this step). The budget counts the calls
@@ -35,7 +41,7 @@ from pearl.csa import Chain, Decision, Draft, RiskAssessment
 from pearl.host.hookspecs import hookimpl
 from pearl.csa.refinement import Mode, Refinement
 from pearl.host.step import Step
-from pearl.strategies.boundary import declines
+from pearl.strategies.boundary import declines, withholds
 from pearl.strategies.lingobp import Backward, Budget, LingoBP, RefineProgram
 from pearl.types import Conversation
 
@@ -56,6 +62,9 @@ class RefineParams(BaseModel):
     hold_back: bool = Field(default=False, description="when the decision declines a request that may be meant to "
                                                        "harm, a recombined reply that carries it out in full is "
                                                        "written again (reads `decision`; pearl.strategies.boundary)")
+    refusal_last_resort: bool = Field(default=False, description="unless the decision is a strategy kept for "
+                                      "malicious users, a sure full refusal is the Pearl Point only when no other "
+                                      "iteration is judged at least mostly safe (reads `decision`)")
 
 
 class RefineStep(Step):
@@ -71,7 +80,7 @@ class RefineStep(Step):
         judges = context.host.registries["judges"]
         self.satisfaction = judges.get(params.satisfaction_judge)()
         self.safety = judges.get(params.safety_judge)()
-        if params.hold_back:
+        if params.hold_back or params.refusal_last_resort:
             self.inputs = {**RefineStep.inputs, "decision": Decision}
 
     def engine(self) -> LingoBP:
@@ -83,8 +92,19 @@ class RefineStep(Step):
     def run(self, state) -> Refinement:
         assessment: RiskAssessment = state.get("assessment")  # type: ignore[assignment]
         hold_back = self.params.hold_back and declines(state.get("decision"), assessment)
+        last_resort = None
+        if self.params.refusal_last_resort and not for_malicious_users(state.get("decision")):
+            prompt = state.conversation.last_user_message
+            last_resort = lambda it: withholds(it.response, prompt)  # noqa: E731
         return self.engine().run(state.conversation, state.get("chain"), state.get("draft"),
-                                 guideline=assessment.guideline, category=assessment.category, hold_back=hold_back)
+                                 guideline=assessment.guideline, category=assessment.category, hold_back=hold_back,
+                                 last_resort=last_resort)
+
+
+def for_malicious_users(decision: Decision) -> bool:
+    """The decision's strategy is one the library keeps for malicious users (the built-in `firm_refusal`)."""
+    chosen = decision.chosen
+    return chosen is not None and tuple(chosen.fallback_for) == ("malicious",)
 
 
 @hookimpl

@@ -10,7 +10,7 @@ from typing import Callable
 import dspy
 from dspy.utils import DummyLM
 
-from pearl.csa import Chain, RiskAssessment, UserPosterior
+from pearl.csa import Chain, Decision, ResponseStrategy, RiskAssessment, UserPosterior
 from pearl.host.hookspecs import hookimpl
 from pearl.host.step import Step
 from pearl.types import Conversation
@@ -26,6 +26,11 @@ RISKY_CHAIN = Chain(
 ASSESSMENT = RiskAssessment(taxonomy="test", category="property_crime", level="R1", interaction="inquiry",
                             posterior=UserPosterior(benign=0.6, sensitive=0.2, malicious=0.2), severity=0.4,
                             guideline=["no step-by-step bypass of locks that are not yours"])
+
+DECISION = Decision(strategy="supportive_response", admissible=False, reason="test double", table=[], alpha=1.0,
+                    beta=2.0, gamma=0.1, tau=0.3, epsilon=0.1,
+                    chosen=ResponseStrategy(name="supportive_response", summary="s", fits_when="f",
+                                            fallback_for=("sensitive",), declines=True))
 
 
 class RoutedDummyLM(DummyLM):
@@ -83,8 +88,10 @@ class Script:
     """A scripted model: judges give the scores listed per judging round; node updates propose
     one new strategy per round; recombination numbers its responses."""
 
-    def __init__(self, sat: list[int], safety: list[str], *, fail_judge_at: int | None = None):
+    def __init__(self, sat: list[int], safety: list[str], *, fail_judge_at: int | None = None,
+                 replies: list[str] | None = None):
         self.sat, self.safety = list(sat), list(safety)
+        self.replies = list(replies or [])  # recombination n answers replies[n - 1] when given
         self.fail_judge_at = fail_judge_at
         self.rounds = {"satisfaction": 0, "safety": 0, "recombine": 0}
         self.node_calls: list[str] = []
@@ -111,7 +118,9 @@ class Script:
                 return {"updates": {node: self.node_answer(node) for node in nodes}}
             if program == "recombine":
                 self.rounds["recombine"] += 1
-                return {"reasoning": f"thinking {self.rounds['recombine']}.", "response": f"reply v{self.rounds['recombine']}"}
+                n = self.rounds["recombine"]
+                reply = self.replies[n - 1] if n <= len(self.replies) else f"reply v{n}"
+                return {"reasoning": f"thinking {n}.", "response": reply}
             i = self.rounds[program]
             self.rounds[program] += 1
             if self.fail_judge_at is not None and program == "safety" and i >= self.fail_judge_at:
@@ -145,11 +154,24 @@ class ChainStep(Step):
         return RISKY_CHAIN
 
 
+class DecideStep(Step):
+    """Test double: a fixed Decision (no LM)."""
+
+    name = "test-decide"
+    uses_lm = False
+    inputs = {"assessment": RiskAssessment}
+    output = ("decision", Decision)
+
+    def run(self, state):
+        return DECISION
+
+
 class DoublesPlugin:
     @hookimpl
     def register_steps(self, register):
         register(AssessStep)
         register(ChainStep)
+        register(DecideStep)
 
 
 def pipeline_doc(**refine_params) -> dict:
@@ -160,6 +182,7 @@ def pipeline_doc(**refine_params) -> dict:
             "assess": {"use": "test-assess"},
             "chain": {"use": "test-chain", "after": ["assess"]},
             "recombine": {"use": "recombine", "after": ["chain"]},
-            "refine": {"use": "refine", "after": ["recombine", "assess"], **refine_params},
+            "decide": {"use": "test-decide", "after": ["assess"]},
+            "refine": {"use": "refine", "after": ["recombine", "assess", "decide"], **refine_params},
         },
     }

@@ -223,6 +223,53 @@ def test_choose_pearl_point_ties_go_to_the_earliest():
     assert choose_pearl_point([unjudged])[:2] == (0, True)
 
 
+def test_a_last_resort_is_set_aside_while_another_iteration_is_mostly_safe():
+    def it(i, sat, verdict):
+        items = SatisfactionItems(**{k: sat for k in SatisfactionItems.model_fields})
+        return Iteration(index=i, chain=RISKY_CHAIN, response=f"r{i}",
+                         satisfaction=SatisfactionJudgement.build(profile="p", needs="n", items=items, suggestion=""),
+                         safety=SafetyJudgement.build(verdict=verdict, expected_behaviour="e", user_type="benign",
+                                                      next_turn="t", suggestion=""))
+    refusal = {"r1"}
+    is_refusal = lambda it_: it_.response in refusal  # noqa: E731
+    path = [it(0, 1, "mostly safe"), it(1, -1, "safe"), it(2, 0, "mostly safe")]
+    assert choose_pearl_point(path) == (1, False, "")  # the method as written: the safe refusal
+    index, flagged, why = choose_pearl_point(path, is_refusal)
+    assert (index, flagged) == (0, True) and "set aside" in why and "mostly safe" in why
+    # a safe answer beats a safe refusal even when the refusal satisfies more
+    assert choose_pearl_point([it(0, 1, "safe"), it(1, 0, "safe")], lambda it_: it_.index == 0) == (1, False, "")
+    # nothing else at least mostly safe: the last resort stays in
+    assert choose_pearl_point([it(0, 1, "unsafe"), it(1, -1, "safe")], is_refusal) == (1, False, "")
+    # no last resort among the iterations: the rule as written, message and all
+    only_unsafe = [it(0, 1, "unsafe"), it(1, 0, "unsafe")]
+    assert choose_pearl_point(only_unsafe, is_refusal) == choose_pearl_point(only_unsafe)
+
+
+REFUSAL = "I'm sorry, but I can't help with that."
+ANSWER = ("A pin tumbler lock has spring-loaded pins; the right key lifts each pin to the shear line. "
+          "A locksmith can open your own door without damage.")
+
+
+@pytest.mark.parametrize("fallback_for, last_resort, chosen", [
+    (("sensitive",), False, 1),   # the method as written: the refusal judged safe
+    (("sensitive",), True, 0),    # the decision asked for support: the mostly-safe answer
+    (("malicious",), True, 1),    # the decision is a refusal kept for malicious users: the refusal stays
+])
+def test_refine_step_sets_a_full_refusal_aside_unless_the_decision_refuses(
+        doubles, monkeypatch, fallback_for, last_resort, chosen):
+    import lingobp_doubles
+
+    strategy = lingobp_doubles.DECISION.chosen.model_copy(update={"fallback_for": fallback_for})
+    monkeypatch.setattr(lingobp_doubles, "DECISION", lingobp_doubles.DECISION.model_copy(update={"chosen": strategy}))
+    script = Script(sat=[1, -1], safety=["mostly safe", "safe"], replies=[ANSWER, REFUSAL])
+    params = {"schedule": ["developer"]} | ({"refusal_last_resort": True} if last_resort else {})
+    result, _ = run(doubles, script, **params)
+    refined = result.output("refine")
+    assert [it["response"] for it in refined["iterations"]] == [ANSWER, REFUSAL]
+    assert refined["chosen"] == chosen and result.response == (ANSWER, REFUSAL)[chosen]
+    assert refined["flagged"] == (chosen == 0)
+
+
 def test_judges_are_language_neutral_in_their_prompts():
     from pearl.strategies.judges import SafetySignature, SatisfactionSignature
 

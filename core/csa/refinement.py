@@ -9,11 +9,18 @@ per-node textual gradients that produced it, and what it cost.
 judged iterations, those judged safe (1.0) with the highest satisfaction; if none is
 safe, the safest, then the most satisfying, and the choice is flagged. Ties go to the
 earliest iteration (the smallest change that reached the score).
+
+`last_resort` (optional) names iterations that may be the Pearl Point only when nothing
+else will do: while another judged iteration is at least mostly safe (`BOUNDARY`, 0.5),
+they are set aside and the rule runs over the rest (flagged when what it picks is not judged
+safe). The refine step passes full refusals here when the decision did not choose a refusal
+kept for malicious users (`pearl.strategies.refine`), so a refusal that a screened judge calls
+safe does not outrank a mostly-safe answer the decision asked for.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Callable, Literal
 
 from pydantic import BaseModel, Field
 
@@ -91,14 +98,26 @@ class Refinement(BaseModel):
         return self.iterations[self.chosen]
 
 
-def choose_pearl_point(iterations: list[Iteration]) -> tuple[int, bool, str]:
+BOUNDARY = 0.5  # "mostly safe": the least safety score at which an answer can stand in for a last resort
+
+
+def choose_pearl_point(iterations: list[Iteration],
+                       last_resort: Callable[[Iteration], bool] | None = None) -> tuple[int, bool, str]:
     """(index, flagged, why flagged) by the rule in the module docstring."""
     if not iterations:
         raise ValueError("no iterations to choose from")
     judged = [it for it in iterations if it.judged]
     if not judged:
         return iterations[0].index, True, "no iteration could be judged: the draft is returned"
-    best = max(judged, key=lambda it: (*it.scores(), -it.index))
+    candidates = judged
+    if last_resort is not None:
+        others = [it for it in judged if not last_resort(it)]
+        if len(others) < len(judged) and any(it.scores()[0] >= BOUNDARY for it in others):
+            candidates = others
+    best = max(candidates, key=lambda it: (*it.scores(), -it.index))
     if best.scores()[0] >= SAFETY_MAX:
         return best.index, False, ""
+    if candidates is not judged:
+        return best.index, True, (f"a last resort (a full refusal) was set aside for the best answer judged "
+                                  f"{best.safety.label}")
     return best.index, True, f"no iteration was judged safe: the safest ({best.safety.label}) is returned"
