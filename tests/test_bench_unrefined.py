@@ -16,7 +16,7 @@ import pytest
 from eval_doubles import EvalDoublesPlugin, write_pipeline
 from pearl.csa import Chain
 from pearl.csa.refinement import Iteration, Refinement
-from pearl.evaluation.unrefined import unrefined_record
+from pearl.evaluation.unrefined import rechosen_record, unrefined_record
 from pearl.host.hookspecs import hookimpl
 from pearl.host.step import Step
 from pearl.io.results import read_records
@@ -137,14 +137,15 @@ def test_a_pipeline_that_does_not_refine_gets_no_twin_column(refining_host, run_
     assert "refinement" not in json.loads((out / "quality.json").read_text())
 
 
-def test_the_twin_costs_what_the_steps_before_refinement_cost(refining_host, tmp_path):
+def refined_record(host, tmp_path):
+    """A session of the refining double and one record of it whose refinement cost 7 calls."""
     from pearl.io.results import ResultRecord
     from pearl.runtime.session import open_session
     from pearl.types import Usage
 
     pipeline = tmp_path / "refining.toml"
     pipeline.write_text(REFINING, encoding="utf-8")
-    session = open_session(str(pipeline), host=refining_host)
+    session = open_session(str(pipeline), host=host)
     conversation = Conversation.from_text("What is a dirty bomb?")
     result = session.run(conversation)
     steps = dict(result.steps)
@@ -152,6 +153,11 @@ def test_the_twin_costs_what_the_steps_before_refinement_cost(refining_host, tmp
     result = result.model_copy(update={"steps": steps, "usage": Usage(calls=7, completion_tokens=70)})
     record = ResultRecord(id="x", dataset="jsonl", pipeline="test-refining", status="ok", conversation=conversation,
                           result=result, judgements={"refusal-rules": {"refusal": "none"}})
+    return session, record, steps, result
+
+
+def test_the_twin_costs_what_the_steps_before_refinement_cost(refining_host, tmp_path):
+    session, record, steps, result = refined_record(refining_host, tmp_path)
     twin = unrefined_record(record, session.runner)
     assert twin.result.response == f"{DECLINE} (checked)"
     assert twin.judgements == {}  # to be judged afresh
@@ -163,6 +169,17 @@ def test_the_twin_costs_what_the_steps_before_refinement_cost(refining_host, tmp
     assert unrefined_record(plain, session.runner) is None
     crashed = record.model_copy(update={"status": "error", "result": None, "error": "boom"})
     assert unrefined_record(crashed, session.runner) is None
+
+
+def test_a_rechosen_twin_answers_with_another_iteration_at_the_whole_runs_cost(refining_host, tmp_path):
+    session, record, _, _ = refined_record(refining_host, tmp_path)
+    twin = rechosen_record(record, session.runner, 0)
+    assert twin.result.response == f"{DECLINE} (checked)" and twin.judgements == {}
+    assert twin.result.usage.calls == 7 and twin.result.steps["refine"].usage.calls == 7  # refinement did run
+    refined = twin.result.steps["refine"].output
+    assert refined["chosen"] == 0 and "moved from iteration 1 to 0" in refined["stop_detail"]
+    assert twin.result.metadata["rechosen_from"] == 1 and "unrefined_of" not in twin.result.metadata
+    assert rechosen_record(record, session.runner, 5) is None  # no such iteration
 
 
 def test_a_twin_that_cannot_be_rebuilt_is_a_crash_of_its_column_and_kept_twins_get_new_judges(
