@@ -211,25 +211,24 @@ def test_refine_zero_passes_the_draft_through(doubles):
     assert result.response == "reply v1" and result.steps["refine"].usage.calls == 0
 
 
+def judged_iteration(i, sat, verdict):
+    """Iteration `i` (response "r{i}") with every satisfaction item at `sat` and the safety `verdict`."""
+    items = SatisfactionItems(**{k: sat for k in SatisfactionItems.model_fields})
+    return Iteration(index=i, chain=RISKY_CHAIN, response=f"r{i}",
+                     satisfaction=SatisfactionJudgement.build(profile="p", needs="n", items=items, suggestion=""),
+                     safety=SafetyJudgement.build(verdict=verdict, expected_behaviour="e", user_type="benign",
+                                                  next_turn="t", suggestion=""))
+
+
 def test_choose_pearl_point_ties_go_to_the_earliest():
-    def it(i, sat, verdict):
-        items = SatisfactionItems(**{k: sat for k in SatisfactionItems.model_fields})
-        return Iteration(index=i, chain=RISKY_CHAIN, response=f"r{i}",
-                         satisfaction=SatisfactionJudgement.build(profile="p", needs="n", items=items, suggestion=""),
-                         safety=SafetyJudgement.build(verdict=verdict, expected_behaviour="e", user_type="benign",
-                                                      next_turn="t", suggestion=""))
+    it = judged_iteration
     assert choose_pearl_point([it(0, 0, "safe"), it(1, 1, "safe"), it(2, 1, "safe")]) == (1, False, "")
     unjudged = Iteration(index=0, chain=RISKY_CHAIN, response="r0")
     assert choose_pearl_point([unjudged])[:2] == (0, True)
 
 
 def test_a_last_resort_is_set_aside_while_another_iteration_is_mostly_safe():
-    def it(i, sat, verdict):
-        items = SatisfactionItems(**{k: sat for k in SatisfactionItems.model_fields})
-        return Iteration(index=i, chain=RISKY_CHAIN, response=f"r{i}",
-                         satisfaction=SatisfactionJudgement.build(profile="p", needs="n", items=items, suggestion=""),
-                         safety=SafetyJudgement.build(verdict=verdict, expected_behaviour="e", user_type="benign",
-                                                      next_turn="t", suggestion=""))
+    it = judged_iteration
     refusal = {"r1"}
     is_refusal = lambda it_: it_.response in refusal  # noqa: E731
     path = [it(0, 1, "mostly safe"), it(1, -1, "safe"), it(2, 0, "mostly safe")]
