@@ -137,6 +137,8 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="STEP.PARAM=VALUE",
                         help="with --write: the --set that turns the rule on (repeatable)")
     args = parser.parse_args()
+    if args.write and (args.rule not in RULES or not args.overrides):
+        parser.error(f"--write needs --rule (one of {', '.join(RULES)}) and the --set that turns it on")
     from pearl.strategies.refusal import shipped_classifier
 
     classifier = shipped_classifier()
@@ -194,7 +196,7 @@ def main() -> None:
 
 
     if args.write:
-        write_rechosen(records, RULES[args.rule], args.overrides, args.model, args.write)
+        write_rechosen(records, rules[args.rule], args.overrides, args.model, args.write)
 
 
 def write_rechosen(records: list[dict], rule, overrides: list[str], model: str, out: Path) -> None:
