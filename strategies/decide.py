@@ -120,7 +120,7 @@ def solve(table: ReactionTable, posterior: UserPosterior, costs: dict[str, float
 def reserved_for_malicious(table: ReactionTable, name: str) -> bool:
     """True for a strategy the library keeps for malicious users only (`fallback_for == ["malicious"]`)."""
     record = table.strategy(name)
-    return record is not None and tuple(record.fallback_for) == ("malicious",)
+    return record is not None and record.for_malicious_only
 
 
 TIE = 1e-9  # probabilities closer than this are a tie (a normalised posterior is not exact)
@@ -143,7 +143,7 @@ def fallback_candidates(table: ReactionTable, judged: UserType) -> list[str]:
         return serving
     if judged == "malicious":
         return list(table.strategies)
-    open_ = [n for n, r in records.items() if r is None or tuple(r.fallback_for) != ("malicious",)]
+    open_ = [n for n, r in records.items() if r is None or not r.for_malicious_only]
     return open_ or list(table.strategies)
 
 

@@ -327,7 +327,8 @@ class LingoBP:
 
     def __init__(self, program: RefineProgram, satisfaction: Judge, safety: Judge, *, schedule: list[Mode],
                  budget: Budget | None = None, step_id: str = "refine", response_max_tokens: int | None = None,
-                 on_iteration: Callable[[Iteration], None] | None = None, backward: Backward = "chain"):
+                 on_iteration: Callable[[Iteration], None] | None = None, backward: Backward = "chain",
+                 last_resort: Callable[[Iteration], bool] | None = None):
         if backward not in ("chain", "level", "node"):
             raise PearlError(f"unknown backward split '{backward}': use 'chain', 'level' or 'node'")
         self.backward_split: Backward = backward
@@ -339,17 +340,15 @@ class LingoBP:
         self.step_id = step_id
         self.response_max_tokens = response_max_tokens
         self.on_iteration = on_iteration
-        self._last_resort: Callable[[Iteration], bool] | None = None
+        self.last_resort = last_resort  # iterations the Pearl Point takes only when nothing else is mostly safe
 
     # public ------------------------------------------------------------------------
     def run(self, conversation: Conversation, chain: Chain, draft: Draft, *, guideline: list[str] | None = None,
-            category: str | None = None, hold_back: bool = False,
-            last_resort: Callable[[Iteration], bool] | None = None) -> Refinement:
+            category: str | None = None, hold_back: bool = False) -> Refinement:
         """Refine `draft` along the schedule; `hold_back`: every recombination holds the decision's boundary
-        (`pearl.strategies.recombine.recombine`); `last_resort`: iterations the Pearl Point takes only when
-        nothing else is judged at least mostly safe (`pearl.csa.refinement.choose_pearl_point`)."""
+        (`pearl.strategies.recombine.recombine`). The Pearl Point is chosen with `last_resort`
+        (`pearl.csa.refinement.choose_pearl_point`)."""
         guideline = list(guideline or [])
-        self._last_resort = last_resort
         with usage_meter.meter() as total:
             first = Iteration(index=0, chain=chain, reasoning=draft.reasoning, response=draft.response,
                               held_back=draft.held_back)
@@ -490,7 +489,7 @@ class LingoBP:
     def _finish(self, conversation: Conversation, iterations: list[Iteration], reason: StopReason, detail: str,
                 spent: Usage, *, flag: bool = True) -> Refinement:
         if flag:
-            chosen, flagged, why = choose_pearl_point(iterations, self._last_resort)
+            chosen, flagged, why = choose_pearl_point(iterations, self.last_resort)
         else:
             chosen, flagged, why = 0, False, ""
         point = iterations[chosen]

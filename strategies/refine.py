@@ -35,11 +35,13 @@ in progress is finished, so retries can overrun the budget by a few calls.
 
 from __future__ import annotations
 
+from typing import Callable
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from pearl.csa import Chain, Decision, Draft, RiskAssessment
 from pearl.host.hookspecs import hookimpl
-from pearl.csa.refinement import Mode, Refinement
+from pearl.csa.refinement import Iteration, Mode, Refinement
 from pearl.host.step import Step
 from pearl.strategies.boundary import declines, withholds
 from pearl.strategies.lingobp import Backward, Budget, LingoBP, RefineProgram
@@ -83,11 +85,11 @@ class RefineStep(Step):
         if params.hold_back or params.refusal_last_resort:
             self.inputs = {**RefineStep.inputs, "decision": Decision}
 
-    def engine(self) -> LingoBP:
+    def engine(self, last_resort: Callable[[Iteration], bool] | None = None) -> LingoBP:
         p: RefineParams = self.params  # type: ignore[assignment]
         return LingoBP(self.program, self.satisfaction, self.safety, schedule=p.schedule,
                        budget=Budget(max_calls=p.max_calls, max_tokens=p.max_tokens), step_id=self.context.step_id,
-                       response_max_tokens=p.response_max_tokens, backward=p.backward)
+                       response_max_tokens=p.response_max_tokens, backward=p.backward, last_resort=last_resort)
 
     def run(self, state) -> Refinement:
         assessment: RiskAssessment = state.get("assessment")  # type: ignore[assignment]
@@ -96,15 +98,14 @@ class RefineStep(Step):
         if self.params.refusal_last_resort and not for_malicious_users(state.get("decision")):
             prompt = state.conversation.last_user_message
             last_resort = lambda it: withholds(it.response, prompt)  # noqa: E731
-        return self.engine().run(state.conversation, state.get("chain"), state.get("draft"),
-                                 guideline=assessment.guideline, category=assessment.category, hold_back=hold_back,
-                                 last_resort=last_resort)
+        return self.engine(last_resort).run(state.conversation, state.get("chain"), state.get("draft"),
+                                            guideline=assessment.guideline, category=assessment.category,
+                                            hold_back=hold_back)
 
 
 def for_malicious_users(decision: Decision) -> bool:
     """The decision's strategy is one the library keeps for malicious users (the built-in `firm_refusal`)."""
-    chosen = decision.chosen
-    return chosen is not None and tuple(chosen.fallback_for) == ("malicious",)
+    return decision.chosen is not None and decision.chosen.for_malicious_only
 
 
 @hookimpl

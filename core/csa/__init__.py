@@ -241,6 +241,12 @@ class ResponseStrategy(BaseModel):
                                    "redirects or refuses); a reply that does is written again when `recombine` "
                                    "holds the decision's boundary")
 
+    @property
+    def for_malicious_only(self) -> bool:
+        """The library keeps it for malicious users alone (`fallback_for == ("malicious",)`, the built-in
+        `firm_refusal`)."""
+        return tuple(self.fallback_for) == ("malicious",)
+
 
 class ReactionForecast(BaseModel):
     """How one user type is expected to react to one strategy."""
