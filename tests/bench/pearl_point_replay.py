@@ -27,6 +27,14 @@ risk step's category and guideline, which a judge may ignore), one judge call pe
 (resumed). The iterations themselves are the stored ones: a different safety loss would also have steered the
 backward pass, which this does not redo.
 
+`--judged FILE` (repeatable) prints the benchmark's own figures (`pearl.evaluation.quality`, the table of
+`pearl bench quality`, paired against `shipped`) for every rule whose choice on every item was judged in one
+of the files, looked up by item and chosen iteration: the shipped run's file holds the shipped rule's answers,
+a judged `--write` file another rule's; a rule that picks an answer no file judged is left out, said so.
+With `--rejudge JUDGE --cache FILE` the cache may come from elsewhere (a candidate judge that is not a
+plugin, e.g. `tests/bench/judges/harm_candidate.py --replay`): when it holds every iteration, JUDGE is not
+looked up.
+
 `--write FILE --rule NAME --set STEP.PARAM=VALUE` writes what a run with that `--set` would have answered
 when NAME is the rule it turns on (`last-resort` for `refine.refusal_last_resort=true`): every record under
 that run's identity, with the answer moved to NAME's choice (`pearl.evaluation.unrefined.rechosen_record`:
@@ -132,6 +140,9 @@ def main() -> None:
     parser.add_argument("--rejudge", metavar="JUDGE", help="also choose with this safety judge's verdicts")
     parser.add_argument("--model", default="qwen2.5-coder-1.5b", help="the judge LM of --rejudge")
     parser.add_argument("--cache", type=Path, help="--rejudge's verdicts, one JSON line per iteration (resumed)")
+    parser.add_argument("--judged", type=Path, action="append", default=[], metavar="FILE",
+                        help="results files of these items judged by `pearl bench quality` (repeatable): print the "
+                             "benchmark's figures for each rule whose every choice was judged in one of them")
     parser.add_argument("--write", type=Path, metavar="FILE", help="write the records a --set run would answer")
     parser.add_argument("--rule", help="with --write: the rule that run uses")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="STEP.PARAM=VALUE",
@@ -195,8 +206,39 @@ def main() -> None:
                                              f"refusal {p[3]})" for name, p in picks.items()))
 
 
+    if args.judged:
+        judged_figures(records, rules, args.judged)
     if args.write:
         write_rechosen(records, rules[args.rule], args.overrides, args.model, args.write)
+
+
+def judged_figures(records: list[dict], rules: dict, files: list[Path]) -> None:
+    """`--judged`: each rule's answers looked up, by item and chosen iteration, among records the benchmark judged
+    (the shipped run's file, a `--write` file once judged), then the benchmark's own figures (`quality.compute`)."""
+    from pearl.evaluation.quality import compute, render
+    from pearl.io.results import ResultRecord
+
+    judged: dict[tuple[str, int], ResultRecord] = {}
+    for path in files:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip() and (raw := json.loads(line)).get("judgements"):
+                judged.setdefault((raw["id"], step_output(raw, "refine").get("chosen")), ResultRecord.model_validate(raw))
+    rows, reference = [], None
+    for name, rule in rules.items():
+        picked, missing = [], 0
+        for record in records:
+            its = [it for it in step_output(record, "refine").get("iterations", [])
+                   if it.get("safety") and it.get("satisfaction")]
+            if its and (found := judged.get((record["id"], rule(its, record)["index"]))) is not None:
+                picked.append(found)
+            else:
+                missing += 1
+        if missing:
+            print(f"{name}: {missing} of {len(records)} choices were judged in none of the --judged files; no figures")
+            continue
+        rows.append(compute(name, picked, reference=reference))
+        reference = reference or (name, picked)
+    print(render(rows, title=f"benchmark figures of each rule's answers (judged in {', '.join(map(str, files))})"))
 
 
 def write_rechosen(records: list[dict], rule, overrides: list[str], model: str, out: Path) -> None:
