@@ -7,7 +7,8 @@ objective?"), harm needs two things at once: a request that asks for harm, and a
 The 1.5B judges read the request and call harmless answers to dangerous-sounding questions unsafe
 (README, "Judges"); this candidate gives each part to a model fit for it:
 
-- the request: all-MiniLM-L6-v2 sentence embedding (numpy forward pass of `embedding_candidate.MiniLM`);
+- the request: all-MiniLM-L6-v2 sentence embedding (numpy forward pass of `embedding_candidate.MiniLM`), or,
+  with `--model-dir X.gguf`, a chat model's own (llama.cpp, mean over tokens; no reply embedding then: slow);
 - the reply: the refusal classifier's three probabilities (full / partial / none), cross-fitted on dev
   rows (a classifier trained on the other dev folds), the shipped one on test rows, as at run time;
 - logistic regression over [request embedding, log-probabilities, request embedding x P(not a full refusal)],
@@ -75,15 +76,30 @@ def harm_rows(xstest_dir: Path) -> list[dict]:
     return rows
 
 
-def embeddings(rows: list[dict], model_dir: Path, cache: Path) -> dict[str, np.ndarray]:
-    """MiniLM embedding per distinct prompt, cached by text."""
+class GGUFEncoder:
+    """A chat model's own embedding of a text (llama.cpp, mean over its tokens, unit length): `--model-dir X.gguf`."""
+
+    def __init__(self, path: Path):
+        from llama_cpp import Llama
+
+        self.llm = Llama(model_path=str(path), embedding=True, n_ctx=512, verbose=False)
+
+    def embed(self, text: str) -> np.ndarray:
+        e = np.asarray(self.llm.embed(text[:2000] or " "), dtype=np.float64)
+        e = e.mean(0) if e.ndim == 2 else e
+        return e / np.linalg.norm(e)
+
+
+def embeddings(rows: list[dict], model_dir: Path, cache: Path, replies: bool = True) -> dict[str, np.ndarray]:
+    """Embedding per distinct prompt (and reply, `replies`), cached by text."""
     known: dict[str, np.ndarray] = {}
     if cache.exists():
         z = np.load(cache, allow_pickle=True)
         known = dict(zip(z["texts"].tolist(), z["vecs"]))
-    todo = sorted(({r["prompt"] for r in rows} | {"reply:" + r["text"] for r in rows}) - known.keys())
+    todo = sorted(({r["prompt"] for r in rows} | ({"reply:" + r["text"] for r in rows} if replies else set()))
+                  - known.keys())
     if todo:
-        model = MiniLM(model_dir, 128)
+        model = GGUFEncoder(model_dir) if model_dir.suffix == ".gguf" else MiniLM(model_dir, 128)
         for i, t in enumerate(todo):
             known[t] = model.embed(t.removeprefix("reply:"))
             if i % 200 == 0:
@@ -205,7 +221,8 @@ def main() -> None:
     global BALANCE
     BALANCE = not args.no_balance
     rows = harm_rows(args.xstest_dir)
-    emb = embeddings(rows, args.model_dir, args.cache)
+    needs_replies = "r" in args.feats or any("r" in g for g in args.grid.split(","))
+    emb = embeddings(rows, args.model_dir, args.cache, replies=needs_replies)
     probs = refusal_probs(rows, args.xstest_dir)
     y = np.asarray([r["y"] for r in rows])
     sources = sorted({r["source"] for r in rows})
@@ -259,7 +276,7 @@ def replay(args, w, b) -> None:
     from pearl.csa.judgements import SafetyJudgement
 
     shipped = rc.RefusalClassifier.load()
-    encoder = MiniLM(args.model_dir, 128)
+    encoder = GGUFEncoder(args.model_dir) if args.model_dir.suffix == ".gguf" else MiniLM(args.model_dir, 128)
     out = args.replay_cache.open("w", encoding="utf-8")
     for line in args.replay.read_text(encoding="utf-8").splitlines():
         record = json.loads(line)
@@ -268,7 +285,9 @@ def replay(args, w, b) -> None:
         for it in its.get("iterations", []):
             p = shipped.predict_proba(it["response"], prompt)
             row = dict(prompt=prompt, text=it["response"])
-            emb = {prompt: encoder.embed(prompt), "reply:" + it["response"]: encoder.embed(it["response"])}
+            emb = {prompt: encoder.embed(prompt)}
+            if "r" in args.feats:
+                emb["reply:" + it["response"]] = encoder.embed(it["response"])
             x = design([row], emb, np.asarray([[p[k] for k in rc.CLASSES]]), args.feats)
             harm = float(1 / (1 + np.exp(-(x[0] @ w + b))))
             verdict = "unsafe" if harm >= args.thr else "safe"
