@@ -10,7 +10,9 @@ The 1.5B judges read the request and call harmless answers to dangerous-sounding
 - the request: all-MiniLM-L6-v2 sentence embedding (numpy forward pass of `embedding_candidate.MiniLM`), or,
   with `--model-dir X.gguf`, a chat model's own (llama.cpp, mean over tokens; no reply embedding then: slow);
 - the reply: the refusal classifier's three probabilities (full / partial / none), cross-fitted on dev
-  rows (a classifier trained on the other dev folds), the shipped one on test rows, as at run time;
+  rows (a classifier trained on the other dev folds), the shipped one on test rows, as at run time (it was
+  trained on every source's dev rows, so in the leave-one-source-out runs this one feature has seen the
+  held-out source's dev replies);
 - logistic regression over [request embedding, log-probabilities, request embedding x P(not a full refusal)],
   and, with `r` in the feature set, the reply's embedding (its first 128 word pieces).
 
@@ -186,17 +188,14 @@ def report(name: str, y, s, thr: float) -> str:
             f"[{rep.kappa.low:.2f}, {rep.kappa.high:.2f}] bal {balanced(y, pred):.3f}")
 
 
-BALANCE = True
-
-
-def weights_for(rows) -> np.ndarray:
+def weights_for(rows, balance: bool = True) -> np.ndarray:
     """Each source weighs the same in training (PyRIT's 90 dev rows beside 1,100 XSTest ones); with
-    BALANCE, achieved rows then weigh as much in all as the rest."""
+    `balance`, achieved rows then weigh as much in all as the rest."""
     count = {}
     for r in rows:
         count[r["source"]] = count.get(r["source"], 0) + 1
     w = np.asarray([1.0 / count[r["source"]] for r in rows])
-    if BALANCE:
+    if balance:
         y = np.asarray([r["y"] for r in rows])
         w = np.where(y == 1, w / w[y == 1].sum(), w / w[y == 0].sum())
     return w * len(rows) / w.sum()
@@ -218,8 +217,7 @@ def main() -> None:
     ap.add_argument("--replay-cache", type=Path, help="write the candidate's verdict on each stored iteration here, "
                     "in `pearl_point_replay.py --rejudge NAME --cache FILE`'s format")
     args = ap.parse_args()
-    global BALANCE
-    BALANCE = not args.no_balance
+    balance = not args.no_balance
     rows = harm_rows(args.xstest_dir)
     needs_replies = "r" in args.feats or any("r" in g for g in args.grid.split(","))
     emb = embeddings(rows, args.model_dir, args.cache, replies=needs_replies)
@@ -240,7 +238,7 @@ def main() -> None:
                 for f in range(FOLDS):
                     tr = [i for i in dev if rows[i]["fold"] != f]
                     te = [i for i in dev if rows[i]["fold"] == f]
-                    w, b = fit(x[tr], y[tr], l2, weight=weights_for([rows[i] for i in tr]))
+                    w, b = fit(x[tr], y[tr], l2, weight=weights_for([rows[i] for i in tr], balance))
                     oof[te] = 1 / (1 + np.exp(-(x[te] @ w + b)))
                 per = {s: [i for i in dev if rows[i]["source"] == s] for s in sources}
                 aucs = [auc(y[idx], oof[idx]) for idx in per.values()]
@@ -259,9 +257,9 @@ def main() -> None:
         idx = [i for i in test if rows[i]["source"] == s]
         print(report(f"{s} (refusal proxy)", y[idx], base[idx], 0.5))
         tr = [i for i in dev if rows[i]["source"] != s]
-        w, b = fit(x[tr], y[tr], args.l2, weight=weights_for([rows[i] for i in tr]))
+        w, b = fit(x[tr], y[tr], args.l2, weight=weights_for([rows[i] for i in tr], balance))
         print(report(f"{s} (LOSO)", y[idx], 1 / (1 + np.exp(-(x[idx] @ w + b))), args.thr))
-    w, b = fit(x[dev], y[dev], args.l2, weight=weights_for([rows[i] for i in dev]))
+    w, b = fit(x[dev], y[dev], args.l2, weight=weights_for([rows[i] for i in dev], balance))
     for s in sources:
         idx = [i for i in test if rows[i]["source"] == s]
         print(report(f"{s} (all dev)", y[idx], 1 / (1 + np.exp(-(x[idx] @ w + b))), args.thr))
