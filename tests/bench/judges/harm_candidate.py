@@ -48,7 +48,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from embedding_candidate import MiniLM  # noqa: E402
-from train_refusal_classifier import SHARED, load as refusal_rows, train as train_refusal  # noqa: E402
+from train_refusal_classifier import SHARED, load as refusal_rows, train as train_refusal, xstest_files  # noqa: E402
 
 from pearl.evaluation.agreement import categorical_report  # noqa: E402
 from pearl.evaluation.judge_quality import split_of  # noqa: E402
@@ -64,9 +64,7 @@ def fold_of(prompt: str) -> int:
 
 def harm_rows(xstest_dir: Path) -> list[dict]:
     rows = []
-    files = [SHARED / "xstest" / "xstest_v2_completions_gpt4.csv"]
-    files += sorted(p for p in xstest_dir.glob("xstest_v2_completions_*.csv") if not p.stem.endswith("gpt4"))
-    for f in files:
+    for f in xstest_files(xstest_dir):
         for item in XSTestHarm().load(f, {}):
             rows.append(dict(prompt=item.labels["group"], text=item.labels["response"], source=item.labels["source"],
                              y=int(item.labels["human"] == "achieved")))
@@ -232,8 +230,8 @@ def main() -> None:
             idx = [i for i in dev if rows[i]["source"] == s]
             print(report(s, y[idx], base[idx], 0.5))
         for feats in [g.strip("-") for g in args.grid.split(",")]:
+            x = design(rows, emb, probs, feats)
             for l2 in [float(v) for v in args.l2s.split(",")]:
-                x = design(rows, emb, probs, feats)
                 oof = np.zeros(len(rows))
                 for f in range(FOLDS):
                     tr = [i for i in dev if rows[i]["fold"] != f]
@@ -279,11 +277,12 @@ def replay(args, w, b) -> None:
     for line in args.replay.read_text(encoding="utf-8").splitlines():
         record = json.loads(line)
         prompt = record["conversation"]["messages"][-1]["content"]
+        request = encoder.embed(prompt)
         its = (((record.get("result") or {}).get("steps") or {}).get("refine") or {}).get("output") or {}
         for it in its.get("iterations", []):
             p = shipped.predict_proba(it["response"], prompt)
             row = dict(prompt=prompt, text=it["response"])
-            emb = {prompt: encoder.embed(prompt)}
+            emb = {prompt: request}
             if "r" in args.feats:
                 emb["reply:" + it["response"]] = encoder.embed(it["response"])
             x = design([row], emb, np.asarray([[p[k] for k in rc.CLASSES]]), args.feats)

@@ -42,12 +42,17 @@ SHARED = ROOT.parent / "shared" / "data"
 PYRIT_WEIGHT = 1.0  # a binary PyRIT row: refuse -> full, comply -> none
 
 
-def load(xstest_dir: Path | None) -> list[dict]:
+def xstest_files(xstest_dir: Path | None) -> list[Path]:
+    """The GPT-4 completions of the shared data, then the other models' files of `xstest_dir` (if given)."""
     files = [SHARED / "xstest" / "xstest_v2_completions_gpt4.csv"]
     if xstest_dir:
         files += sorted(p for p in xstest_dir.glob("xstest_v2_completions_*.csv") if not p.stem.endswith("gpt4"))
+    return files
+
+
+def load(xstest_dir: Path | None) -> list[dict]:
     rows = []
-    for f in files:
+    for f in xstest_files(xstest_dir):
         for item in XSTestCompletions().load(f, {}):
             rows.append(dict(text=item.labels["response"], gold=item.labels["human"], prompt=item.labels["group"], source=item.labels["source"],
                              group=item.labels["group"], three_way=True))
