@@ -6,13 +6,17 @@ Data (never copied into the project; read where they lie):
   under their model providers' terms): the gpt4 file from ../shared/data/xstest/, and the
   llama2new, llama2orig, mistralguard and mistralinstruct files of the XSTest repository's
   `model_completions/` folder, passed with --xstest-dir;
-- PyRIT refusal-scorer rows (Azure/PyRIT 1.1.0, MIT): ../shared/data/labels/pyrit_refusal.jsonl.
+- PyRIT refusal-scorer rows (Azure/PyRIT 1.1.0, MIT): ../shared/data/labels/pyrit_refusal.jsonl;
+- with --translated, the Chinese translations of a seeded sample of those rows that
+  `translate_labelled.py` makes with the 1.5B default (same labels, same split; the shipped
+  weights were trained with them).
 
 Protocol. Rows are split dev / test by prompt with `pearl.evaluation.judge_quality.split_of`
 (seed 0). Only dev rows are ever trained on. Printed:
 
-1. leave-one-source-out: for each source, train on the *other* sources' dev rows and report
-   on this source's test rows (a model whose completions it never saw, on prompts it never saw);
+1. leave-one-source-out: for each source, train on the *other* sources' dev rows (English and
+   translated) and report on this source's test rows (a model whose completions it never saw, on
+   prompts it never saw), and on their translations;
 2. the shipped model: trained on every source's dev rows, reported on every test row;
 3. the rule judge alone on the same test rows, for comparison.
 
@@ -20,7 +24,8 @@ Protocol. Rows are split dev / test by prompt with `pearl.evaluation.judge_quali
 defaults (feature groups, L2, min_count, the `full` / `partial` logit offsets, the pruning
 tolerance) are those `tune_refusal_classifier.py` chose by cross-validation inside the dev split.
 
-    .venv/bin/python tests/bench/judges/train_refusal_classifier.py --xstest-dir /path/to/model_completions [--save]
+    .venv/bin/python tests/bench/judges/train_refusal_classifier.py --xstest-dir /path/to/model_completions \
+        --translated zh0.jsonl zh1.jsonl [--save]
 """
 
 from __future__ import annotations
@@ -105,9 +110,17 @@ def main() -> None:
     ap.add_argument("--offset-partial", type=float, default=-0.25, help="added to the `partial` logit")
     ap.add_argument("--prune", type=float, default=0.02, help="drop features whose centred weights are all below this")
     ap.add_argument("--skip-loso", action="store_true", help="skip the leave-one-source-out runs (1.5 min each)")
+    ap.add_argument("--translated", type=Path, nargs="*", default=[],
+                    help="translate_labelled.py caches: their dev rows are trained on too, their test rows reported")
     args = ap.parse_args()
     rows = load(args.xstest_dir)
     sources = sorted({r["source"] for r in rows})
+    zh: list[dict] = []
+    if args.translated:
+        from translate_labelled import translated_rows
+
+        zh, dropped = translated_rows(args.translated)
+        print(f"translated rows: {len(zh)} ({sum(r['split'] == 'dev' for r in zh)} dev; {dropped} failed translations left out)")
     kw = dict(l2=args.l2, threshold=args.threshold, groups=tuple(args.groups.split("+")), min_count=args.min_count,
               class_weight={"partial": args.partial_weight}, offsets=(0.0, args.offset_full, args.offset_partial),
               prune=args.prune)
@@ -115,11 +128,14 @@ def main() -> None:
     print(f"{len(rows)} rows from {len(sources)} sources; dev {sum(r['split'] == 'dev' for r in rows)}")
     print("\n## leave one source out (train: other sources' dev rows; report: this source's test rows)")
     for s in [] if args.skip_loso else sources:
-        model = train([r for r in rows if r["source"] != s and r["split"] == "dev"], **kw)
+        model = train([r for r in rows + zh if r["source"] != s and r["split"] == "dev"], **kw)
         test = [r for r in rows if r["source"] == s and r["split"] == "test"]
         print(f"{s:24s} classifier {score([best(model, (r['text'], r['prompt'])) for r in test], test)}")
         print(f"{'':24s} rules      {score([classify_refusal(r['text']).kind for r in test], test)}")
-    model = train([r for r in rows if r["split"] == "dev"], **kw)
+        test_zh = [r for r in zh if r["source"] == s and r["split"] == "test"]
+        if test_zh:
+            print(f"{'':24s} Chinese    {score([best(model, (r['text'], r['prompt'])) for r in test_zh], test_zh)}")
+    model = train([r for r in rows + zh if r["split"] == "dev"], **kw)
     print("\n## trained on every source's dev rows; reported on each source's test rows")
     for s in sources:
         test = [r for r in rows if r["source"] == s and r["split"] == "test"]
@@ -127,11 +143,15 @@ def main() -> None:
         unsure = sum(k == "unsure" for k, _ in preds)
         print(f"{s:24s} {score([best(model, (r['text'], r['prompt'])) for r in test], test)}"
               f" · unsure {unsure}")
+        test_zh = [r for r in zh if r["source"] == s and r["split"] == "test"]
+        if test_zh:
+            print(f"{'':24s} Chinese {score([best(model, (r['text'], r['prompt'])) for r in test_zh], test_zh)}")
     for kind in rc.CLASSES:
         print(kind, ", ".join(f"{f} {w:+.2f}" for f, w in rc.top_features(model, kind, 10)))
     if args.save:
-        model.meta = {"trained_on": "dev split (split_of seed 0) of: " + ", ".join(sources),
-                      "rows": sum(r["split"] == "dev" for r in rows),
+        model.meta = {"trained_on": "dev split (split_of seed 0) of: " + ", ".join(sources)
+                      + (" and their machine translations into Chinese (translate_labelled.py)" if zh else ""),
+                      "rows": sum(r["split"] == "dev" for r in rows + zh),
                       "licences": {"xstest": "annotations CC-BY-4.0 (Röttger et al., XSTest); completions under their "
                                              "model providers' terms", "pyrit": "MIT (Azure/PyRIT 1.1.0)"},
                       "script": "tests/bench/judges/train_refusal_classifier.py",
