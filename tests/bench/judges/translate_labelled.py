@@ -92,6 +92,8 @@ def translated_rows(paths: list[Path]) -> tuple[list[dict], int]:
     """The translated rows that passed the checks (as `load()` rows, `text` / `prompt` in Chinese), and how many did not."""
     rows, dropped = [], 0
     for path in paths:
+        if not path.is_file():
+            raise SystemExit(f"{path}: no such translation cache; make one with translate_labelled.py --out {path}")
         for line in path.read_text(encoding="utf-8").splitlines():
             if not line.strip():
                 continue
