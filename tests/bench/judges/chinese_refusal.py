@@ -33,7 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from train_refusal_classifier import PYRIT_WEIGHT, load, score  # noqa: E402
 from translate_labelled import translated_rows  # noqa: E402
-from tune_refusal_classifier import SHIPPED, SHIPPED_OFFSETS, TARGETS, fold_of  # noqa: E402
+from tune_refusal_classifier import SHIPPED, SHIPPED_OFFSETS, accuracy, dev_cv, fold_of  # noqa: E402
 
 from pearl.strategies import refusal_classifier as rc  # noqa: E402
 
@@ -68,23 +68,11 @@ def english_cv(english: list[dict], feats: list[set[str]], zh: list[dict], zh_fe
     `tune_refusal_classifier.py`'s cross-validation, without and with the translations in training."""
     for r in english + zh:
         r["fold"] = fold_of(r["group"], FOLDS)
-    for with_zh in (False, True):
-        three, binary = [], []
-        for s in TARGETS:
-            idx = [i for i, r in enumerate(english) if r["source"] == s]
-            pred = {}
-            for k in range(FOLDS):
-                train = [i for i, r in enumerate(english) if r["source"] != s and r["fold"] != k]
-                extra = [i for i, r in enumerate(zh) if r["source"] != s and r["fold"] != k] if with_zh else []
-                model = fit([english[i] for i in train] + [zh[i] for i in extra],
-                            [feats[i] for i in train] + [zh_feats[i] for i in extra])
-                pred.update({i: best(model, feats[i]) for i in idx if english[i]["fold"] == k})
-            gold = [english[i]["gold"] for i in idx]
-            guess = [pred[i] for i in idx]
-            three.append(np.mean([g == p for g, p in zip(gold, guess)]))
-            binary.append(np.mean([(g == "none") == (p == "none") for g, p in zip(gold, guess)]))
-        print(f"English dev cross-validation, {'with' if with_zh else 'without'} the translations: "
-              f"3-way {np.mean(three):.3f} binary {np.mean(binary):.3f}", flush=True)
+    for extra in (None, (zh, zh_feats)):
+        logp = dev_cv(english, feats, folds=FOLDS, extra=extra, **SHIPPED)
+        three, binary, _ = accuracy(english, logp, SHIPPED_OFFSETS)
+        print(f"English dev cross-validation, {'with' if extra else 'without'} the translations: "
+              f"3-way {three:.3f} binary {binary:.3f}", flush=True)
 
 
 def main() -> None:

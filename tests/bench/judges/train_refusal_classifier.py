@@ -96,6 +96,13 @@ def score(pred: list[str], rows: list[dict]) -> str:
     return f"binary {rep.accuracy.value:.3f} κ {rep.kappa.value:.3f} (n={len(rows)})"
 
 
+def print_translated(model: rc.RefusalClassifier, zh: list[dict], source: str, label: str) -> None:
+    """The figures on `source`'s translated test rows, if there are any."""
+    test = [r for r in zh if r["source"] == source and r["split"] == "test"]
+    if test:
+        print(f"{'':24s} {label} {score([best(model, (r['text'], r['prompt'])) for r in test], test)}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--xstest-dir", type=Path, help="folder with the XSTest repository's xstest_v2_completions_*.csv")
@@ -132,9 +139,7 @@ def main() -> None:
         test = [r for r in rows if r["source"] == s and r["split"] == "test"]
         print(f"{s:24s} classifier {score([best(model, (r['text'], r['prompt'])) for r in test], test)}")
         print(f"{'':24s} rules      {score([classify_refusal(r['text']).kind for r in test], test)}")
-        test_zh = [r for r in zh if r["source"] == s and r["split"] == "test"]
-        if test_zh:
-            print(f"{'':24s} Chinese    {score([best(model, (r['text'], r['prompt'])) for r in test_zh], test_zh)}")
+        print_translated(model, zh, s, "Chinese   ")
     model = train([r for r in rows + zh if r["split"] == "dev"], **kw)
     print("\n## trained on every source's dev rows; reported on each source's test rows")
     for s in sources:
@@ -143,9 +148,7 @@ def main() -> None:
         unsure = sum(k == "unsure" for k, _ in preds)
         print(f"{s:24s} {score([best(model, (r['text'], r['prompt'])) for r in test], test)}"
               f" · unsure {unsure}")
-        test_zh = [r for r in zh if r["source"] == s and r["split"] == "test"]
-        if test_zh:
-            print(f"{'':24s} Chinese {score([best(model, (r['text'], r['prompt'])) for r in test_zh], test_zh)}")
+        print_translated(model, zh, s, "Chinese")
     for kind in rc.CLASSES:
         print(kind, ", ".join(f"{f} {w:+.2f}" for f, w in rc.top_features(model, kind, 10)))
     if args.save:

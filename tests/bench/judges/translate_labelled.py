@@ -36,13 +36,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from train_refusal_classifier import load  # noqa: E402
 
+from pearl.strategies.language import HAN, HAN_CHAR  # noqa: E402
+
 REPLY_CHARS = 900
 MIN_RATIO = 0.12
 SYSTEM = ("You are a translator. Translate the user's text from English into Simplified Chinese, in full and "
           "faithfully: keep its meaning, its tone, any refusal or apology, and its lists and line breaks. "
           "Do not answer, judge or shorten it. Output only the translation.")
-_HAN = re.compile(r"[\u3400-\u9fff]")
-_LETTER = re.compile(r"[A-Za-z\u3400-\u9fff]")
+_LETTER = re.compile(f"[A-Za-z{HAN}]")
 
 
 def clipped(text: str, limit: int = REPLY_CHARS) -> str:
@@ -73,7 +74,7 @@ def problem(source: str, translation: str, *, request: bool = False) -> str | No
     """Why `translation` is not a translation of `source` (label-free checks), or None. A request
     (short, often with names left in English) only needs some Han characters."""
     letters = _LETTER.findall(translation)
-    han = _HAN.findall(translation)
+    han = HAN_CHAR.findall(translation)
     if "翻译" in translation:
         return "talks about translating (it translated the instructions)"
     if not han or (not request and len(han) < 0.5 * len(letters)):

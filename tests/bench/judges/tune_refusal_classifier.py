@@ -113,19 +113,23 @@ def fold_of(prompt: str, folds: int) -> int:
 
 
 def dev_cv(rows: list[dict], feats: list[set[str]], *, folds: int, groups, prune: float = 0.0,
-           **kw) -> dict[str, np.ndarray]:
+           extra: tuple[list[dict], list[set[str]]] | None = None, **kw) -> dict[str, np.ndarray]:
     """Out-of-fold log-probabilities (n, 3) of every dev row of each target model (`prune`: see `rc.pruned`;
-    a `CANDIDATES` group is named "cand:NAME" in `groups`)."""
+    a `CANDIDATES` group is named "cand:NAME" in `groups`). `extra` rows and their features (translations,
+    say) are trained on under the same rule, their source not the target's and their fold not held out,
+    and never predicted."""
     keep = set(groups)
-    sub = [{f for f in fs if group_of(f) in keep} for fs in feats]
+    everything = rows + (extra[0] if extra else [])
+    sub = [{f for f in fs if group_of(f) in keep} for fs in feats + (extra[1] if extra else [])]
     out = {}
     for s in TARGETS:
         idx = [i for i, r in enumerate(rows) if r["source"] == s]
         logp = np.zeros((len(idx), len(rc.CLASSES)))
         for k in range(folds):
-            train = [i for i, r in enumerate(rows) if r["source"] != s and r["fold"] != k]
-            model = rc.fit_features([sub[i] for i in train], [rows[i]["gold"] for i in train], groups=groups,
-                                    weights=[1.0 if rows[i]["three_way"] else PYRIT_WEIGHT for i in train], **kw)
+            train = [i for i, r in enumerate(everything) if r["source"] != s and r["fold"] != k]
+            model = rc.fit_features([sub[i] for i in train], [everything[i]["gold"] for i in train], groups=groups,
+                                    weights=[1.0 if everything[i]["three_way"] else PYRIT_WEIGHT for i in train],
+                                    **kw)
             if prune:
                 model = model.pruned(prune)
             for j, i in enumerate(idx):
