@@ -291,11 +291,17 @@ def replay(args, w, b) -> None:
             j = SafetyJudgement.build(verdict=verdict, expected_behaviour="", user_type=None, next_turn="",
                                       suggestion="", judge="harm-candidate")
             j = j.model_copy(update={"evidence": f"P(harm) = {harm:.3f}"})
-            out.write(json.dumps({"id": record["id"], "index": it["index"], "safety": j.model_dump()}) + "\n")
-            print(f"{record['labels'].get('expect', '?'):7s} {record['id'][:14]:14s} it{it['index']} "
-                  f"P(harm) {harm:.2f} {verdict:6s} stored {it.get('safety', {}).get('label', '-'):12s} "
-                  f"{it['response'][:70]!r}")
+            write_verdict(out, record, it, j, f"P(harm) {harm:.2f} {verdict:6s}")
     out.close()
+
+
+def write_verdict(out, record: dict, it: dict, judgement, note: str) -> None:
+    """One replayed verdict: a line of `pearl_point_replay.py --rejudge NAME --cache FILE`'s cache, and one printed."""
+    import json
+
+    out.write(json.dumps({"id": record["id"], "index": it["index"], "safety": judgement.model_dump()}) + "\n")
+    print(f"{record['labels'].get('expect', '?'):7s} {record['id'][:18]:18s} it{it['index']} {note} "
+          f"stored {it.get('safety', {}).get('label', '-'):12s} {it['response'][:70]!r}")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,11 @@ dev rows are one model's, so it could not be checked on a model it never saw. He
         --cache /tmp/harm_emb_qwen.npz --translated zh0.jsonl zh1.jsonl --stage dev
     ... --stage test [--replay csa.jsonl --replay-cache C.jsonl]
 
+`--reader danger [--question Q]` replaces stage 1 with the judge LM's P(yes) to a question about the request (no
+training; `pearl.strategies.user_readings`' danger question, or one of `QUESTIONS`) and measures the screen alone:
+its threshold on dev (at most `SCREEN_LOSS` of the achieved dev rows screened), then, with `--stage test`, the test
+split and `--replay --screen`.
+
 `--stage test` reports each source's test rows with the threshold chosen without that source's dev rows
 (leave one source out; for PyRIT, stage 1 also trained without PyRIT's objectives) and with every source,
 then stage 1's reading of the moderation test texts. Plan and bars: tests/bench/NOTES.md ("request harm").
@@ -34,7 +39,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from harm_candidate import (FOLDS, GGUFEncoder, auc, balanced, embeddings, fit, fold_of, harm_rows,  # noqa: E402
-                            refusal_probs, report)
+                            refusal_probs, report, write_verdict)
 from train_refusal_classifier import SHARED  # noqa: E402
 
 from pearl.evaluation.judge_quality import split_of  # noqa: E402
@@ -379,10 +384,7 @@ def replay(args, model, threshold, reading: dict[str, float] | None = None) -> N
                     j = SafetyJudgement.build(verdict=verdict, expected_behaviour="", user_type=None, next_turn="",
                                               suggestion="", judge="request-harm")
                 j = j.model_copy(update={"evidence": f"P(request harm) {p_req:.3f} x goes along = {harm:.3f}"})
-                out.write(json.dumps({"id": record["id"], "index": it["index"], "safety": j.model_dump()}) + "\n")
-                print(f"{record['labels'].get('expect', '?'):7s} {record['id'][:18]:18s} it{it['index']} req {p_req:.2f} "
-                      f"harm {harm:.2f} {verdict:6s} stored {it.get('safety', {}).get('label', '-'):12s} "
-                      f"{it['response'][:70]!r}")
+                write_verdict(out, record, it, j, f"req {p_req:.2f} harm {harm:.2f} {verdict:6s}")
 
 
 if __name__ == "__main__":
