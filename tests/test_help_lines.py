@@ -93,3 +93,18 @@ def test_the_self_harm_abbreviation_is_a_cue_only_in_capitals(host):
     assert mental_health.cued_by("If I don't SH I stop eating. So SH is definitely the lesser of two evils.")
     assert not mental_health.cued_by("sh, the baby is asleep; can you recommend a quiet fan?")
     assert not mental_health.cued_by("The SHA-256 of the file is wrong.")
+
+
+def test_cutting_veins_or_wrists_is_a_cue(host):
+    """A first-person account of cutting veins in the moderation labels' self-harm texts matched no cue, so the
+    risk step filed it under no category (2026-12-08); the cue names veins and wrists only, so an accident
+    ("cut my finger", "cut my arm on a fence") or a craft ("cut the arms off the chair") is no cue."""
+    from pearl.csa.taxonomy import get_taxonomy
+
+    mental_health = next(c for c in get_taxonomy(host, "oyster").categories if c.id == "mental_health")
+    assert mental_health.cued_by("I have cut veins before and been able to manage it on my own.")
+    assert mental_health.cued_by("Last night I was cutting my wrists again.")
+    assert mental_health.cued_by("i slit my wrist once")
+    for text in ("I cut my finger while cooking, how do I stop the bleeding?", "I cut my arm on a fence.",
+                 "Can I cut the arms off the chair?", "How do veins carry blood back to the heart?"):
+        assert not mental_health.cued_by(text), text
