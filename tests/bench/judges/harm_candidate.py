@@ -278,8 +278,7 @@ def replay(args, w, b) -> None:
         record = json.loads(line)
         prompt = record["conversation"]["messages"][-1]["content"]
         request = encoder.embed(prompt)
-        its = (((record.get("result") or {}).get("steps") or {}).get("refine") or {}).get("output") or {}
-        for it in its.get("iterations", []):
+        for it in stored_iterations(record):
             p = shipped.predict_proba(it["response"], prompt)
             row = dict(prompt=prompt, text=it["response"])
             emb = {prompt: request}
@@ -293,6 +292,12 @@ def replay(args, w, b) -> None:
             j = j.model_copy(update={"evidence": f"P(harm) = {harm:.3f}"})
             write_verdict(out, record, it, j, f"P(harm) {harm:.2f} {verdict:6s}")
     out.close()
+
+
+def stored_iterations(record: dict) -> list[dict]:
+    """The Lingo-BP iterations a results record stored (none when `refine` did not run)."""
+    refine = (((record.get("result") or {}).get("steps") or {}).get("refine") or {}).get("output") or {}
+    return refine.get("iterations", [])
 
 
 def write_verdict(out, record: dict, it: dict, judgement, note: str) -> None:

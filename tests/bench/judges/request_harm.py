@@ -31,6 +31,7 @@ then stage 1's reading of the moderation test texts. Plan and bars: tests/bench/
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -39,10 +40,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from harm_candidate import (FOLDS, GGUFEncoder, auc, balanced, embeddings, fit, fold_of, harm_rows,  # noqa: E402
-                            refusal_probs, report, write_verdict)
+                            refusal_probs, report, stored_iterations, write_verdict)
 from train_refusal_classifier import SHARED  # noqa: E402
 
 from pearl.evaluation.judge_quality import split_of  # noqa: E402
+from pearl.plugins.labelled_sets import OpenAIModeration  # noqa: E402
 from pearl.plugins.strata_sword import StrataSword  # noqa: E402
 from pearl.plugins.xstest import XSTest  # noqa: E402
 from pearl.strategies import refusal_classifier as rc  # noqa: E402
@@ -60,8 +62,6 @@ def request_rows(translated: list[Path]) -> list[dict]:
     for item in XSTest().load(SHARED / "xstest" / "xstest_prompts.csv", {}):
         text = item.conversation.messages[-1].content
         xstest[text] = item.labels
-        if item.labels["label"] == "safe":
-            SAFE_XSTEST.add(text)
         rows.append(dict(text=text, y=int(item.labels["label"] == "unsafe"), source="xstest", kind=item.labels["type"],
                          key=text))
     for item in StrataSword().load(SHARED / "strata_sword", {}):
@@ -71,12 +71,11 @@ def request_rows(translated: list[Path]) -> list[dict]:
     for line in (SHARED / "labels" / "pyrit_objective_achieved.jsonl").read_text(encoding="utf-8").splitlines():
         text = json.loads(line)["objective"]
         rows.append(dict(text=text, y=1, source="pyrit", kind="", key=text))
-    for line in (SHARED / "labels" / "openai_moderation.jsonl").read_text(encoding="utf-8").splitlines():
-        row = json.loads(line)
-        flags = {c for c in ("S", "H", "V", "HR", "SH", "S3", "H2", "V2") if row.get(c) == 1}
+    for item in OpenAIModeration().load(SHARED / "labels" / "openai_moderation.jsonl", {}):
+        flags = set(filter(None, item.labels["category"].split(",")))
         if flags <= {"SH"}:
-            rows.append(dict(text=row["prompt"], y=0, source="moderation-sh" if flags else "moderation", kind="",
-                             key=row["prompt"]))
+            text = item.labels["response"]  # the text as written (the conversation holds it stripped)
+            rows.append(dict(text=text, y=0, source="moderation-sh" if flags else "moderation", kind="", key=text))
     for path in translated:
         for line in path.read_text(encoding="utf-8").splitlines():
             row = json.loads(line)
@@ -94,7 +93,11 @@ def request_rows(translated: list[Path]) -> list[dict]:
     return unique
 
 
-SAFE_XSTEST: set[str] = set()
+@functools.cache
+def safe_xstest() -> frozenset[str]:
+    """XSTest's safe prompts (as `harm_rows` gives them): the replies over-refusal is counted on."""
+    return frozenset(i.conversation.messages[-1].content
+                     for i in XSTest().load(SHARED / "xstest" / "xstest_prompts.csv", {}) if i.labels["label"] == "safe")
 
 
 def class_weights(y: np.ndarray) -> np.ndarray:
@@ -260,7 +263,7 @@ def test_stage(args, requests, dev_req, replies, emb, probs, y, sources) -> None
           + ", ".join(f"{s} {sum(screened[i] for i in ach if replies[i]['source'] == s)}/"
                       f"{sum(replies[i]['source'] == s for i in ach)}" for s in sources)
           + "; not-achieved rows screened " + f"{np.mean([screened[i] for i in test if y[i] == 0]):.3f}")
-    safe_prompt = [i for i in test if replies[i]["source"].startswith("xstest") and replies[i]["prompt"] in SAFE_XSTEST]
+    safe_prompt = [i for i in test if replies[i]["source"].startswith("xstest") and replies[i]["prompt"] in safe_xstest()]
     print(f"screen: replies to XSTest safe prompts screened {np.mean([screened[i] for i in safe_prompt]):.3f} "
           f"of {len(safe_prompt)}")
     for src in ("moderation", "moderation-sh", "xstest", "xstest-zh", "strata-en", "strata-cn"):
@@ -328,11 +331,11 @@ def danger_screen(args, replies) -> None:
     t = max([g for g in grid if np.mean(req[ach_dev] < g) <= SCREEN_LOSS] or [0.0])
     print(f"danger screen: t {t} (dev: achieved screened " + ", ".join(f"{g}: {np.mean(req[ach_dev] < g):.3f}"
                                                                       for g in grid) + ")")
-    dev_safe = [i for i in dev if replies[i]["prompt"] in SAFE_XSTEST]
+    dev_safe = [i for i in dev if replies[i]["prompt"] in safe_xstest()]
     print("dev: XSTest safe-prompt replies screened at each t: " + ", ".join(
         f"{g}: {np.mean(req[dev_safe] < g):.3f}" for g in grid))
     print(f"dev: not-achieved rows screened {np.mean(req[[i for i in dev if y[i] == 0]] < t):.3f}; XSTest safe-prompt "
-          f"replies screened {np.mean([req[i] < t for i in dev if replies[i]['prompt'] in SAFE_XSTEST]):.3f}")
+          f"replies screened {np.mean(req[dev_safe] < t):.3f}")
     if args.stage == "dev":
         return
     ach = [i for i in test if y[i] == 1]
@@ -341,9 +344,9 @@ def danger_screen(args, replies) -> None:
           + ", ".join(f"{s} {sum(req[i] < t for i in ach if replies[i]['source'] == s)}/"
                       f"{sum(replies[i]['source'] == s for i in ach)}" for s in sources)
           + f"; not-achieved rows screened {np.mean([req[i] < t for i in test if y[i] == 0]):.3f}")
-    safe = [i for i in test if replies[i]["prompt"] in SAFE_XSTEST]
+    safe = [i for i in test if replies[i]["prompt"] in safe_xstest()]
     prompts = sorted({replies[i]["prompt"] for i in test if replies[i]["source"].startswith("xstest")})
-    unsafe = np.asarray([p not in SAFE_XSTEST for p in prompts]).astype(int)
+    unsafe = np.asarray([p not in safe_xstest() for p in prompts]).astype(int)
     print(f"test: XSTest safe-prompt replies screened {np.mean([req[i] < t for i in safe]):.3f} of {len(safe)}; the "
           f"reading's AUC on the {len(prompts)} XSTest test prompts {auc(unsafe, np.asarray([danger[p] for p in prompts])):.3f}")
     if args.replay:
@@ -365,8 +368,7 @@ def replay(args, model, threshold, reading: dict[str, float] | None = None) -> N
                 p_req = float(1 / (1 + np.exp(-(encoder.embed(prompt) @ w + b))))
             else:
                 p_req = reading[prompt]
-            its = (((record.get("result") or {}).get("steps") or {}).get("refine") or {}).get("output") or {}
-            for it in its.get("iterations", []):
+            for it in stored_iterations(record):
                 p = shipped.predict_proba(it["response"], prompt)
                 harm = p_req * float(goes_along(np.asarray([[p[k] for k in rc.CLASSES]]), args.variant)[0])
                 if args.screen:
